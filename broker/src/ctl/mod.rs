@@ -1,0 +1,1 @@
+//! brokerctl subcommands (one file per subcommand).

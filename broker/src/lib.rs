@@ -1,0 +1,3 @@
+//! oauth-broker: one process per account holds and rotates the OAuth refresh token.
+
+pub mod ctl;

@@ -1,0 +1,117 @@
+//! The messages of a conversation: handshake, requests and responses.
+
+use crate::{ErrorFrame, ImportTokens, LoginEvent, LoginMethod, StatusReport, TokenGrant};
+use serde::{Deserialize, Serialize};
+
+/// First frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version the client speaks ([`crate::PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// Free-form client name for logs, e.g. `brokerctl/0.1.0` or `my-agent`.
+    #[serde(default)]
+    pub client: String,
+}
+
+impl Hello {
+    /// A hello for this crate's protocol version.
+    pub fn new(client: impl Into<String>) -> Self {
+        Hello {
+            protocol: crate::PROTOCOL_VERSION,
+            client: client.into(),
+        }
+    }
+}
+
+/// The broker's answer to a good [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Protocol version the broker will speak on this connection.
+    pub protocol: u32,
+    /// The broker's crate version.
+    pub broker_version: String,
+    /// The account this broker serves.
+    pub account: String,
+}
+
+/// A request after the handshake. Each gets exactly one [`Response`], except
+/// `Relogin`, which streams [`Response::Login`] events up to a final one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// An access token valid for at least `min_valid_secs` more seconds (capped by
+    /// what a fresh token can give).
+    Token {
+        /// Minimum remaining lifetime wanted.
+        #[serde(default)]
+        min_valid_secs: u64,
+    },
+    /// The caller's token was rejected with 401. If it is still the current one the
+    /// broker forces one (coalesced) refresh; otherwise it returns the newer token.
+    Unauthorized {
+        /// `token_id` of the rejected token.
+        token_id: String,
+    },
+    /// Broker state, never waits behind a refresh.
+    Status,
+    /// Adopt existing tokens.
+    Import {
+        /// The tokens.
+        tokens: ImportTokens,
+    },
+    /// Run a login in the broker; streams events.
+    Relogin {
+        /// Device or browser; the preset's default when absent.
+        #[serde(default)]
+        method: Option<LoginMethod>,
+    },
+    /// During a browser login: the redirect URL the user pasted (for machines where
+    /// the browser cannot reach the loopback listener).
+    CompleteLogin {
+        /// The full redirect URL, or `code#state`.
+        redirect_url: String,
+    },
+    /// Forget the login (revoking at the server when possible).
+    Logout,
+}
+
+/// A response frame from the broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Handshake accepted.
+    Welcome(Welcome),
+    /// An access token.
+    Token(TokenGrant),
+    /// Broker status.
+    Status(Box<StatusReport>),
+    /// Tokens imported and persisted.
+    Imported {
+        /// New access-token expiry, unix seconds (0 if it must be refreshed first).
+        expires_at: u64,
+    },
+    /// Login forgotten.
+    LoggedOut {
+        /// Whether the provider's revocation endpoint confirmed the revocation.
+        revoked: bool,
+    },
+    /// A login progress event.
+    Login(LoginEvent),
+    /// The request failed.
+    Error(ErrorFrame),
+}
+
+impl Request {
+    /// Short name for logs (never includes arguments, which may be secret).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Token { .. } => "token",
+            Request::Unauthorized { .. } => "unauthorized",
+            Request::Status => "status",
+            Request::Import { .. } => "import",
+            Request::Relogin { .. } => "relogin",
+            Request::CompleteLogin { .. } => "complete_login",
+            Request::Logout => "logout",
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The answer to a status request. Contains nothing secret.
+
+use serde::{Deserialize, Serialize};
+
+/// Where the account's login stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    /// No tokens: log in or import.
+    LoggedOut,
+    /// A valid access token is cached.
+    Valid,
+    /// A refresh is in flight.
+    Refreshing,
+    /// The access token expired and the last refresh failed transiently; the broker
+    /// keeps retrying with backoff.
+    Expired,
+    /// The refresh token was refused for good; only a new login helps.
+    ReloginRequired,
+}
+
+impl TokenState {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::LoggedOut => "logged_out",
+            TokenState::Valid => "valid",
+            TokenState::Refreshing => "refreshing",
+            TokenState::Expired => "expired",
+            TokenState::ReloginRequired => "relogin_required",
+        }
+    }
+}
+
+/// The endpoints the broker talks to (all public URLs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    /// OIDC issuer, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Where refresh tokens are spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// Browser login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    /// Device login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
+    /// RFC 7009 revocation, used by logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+}
+
+/// The most recent failure, kept until the next success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// Protocol error code or provider error code (`invalid_grant`, `http_503`, …).
+    pub code: String,
+    /// One line, no secrets.
+    pub message: String,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// When it happened, unix seconds.
+    pub at: u64,
+}
+
+/// One credential-projection target (a tool's credential file the broker keeps fed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionStatus {
+    /// Target kind, e.g. `codex`.
+    pub kind: String,
+    /// The file it writes.
+    pub path: String,
+    /// Last successful write, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_write_at: Option<u64>,
+    /// Last failure, if the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Everything `brokerctl status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The broker's crate version.
+    pub broker_version: String,
+    /// The broker's process id.
+    pub pid: u32,
+    /// Account name (one broker per account).
+    pub account: String,
+    /// Provider preset, e.g. `generic` or `openai-codex`.
+    pub provider: String,
+    /// Endpoints in use.
+    #[serde(default)]
+    pub endpoints: EndpointInfo,
+    /// Login state.
+    pub state: TokenState,
+    /// Expiry of the cached access token, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_expires_at: Option<u64>,
+    /// Fingerprint of the cached access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// Scopes of the cached token.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When the last successful refresh (or login/import) happened, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_at: Option<u64>,
+    /// When the broker plans its next refresh, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh_at: Option<u64>,
+    /// Successful refreshes since the state was created.
+    #[serde(default)]
+    pub refresh_count: u64,
+    /// True when only a new login can help.
+    #[serde(default)]
+    pub relogin_required: bool,
+    /// Why a relogin is required (`refresh_token_reused`, `refresh_interrupted`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relogin_reason: Option<String>,
+    /// The last failure and its hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Set when the broker serves tokens but cannot persist them (disk trouble):
+    /// says why. Tokens keep flowing; the write is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+    /// Provider account id (e.g. ChatGPT account id from the id token), not secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Credential-projection targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projections: Vec<ProjectionStatus>,
+}
