@@ -1,3 +1,22 @@
-//! oauth-broker: one process per account holds and rotates the OAuth refresh token.
+//! oauth-broker: one process per account holds and rotates the OAuth refresh
+//! token; every other program asks it for a short-lived access token over a Unix
+//! socket.
+//!
+//! Data flows one way: socket → [`server`] → [`manager`] → [`oauth`] →
+//! [`provider`]; the [`store`] is only called by the manager.
 
+pub mod backoff;
+pub mod clock;
+pub mod config;
+pub mod credentials;
 pub mod ctl;
+pub mod daemon;
+pub mod hardening;
+pub mod jwt;
+pub mod logging;
+pub mod manager;
+pub mod oauth;
+pub mod paths;
+pub mod provider;
+pub mod server;
+pub mod store;

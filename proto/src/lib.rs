@@ -37,7 +37,8 @@ mod codec;
 pub use codec::{CodecError, FrameCodec};
 pub use error::{ErrorCode, ErrorFrame};
 pub use frame::{
-    decode_frame, decode_payload, encode_frame, frame_len, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN,
+    decode_frame, decode_payload, encode_frame, frame_len, FrameError, FRAME_HEADER_LEN,
+    MAX_FRAME_LEN,
 };
 pub use import::ImportTokens;
 pub use login::{LoginEvent, LoginMethod};

@@ -1,0 +1,247 @@
+//! One refresh: mark on disk, call the token endpoint, persist, publish.
+
+use super::errors::{relogin_message, REFRESH_INTERRUPTED};
+use super::state::State;
+use super::Inner;
+use crate::clock::unix_secs;
+use crate::credentials::Credentials;
+use crate::oauth::{ErrorClass, RefreshError};
+use crate::store::{InFlightMarker, ReloginRecord};
+use oauth_broker_proto::LastError;
+use std::sync::Arc;
+
+/// Starts the single-flight refresh task. The caller holds the state lock and has
+/// checked that no refresh is running.
+pub(super) fn start(inner: &Arc<Inner>, st: &mut State, trigger: &'static str) {
+    debug_assert!(!st.refreshing);
+    st.refreshing = true;
+    let generation = st.generation;
+    let inner = inner.clone();
+    tracing::debug!(trigger, "starting refresh");
+    // Tracked but never cancelled: the request may already be at the server.
+    inner.tasks.clone().spawn(async move {
+        run(inner, generation).await;
+    });
+}
+
+async fn run(inner: Arc<Inner>, generation: u64) {
+    let creds = {
+        let st = inner.lock();
+        if st.generation != generation {
+            None
+        } else {
+            st.creds.clone()
+        }
+    };
+    let Some(creds) = creds else {
+        inner.lock().refreshing = false;
+        inner.bump();
+        return;
+    };
+    if !mark_in_flight(&inner, generation, &creds).await {
+        return;
+    }
+    let mut result = inner.refresher.refresh(&creds).await;
+    if let Err(e) = &result {
+        if e.is_ambiguous() {
+            // The request may have reached the server. Retry at once with the same
+            // token: servers with a reuse grace period accept it, and otherwise the
+            // refusal is explained as an interrupted refresh.
+            tracing::warn!(reason = %e.reason, "refresh outcome unknown; retrying once at once");
+            inner.lock().interrupted = true;
+            result = inner.refresher.refresh(&creds).await;
+        }
+    }
+    apply(&inner, generation, result).await;
+}
+
+/// Writes the in-flight marker before the request leaves. Returns false if the
+/// login was replaced meanwhile (the refresh is then dropped).
+async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials) -> bool {
+    let _order = inner.persist_lock.lock().await;
+    let snapshot = {
+        let mut st = inner.lock();
+        if st.generation != generation {
+            st.refreshing = false;
+            drop(st);
+            inner.bump();
+            return false;
+        }
+        st.marker = Some(InFlightMarker {
+            started_at: unix_secs(inner.clock.now()),
+            refresh_token_id: creds.refresh_token_id(),
+        });
+        st.persisted(&inner.account)
+    };
+    if let Err(e) = inner.save(snapshot).await {
+        // Keep going: not refreshing would stop token service, and the result
+        // will be kept in memory and retried like any failed write.
+        tracing::warn!(error = %e, "cannot write the in-flight marker");
+        let mut st = inner.lock();
+        st.degraded = Some(format!("cannot write state: {e}"));
+    }
+    true
+}
+
+async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, RefreshError>) {
+    let _order = inner.persist_lock.lock().await;
+    let now = inner.clock.now();
+    let current = {
+        let mut st = inner.lock();
+        if st.generation != generation {
+            // A login, import or logout replaced the credentials meanwhile.
+            st.refreshing = false;
+            None
+        } else {
+            Some(st.persisted(&inner.account))
+        }
+    };
+    let Some(mut snapshot) = current else {
+        inner.bump();
+        tracing::info!("discarding a refresh result for replaced credentials");
+        return;
+    };
+    match result {
+        Ok(mut creds) => {
+            if creds.account_id.is_none() {
+                creds.account_id = crate::provider::derive_account_id(&creds);
+            }
+            // Persist before reply: the new state is written while the old one is
+            // still what waiters see.
+            snapshot.credentials = Some((&creds).into());
+            snapshot.refresh_in_flight = None;
+            snapshot.refresh_count += 1;
+            snapshot.last_refresh_at = Some(unix_secs(now));
+            let saved = inner.save(snapshot).await;
+            succeed(inner, creds, saved, now);
+        }
+        Err(e) => {
+            let snapshot = fail(inner, &e, now);
+            if let Err(err) = inner.save(snapshot).await {
+                tracing::warn!(error = %err, "cannot record the refresh failure on disk");
+                let mut st = inner.lock();
+                st.degraded = Some(format!("cannot write state: {err}"));
+                st.persist_pending = true;
+                st.persist_backoff.fail(now, None);
+            }
+            inner.bump();
+        }
+    }
+}
+
+/// Publishes refreshed credentials after the write was attempted.
+fn succeed(
+    inner: &Arc<Inner>,
+    creds: Credentials,
+    saved: Result<(), crate::store::StoreError>,
+    now: std::time::SystemTime,
+) {
+    let token_id = creds.token_id().unwrap_or_default();
+    let mut st = inner.lock();
+    let rotated = st
+        .creds
+        .as_ref()
+        .is_some_and(|old| !old.same_refresh_token(&creds));
+    st.creds = Some(creds);
+    st.generation += 1;
+    st.refreshing = false;
+    st.interrupted = false;
+    st.marker = None;
+    st.refresh_count += 1;
+    st.last_refresh_at = Some(now);
+    st.backoff.reset();
+    st.last_error = None;
+    match saved {
+        Ok(()) => {
+            st.degraded = None;
+            st.persist_pending = false;
+            st.persist_backoff.reset();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "refreshed tokens could not be persisted; serving them from memory and retrying the write");
+            st.degraded = Some(format!("refreshed tokens are not persisted: {e}"));
+            st.persist_pending = true;
+            st.persist_backoff.fail(now, None);
+        }
+    }
+    st.schedule_next(now, &inner.settings);
+    drop(st);
+    inner.bump();
+    tracing::info!(token_id, rotated, "refreshed access token");
+}
+
+/// Records a failed refresh; returns the state to persist.
+fn fail(
+    inner: &Arc<Inner>,
+    e: &RefreshError,
+    now: std::time::SystemTime,
+) -> crate::store::PersistedState {
+    let mut st = inner.lock();
+    let hint;
+    match e.class {
+        ErrorClass::Relogin => {
+            let reason = if st.interrupted {
+                REFRESH_INTERRUPTED.to_string()
+            } else {
+                e.reason.clone()
+            };
+            let message = relogin_message(&reason, &e.message);
+            tracing::error!(reason, provider_reason = %e.reason, "the refresh token was refused; relogin required");
+            hint = Some(super::errors::relogin_hint(&inner.account));
+            st.relogin = Some(ReloginRecord { reason, message });
+            st.marker = None;
+            st.interrupted = false;
+        }
+        ErrorClass::Configuration => {
+            let delay = st.backoff.fail_slow(now);
+            tracing::error!(reason = %e.reason, error = %e.message, retry_in_secs = delay.as_secs(), "refresh failed: configuration problem");
+            hint = Some(format!(
+                "check the provider settings in {} (client_id, endpoints), then restart brokerd",
+                inner.provider.config_source
+            ));
+            // The server refused before spending the token.
+            st.marker = None;
+        }
+        ErrorClass::Transient { ambiguous } => {
+            let delay = st.backoff.fail(now, e.retry_after);
+            tracing::warn!(reason = %e.reason, error = %e.message, retry_in_ms = delay.as_millis() as u64, "refresh failed; will retry");
+            hint = None;
+            if !ambiguous {
+                st.marker = None;
+                st.interrupted = false;
+            }
+        }
+    }
+    st.last_error = Some(LastError {
+        code: e.reason.clone(),
+        message: e.message.clone(),
+        hint,
+        at: unix_secs(now),
+    });
+    st.refreshing = false;
+    st.persisted(&inner.account)
+}
+
+/// Retries a failed state write (degraded mode).
+pub(super) async fn persist_retry(inner: &Arc<Inner>) {
+    let _order = inner.persist_lock.lock().await;
+    let snapshot = inner.lock().persisted(&inner.account);
+    let result = inner.save(snapshot).await;
+    let now = inner.clock.now();
+    let mut st = inner.lock();
+    match result {
+        Ok(()) => {
+            tracing::info!("state persisted again; leaving degraded mode");
+            st.persist_pending = false;
+            st.degraded = None;
+            st.persist_backoff.reset();
+        }
+        Err(e) => {
+            let delay = st.persist_backoff.fail(now, None);
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "state write still failing");
+            st.degraded = Some(format!("refreshed tokens are not persisted: {e}"));
+        }
+    }
+    drop(st);
+    inner.bump();
+}

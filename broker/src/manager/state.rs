@@ -1,0 +1,296 @@
+//! The manager's in-memory state and the pure decisions taken on it.
+//!
+//! Everything here runs under a short `std::sync::Mutex` critical section and never
+//! awaits: `Status` and reads of a still-valid cached token never wait behind a
+//! refresh.
+
+use crate::backoff::Backoff;
+use crate::clock::{saturating_diff, unix_secs};
+use crate::config::RefreshSettings;
+use crate::credentials::Credentials;
+use crate::manager::errors;
+use crate::store::{InFlightMarker, PersistedState, ReloginRecord};
+use oauth_broker_proto::{ErrorFrame, LastError, TokenGrant, TokenState};
+use rand::Rng;
+use std::time::{Duration, SystemTime};
+
+/// What a token request should do next.
+pub(crate) enum Decision {
+    /// Answer with this token.
+    Serve(TokenGrant),
+    /// Answer with this error.
+    Fail(ErrorFrame),
+    /// A refresh is in flight: wait for the state to change.
+    Wait,
+    /// No refresh is in flight and one is needed: start it, then wait.
+    StartRefresh,
+}
+
+/// What the background scheduler should do next.
+pub(crate) enum Next {
+    /// Refresh now.
+    Refresh,
+    /// Retry the failed state write now.
+    Persist,
+    /// Nothing before this time.
+    At(SystemTime),
+    /// Nothing until the state changes.
+    Idle,
+}
+
+/// The mutable state of one account.
+pub(crate) struct State {
+    pub creds: Option<Credentials>,
+    /// Bumped whenever `creds` is replaced; a refresh result for an older
+    /// generation (the login was replaced meanwhile) is discarded.
+    pub generation: u64,
+    pub relogin: Option<ReloginRecord>,
+    pub refreshing: bool,
+    /// The last attempt with the current refresh token may have reached the
+    /// server without us learning the answer (crash or lost connection).
+    pub interrupted: bool,
+    pub marker: Option<InFlightMarker>,
+    pub backoff: Backoff,
+    pub last_error: Option<LastError>,
+    pub last_refresh_at: Option<SystemTime>,
+    pub refresh_count: u64,
+    pub degraded: Option<String>,
+    pub persist_pending: bool,
+    pub persist_backoff: Backoff,
+    pub next_refresh_at: Option<SystemTime>,
+}
+
+impl State {
+    /// State restored from disk (or empty).
+    pub fn restore(
+        persisted: Option<PersistedState>,
+        settings: &RefreshSettings,
+        now: SystemTime,
+    ) -> State {
+        let backoff = Backoff::new(
+            Duration::from_millis(settings.backoff_initial_ms.max(1)),
+            Duration::from_secs(settings.backoff_max_secs.max(1)),
+        );
+        let mut state = State {
+            creds: None,
+            generation: 0,
+            relogin: None,
+            refreshing: false,
+            interrupted: false,
+            marker: None,
+            persist_backoff: backoff.clone(),
+            backoff,
+            last_error: None,
+            last_refresh_at: None,
+            refresh_count: 0,
+            degraded: None,
+            persist_pending: false,
+            next_refresh_at: None,
+        };
+        if let Some(p) = persisted {
+            state.creds = p.credentials();
+            state.relogin = p.relogin.clone();
+            state.refresh_count = p.refresh_count;
+            state.last_refresh_at = p.last_refresh_time();
+            if let Some(marker) = p.refresh_in_flight {
+                // A refresh was in flight when the previous broker stopped: the
+                // server may have rotated the token. Retry promptly once (servers
+                // with a reuse grace period accept it) and, if refused, say why.
+                state.interrupted = true;
+                state.marker = Some(marker);
+                state.next_refresh_at = Some(now);
+            }
+        }
+        if state.next_refresh_at.is_none() {
+            state.schedule_next(now, settings);
+        }
+        state
+    }
+
+    /// Plans the proactive refresh: at 75–80 % of the lifetime (random, so that
+    /// several brokers do not refresh in lockstep), never later than
+    /// `expires_at - skew`, and no later than a provider's own hint.
+    pub fn schedule_next(&mut self, now: SystemTime, settings: &RefreshSettings) {
+        self.next_refresh_at = self.creds.as_ref().map(|c| {
+            let (Some(_), Some(expires_at)) = (&c.access_token, c.expires_at) else {
+                return now;
+            };
+            let lifetime = c.lifetime();
+            if lifetime.is_zero() {
+                return now;
+            }
+            let fraction = rand::rng().random_range(0.75..=0.80);
+            let skew = Duration::from_secs(settings.skew_secs).min(lifetime / 4);
+            let mut at = (c.obtained_at + lifetime.mul_f64(fraction)).min(expires_at - skew);
+            if let Some(hint) = c.refresh_hint_at {
+                at = at.min(hint);
+            }
+            at
+        });
+    }
+
+    /// The persisted form of the current state.
+    pub fn persisted(&self, account: &str) -> PersistedState {
+        PersistedState {
+            version: crate::store::STATE_VERSION,
+            account: account.to_string(),
+            credentials: self.creds.as_ref().map(Into::into),
+            refresh_in_flight: self.marker.clone(),
+            relogin: self.relogin.clone(),
+            refresh_count: self.refresh_count,
+            last_refresh_at: self.last_refresh_at.map(unix_secs),
+        }
+    }
+
+    /// The login state for `status`.
+    pub fn token_state(&self, now: SystemTime) -> TokenState {
+        if self.relogin.is_some() {
+            TokenState::ReloginRequired
+        } else if self.creds.is_none() {
+            TokenState::LoggedOut
+        } else if self.refreshing {
+            TokenState::Refreshing
+        } else if self.creds.as_ref().and_then(|c| c.remaining(now)).is_some() {
+            TokenState::Valid
+        } else {
+            TokenState::Expired
+        }
+    }
+
+    /// Decides a `Token { min_valid }` request. `start_generation` is the
+    /// generation when the request arrived: a token obtained after that is fresh,
+    /// and is served even if it cannot satisfy `min_valid` (no refresh loop).
+    pub fn decide_token(
+        &self,
+        account: &str,
+        now: SystemTime,
+        min_valid: Duration,
+        start_generation: u64,
+    ) -> Decision {
+        if let Some(r) = &self.relogin {
+            return Decision::Fail(errors::relogin_required(account, &r.reason, &r.message));
+        }
+        let Some(creds) = &self.creds else {
+            return Decision::Fail(errors::not_logged_in(account));
+        };
+        let remaining = creds.remaining(now);
+        if let Some(left) = remaining {
+            // A fresh token could not satisfy more than its own lifetime: cap the
+            // wish at half the lifetime so that short-lived tokens are not
+            // refreshed on every request.
+            let wanted = min_valid.min(creds.lifetime() / 2);
+            if left > wanted || self.generation > start_generation {
+                return Decision::Serve(grant(creds));
+            }
+        }
+        if self.refreshing {
+            return Decision::Wait;
+        }
+        if self.backoff.is_waiting(now) {
+            return match remaining {
+                Some(_) => Decision::Serve(grant(creds)),
+                None => Decision::Fail(self.unavailable(now)),
+            };
+        }
+        if self.generation > start_generation && remaining.is_none() {
+            // A refresh for this request already ran and did not produce a usable
+            // token (e.g. the server issues tokens that are already expired).
+            return Decision::Fail(self.unavailable(now));
+        }
+        Decision::StartRefresh
+    }
+
+    /// Decides an `Unauthorized { token_id }` report: the reported token is the
+    /// current one → one coalesced forced refresh; otherwise serve the newer one.
+    pub fn decide_unauthorized(
+        &self,
+        account: &str,
+        now: SystemTime,
+        token_id: &str,
+        start_generation: u64,
+    ) -> Decision {
+        if let Some(r) = &self.relogin {
+            return Decision::Fail(errors::relogin_required(account, &r.reason, &r.message));
+        }
+        let Some(creds) = &self.creds else {
+            return Decision::Fail(errors::not_logged_in(account));
+        };
+        let current = creds.token_id();
+        let valid = creds.remaining(now).is_some();
+        if valid && (current.as_deref() != Some(token_id) || self.generation > start_generation) {
+            return Decision::Serve(grant(creds));
+        }
+        if self.refreshing {
+            return Decision::Wait;
+        }
+        if self.backoff.is_waiting(now) || self.generation > start_generation {
+            return Decision::Fail(self.unavailable(now));
+        }
+        Decision::StartRefresh
+    }
+
+    /// `upstream_unavailable` with the time until the next attempt.
+    pub fn unavailable(&self, now: SystemTime) -> ErrorFrame {
+        let retry_after = self
+            .backoff
+            .next_attempt_at()
+            .map(|at| saturating_diff(at, now))
+            .unwrap_or(Duration::from_secs(1));
+        let (message, hint) = match &self.last_error {
+            Some(e) => (
+                format!(
+                    "no valid access token and the token endpoint is failing: {}",
+                    e.message
+                ),
+                e.hint.clone(),
+            ),
+            None => (
+                "no valid access token and the token endpoint is failing".to_string(),
+                None,
+            ),
+        };
+        errors::upstream_unavailable(&message, hint, retry_after)
+    }
+
+    /// What the scheduler should do at `now`.
+    pub fn next(&self, now: SystemTime) -> Next {
+        let mut earliest: Option<SystemTime> = None;
+        if self.persist_pending {
+            match self.persist_backoff.next_attempt_at() {
+                Some(at) if at > now => earliest = Some(at),
+                _ => return Next::Persist,
+            }
+        }
+        if self.creds.is_some() && self.relogin.is_none() && !self.refreshing {
+            if let Some(mut due) = self.next_refresh_at {
+                if let Some(retry) = self.backoff.next_attempt_at() {
+                    due = due.max(retry);
+                }
+                if due <= now {
+                    return Next::Refresh;
+                }
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+            }
+        }
+        earliest.map_or(Next::Idle, Next::At)
+    }
+}
+
+/// The wire form of the current token (non-secret metadata included).
+pub(crate) fn grant(creds: &Credentials) -> TokenGrant {
+    let mut metadata = creds.metadata.clone();
+    if let Some(id) = &creds.account_id {
+        metadata.insert("account_id".to_string(), id.clone());
+    }
+    TokenGrant {
+        access_token: creds
+            .access_token
+            .clone()
+            .expect("grant() is only called with an access token"),
+        token_type: creds.token_type.clone(),
+        expires_at: creds.expires_at.map(unix_secs).unwrap_or(0),
+        token_id: creds.token_id().unwrap_or_default(),
+        scopes: creds.scopes.clone(),
+        metadata,
+    }
+}

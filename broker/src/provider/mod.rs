@@ -1,0 +1,309 @@
+//! Provider presets and the resolved provider description the rest of the broker
+//! uses. One file per preset; each holds the public facts of one provider (see
+//! shared/PROVIDERS.md) and every value can be overridden in the config file.
+
+mod endpoint;
+mod generic;
+mod openai_codex;
+
+pub use endpoint::{check_endpoint, is_loopback_host};
+
+use crate::config::{BodyEncoding, ClientAuth, Config};
+use oauth_broker_proto::{EndpointInfo, LoginMethod, SecretString};
+use url::Url;
+
+/// The static facts of a preset.
+#[derive(Debug, Clone)]
+pub struct Preset {
+    /// Preset name as written in the config.
+    pub name: &'static str,
+    /// OIDC issuer.
+    pub issuer: Option<&'static str>,
+    /// Token endpoint.
+    pub token_endpoint: Option<&'static str>,
+    /// Browser authorization endpoint.
+    pub authorization_endpoint: Option<&'static str>,
+    /// Device authorization endpoint.
+    pub device_authorization_endpoint: Option<&'static str>,
+    /// Revocation endpoint.
+    pub revocation_endpoint: Option<&'static str>,
+    /// Session-token exchange endpoint.
+    pub exchange_endpoint: Option<&'static str>,
+    /// Public client id (second-hand: used by the provider's own public clients).
+    pub client_id: Option<&'static str>,
+    /// Scopes requested at login.
+    pub scopes: &'static [&'static str],
+    /// Refresh body encoding.
+    pub refresh_body: BodyEncoding,
+    /// Hosts endpoints may live on (`x.ai` also allows `*.x.ai`); empty = any.
+    pub allowed_hosts: &'static [&'static str],
+    /// Login method used when `brokerctl relogin` names none.
+    pub default_login: LoginMethod,
+    /// Fixed loopback port for browser login, if the provider pins one.
+    pub redirect_port: Option<u16>,
+}
+
+/// All presets, by name.
+pub fn preset(name: &str) -> Option<Preset> {
+    match name {
+        "generic" => Some(generic::PRESET),
+        "openai-codex" => Some(openai_codex::PRESET),
+        _ => None,
+    }
+}
+
+/// Names of all presets, for error messages.
+pub const PRESET_NAMES: &[&str] = &["generic", "openai-codex"];
+
+/// The provider after merging the preset with the config file.
+#[derive(Debug, Clone)]
+pub struct ProviderSpec {
+    /// Preset name.
+    pub preset: String,
+    /// OIDC issuer.
+    pub issuer: Option<Url>,
+    /// Token endpoint (may also come from discovery).
+    pub token_endpoint: Option<Url>,
+    /// Browser authorization endpoint.
+    pub authorization_endpoint: Option<Url>,
+    /// Device authorization endpoint.
+    pub device_authorization_endpoint: Option<Url>,
+    /// Revocation endpoint.
+    pub revocation_endpoint: Option<Url>,
+    /// Session-token exchange endpoint.
+    pub exchange_endpoint: Option<Url>,
+    /// OAuth client id.
+    pub client_id: String,
+    /// Client secret of a confidential client.
+    pub client_secret: Option<SecretString>,
+    /// How the secret is sent.
+    pub client_auth: ClientAuth,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Refresh body encoding.
+    pub refresh_body: BodyEncoding,
+    /// Hosts endpoints may live on; empty = any https or loopback host.
+    pub allowed_hosts: Vec<String>,
+    /// Default login method.
+    pub default_login: LoginMethod,
+    /// Fixed loopback port for browser login.
+    pub redirect_port: Option<u16>,
+    /// Where the configuration came from (for error messages).
+    pub config_source: String,
+}
+
+impl ProviderSpec {
+    /// Resolves the preset named in the config and applies the overrides,
+    /// validating every endpoint (https, or http on a loopback host).
+    pub fn from_config(config: &Config) -> anyhow::Result<ProviderSpec> {
+        let file = &config.file;
+        let source = config.source_name();
+        let name = file.preset.as_deref().unwrap_or("generic");
+        let preset = preset(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown preset {name:?} in {source}; use one of: {}",
+                PRESET_NAMES.join(", ")
+            )
+        })?;
+
+        let mut allowed_hosts: Vec<String> =
+            preset.allowed_hosts.iter().map(|h| h.to_string()).collect();
+        if let Some(extra) = &file.allowed_hosts {
+            allowed_hosts.extend(extra.iter().cloned());
+        }
+        // Endpoints the user wrote explicitly are trusted by definition; their hosts
+        // join the allow-list so that discovery from that issuer keeps working.
+        let explicit = [
+            &file.issuer,
+            &file.token_endpoint,
+            &file.authorization_endpoint,
+            &file.device_authorization_endpoint,
+            &file.revocation_endpoint,
+            &file.exchange_endpoint,
+        ];
+        if !allowed_hosts.is_empty() {
+            for value in explicit.iter().filter_map(|v| v.as_deref()) {
+                if let Ok(url) = Url::parse(value) {
+                    if let Some(host) = url.host_str() {
+                        allowed_hosts.push(host.trim_matches(['[', ']']).to_string());
+                    }
+                }
+            }
+        }
+
+        let endpoint = |key: &str, over: &Option<String>, default: Option<&'static str>| {
+            let value = over.as_deref().or(default);
+            value
+                .map(|v| parse_endpoint(key, v, &allowed_hosts, &source))
+                .transpose()
+        };
+        let issuer = endpoint("issuer", &file.issuer, preset.issuer)?;
+        let token_endpoint = endpoint(
+            "token_endpoint",
+            &file.token_endpoint,
+            preset.token_endpoint,
+        )?;
+        let authorization_endpoint = endpoint(
+            "authorization_endpoint",
+            &file.authorization_endpoint,
+            preset.authorization_endpoint,
+        )?;
+        let device_authorization_endpoint = endpoint(
+            "device_authorization_endpoint",
+            &file.device_authorization_endpoint,
+            preset.device_authorization_endpoint,
+        )?;
+        let revocation_endpoint = endpoint(
+            "revocation_endpoint",
+            &file.revocation_endpoint,
+            preset.revocation_endpoint,
+        )?;
+        let exchange_endpoint = endpoint(
+            "exchange_endpoint",
+            &file.exchange_endpoint,
+            preset.exchange_endpoint,
+        )?;
+        if token_endpoint.is_none() && issuer.is_none() {
+            anyhow::bail!(
+                "{source} sets neither token_endpoint nor issuer; add `token_endpoint = \"https://…/oauth/token\"` or `issuer = \"https://…\"` for discovery"
+            );
+        }
+        let client_id = file
+            .client_id
+            .clone()
+            .or(preset.client_id.map(str::to_string))
+            .ok_or_else(|| anyhow::anyhow!("{source} has no client_id; add `client_id = \"…\"`"))?;
+        let client_secret = match &file.client_secret_file {
+            Some(path) => Some(read_secret_file(path, &source)?),
+            None => None,
+        };
+        Ok(ProviderSpec {
+            preset: preset.name.to_string(),
+            issuer,
+            token_endpoint,
+            authorization_endpoint,
+            device_authorization_endpoint,
+            revocation_endpoint,
+            exchange_endpoint,
+            client_id,
+            client_secret,
+            client_auth: file.client_auth.unwrap_or_default(),
+            scopes: file
+                .scopes
+                .clone()
+                .unwrap_or_else(|| preset.scopes.iter().map(|s| s.to_string()).collect()),
+            refresh_body: file.refresh_body.unwrap_or(preset.refresh_body),
+            allowed_hosts,
+            default_login: preset.default_login,
+            redirect_port: file.redirect_port.or(preset.redirect_port),
+            config_source: source,
+        })
+    }
+
+    /// Public endpoint list for `status`.
+    pub fn endpoint_info(&self) -> EndpointInfo {
+        let s = |u: &Option<Url>| u.as_ref().map(|u| u.to_string());
+        EndpointInfo {
+            issuer: s(&self.issuer),
+            token_endpoint: s(&self.token_endpoint),
+            authorization_endpoint: s(&self.authorization_endpoint),
+            device_authorization_endpoint: s(&self.device_authorization_endpoint),
+            revocation_endpoint: s(&self.revocation_endpoint),
+        }
+    }
+}
+
+fn parse_endpoint(key: &str, value: &str, allowed: &[String], source: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(value).map_err(|e| {
+        anyhow::anyhow!(
+            "{key} = {value:?} in {source} is not a URL ({e}); write a full https:// URL"
+        )
+    })?;
+    check_endpoint(&url, allowed)
+        .map_err(|why| anyhow::anyhow!("{key} = {value:?} in {source}: {why}"))?;
+    Ok(url)
+}
+
+fn read_secret_file(path: &std::path::Path, source: &str) -> anyhow::Result<SecretString> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        anyhow::anyhow!(
+            "client_secret_file {} (from {source}) cannot be read: {e}",
+            path.display()
+        )
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "client_secret_file {} is readable by group or others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "client_secret_file {} (from {source}) cannot be read: {e}",
+            path.display()
+        )
+    })?;
+    Ok(SecretString::from(text.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn spec(text: &str) -> anyhow::Result<ProviderSpec> {
+        ProviderSpec::from_config(&Config {
+            file: parse(text, "t.toml")?,
+            source: Some("t.toml".into()),
+        })
+    }
+
+    #[test]
+    fn non_loopback_http_is_refused() {
+        let err = spec(
+            "preset='generic'\nclient_id='c'\ntoken_endpoint='http://login.example.com/token'\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+        assert!(err.to_string().contains("token_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn loopback_http_is_allowed() {
+        for host in ["127.0.0.1:9", "127.1.2.3", "[::1]:8080", "localhost:1"] {
+            spec(&format!(
+                "preset='generic'\nclient_id='c'\ntoken_endpoint='http://{host}/t'\n"
+            ))
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn openai_default_resolves() {
+        let s = spec("preset='openai-codex'\n").unwrap();
+        assert_eq!(s.refresh_body, BodyEncoding::Json);
+        assert!(s
+            .token_endpoint
+            .unwrap()
+            .as_str()
+            .starts_with("https://auth.openai.com/"));
+    }
+
+    #[test]
+    fn generic_needs_an_endpoint_and_a_client_id() {
+        assert!(spec("preset='generic'\nclient_id='c'\n").is_err());
+        assert!(spec("preset='generic'\ntoken_endpoint='https://a.example/t'\n").is_err());
+        assert!(spec("preset='nope'\n")
+            .unwrap_err()
+            .to_string()
+            .contains("openai-codex"));
+    }
+}
+
+/// The provider account id carried in the tokens, if any (not secret; shown in
+/// `status`). Today only OpenAI puts one there.
+pub fn derive_account_id(creds: &crate::credentials::Credentials) -> Option<String> {
+    openai_codex::account_id(creds)
+}

@@ -1,0 +1,59 @@
+//! `Import { tokens }`: adopt existing tokens; the broker owns them from now on.
+
+use crate::credentials::Credentials;
+use crate::manager::TokenManager;
+use oauth_broker_proto::{ErrorCode, ErrorFrame, ExposeSecret, ImportTokens, Response};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Validates, persists and adopts imported tokens.
+pub async fn handle(manager: &TokenManager, tokens: ImportTokens) -> Response {
+    match credentials_from_import(tokens) {
+        Ok(creds) => match manager.adopt(creds).await {
+            Ok(expires_at) => Response::Imported { expires_at },
+            Err(e) => Response::Error(e),
+        },
+        Err(e) => Response::Error(e),
+    }
+}
+
+fn credentials_from_import(t: ImportTokens) -> Result<Credentials, ErrorFrame> {
+    if t.refresh_token.expose_secret().trim().is_empty() {
+        return Err(
+            ErrorFrame::new(ErrorCode::BadRequest, "the imported refresh_token is empty")
+                .with_hint("pass a JSON object with a non-empty \"refresh_token\""),
+        );
+    }
+    let now = SystemTime::now();
+    let access_token = t
+        .access_token
+        .filter(|a| !a.expose_secret().trim().is_empty());
+    // Without a known expiry the access token cannot be trusted to be valid: use
+    // a JWT's `exp` if it has one, otherwise refresh before first use.
+    let expires_at = t
+        .expires_at
+        .or_else(|| {
+            access_token
+                .as_ref()
+                .and_then(|a| crate::jwt::expiry(a.expose_secret()))
+        })
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+    let (access_token, expires_at) = match (access_token, expires_at) {
+        (Some(a), Some(e)) if e > now => (Some(a), Some(e)),
+        _ => (None, None),
+    };
+    Ok(Credentials {
+        access_token,
+        expires_at,
+        obtained_at: now,
+        refresh_token: t.refresh_token,
+        id_token: t.id_token,
+        token_type: t.token_type.unwrap_or_else(|| "Bearer".to_string()),
+        scopes: t
+            .scope
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
+        account_id: t.account_id,
+        metadata: Default::default(),
+        refresh_hint_at: None,
+    })
+}

@@ -1,0 +1,99 @@
+//! Binding the Unix socket: private directory, 0600 socket, stale-file probe.
+
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use tokio::net::UnixListener;
+
+/// A bound socket that removes its file on drop — but only if the file is still
+/// the one we created (a newer broker may have replaced it).
+#[derive(Debug)]
+pub struct BoundSocket {
+    path: PathBuf,
+    ino: u64,
+    dev: u64,
+}
+
+impl BoundSocket {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records an inherited (socket-activated) socket: never removed by us.
+    pub fn inherited(path: PathBuf) -> Self {
+        BoundSocket {
+            path,
+            ino: 0,
+            dev: 0,
+        }
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if self.ino == 0 {
+            return;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.ino() == self.ino && meta.dev() == self.dev {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Binds `path`. The parent directory is created 0700 when missing. An existing
+/// file is removed only if it is a socket nobody answers on (stale, left by a
+/// crash); a live broker's socket is never unlinked.
+pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, BoundSocket)> {
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot create socket directory {}: {e}", dir.display())
+                })?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => anyhow::bail!(
+                    "another broker is already listening on {}; stop it first or pass a different --socket",
+                    path.display()
+                ),
+                Err(_) => {
+                    tracing::info!(socket = %path.display(), "removing stale socket");
+                    std::fs::remove_file(path)
+                        .map_err(|e| anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display()))?;
+                }
+            }
+        }
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; remove it or pass a different --socket",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    // umask 0177 while binding: the socket is never reachable by others, not even
+    // for the instant between bind() and chmod().
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener =
+        listener.map_err(|e| anyhow::anyhow!("cannot bind socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| anyhow::anyhow!("cannot set permissions on {}: {e}", path.display()))?;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| anyhow::anyhow!("cannot inspect socket {}: {e}", path.display()))?;
+    Ok((
+        listener,
+        BoundSocket {
+            path: path.to_path_buf(),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        },
+    ))
+}
