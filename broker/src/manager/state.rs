@@ -14,6 +14,10 @@ use oauth_broker_proto::{ErrorFrame, LastError, TokenGrant, TokenState};
 use rand::Rng;
 use std::time::{Duration, SystemTime};
 
+/// `min_valid` is capped at `lifetime / MIN_VALID_CAP_DIVISOR` (20 %), which is
+/// what the proactive refresh (at 75–80 % of the lifetime) always leaves.
+pub(crate) const MIN_VALID_CAP_DIVISOR: u32 = 5;
+
 /// What a token request should do next.
 pub(crate) enum Decision {
     /// Answer with this token.
@@ -175,10 +179,11 @@ impl State {
         };
         let remaining = creds.remaining(now);
         if let Some(left) = remaining {
-            // A fresh token could not satisfy more than its own lifetime: cap the
-            // wish at half the lifetime so that short-lived tokens are not
-            // refreshed on every request.
-            let wanted = min_valid.min(creds.lifetime() / 2);
+            // The proactive refresh keeps at least a fifth of the lifetime
+            // available, and a fresh token cannot give more than its lifetime:
+            // honour `min_valid` up to that fifth, so that asking for more never
+            // refreshes more than once per lifetime.
+            let wanted = min_valid.min(creds.lifetime() / MIN_VALID_CAP_DIVISOR);
             if left > wanted || self.generation > start_generation {
                 return Decision::Serve(grant(creds));
             }

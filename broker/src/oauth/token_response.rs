@@ -45,6 +45,13 @@ fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
     })
 }
 
+/// Rounds down to a whole second. Clients see `expires_at` in unix seconds; the
+/// broker decides on the same value, so it never hands out a token that a client
+/// would already consider expired.
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(crate::clock::unix_secs(t))
+}
+
 /// Builds the credentials that follow `previous` after `resp` arrived at `now`:
 /// what the server did not return is kept (the old refresh token only if no new
 /// one came back).
@@ -58,10 +65,10 @@ pub fn merge_token_response(
         .refresh_token
         .or_else(|| previous.map(|p| p.refresh_token.clone()))?;
     let expires_at = match resp.expires_in {
-        Some(secs) => now + Duration::from_secs(secs),
+        Some(secs) => whole_seconds(now + Duration::from_secs(secs)),
         None => jwt::expiry(access_token.expose_secret())
             .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
-            .unwrap_or(now + DEFAULT_LIFETIME),
+            .unwrap_or(whole_seconds(now + DEFAULT_LIFETIME)),
     };
     let id_token = resp
         .id_token
@@ -114,7 +121,10 @@ mod tests {
         let c = merge_token_response(Some(&previous()), resp, now).unwrap();
         assert_eq!(c.refresh_token.expose_secret(), "old-rt");
         assert_eq!(c.id_token.unwrap().expose_secret(), "old-id");
-        assert_eq!(c.expires_at, Some(now + Duration::from_secs(30)));
+        assert_eq!(
+            c.expires_at,
+            Some(whole_seconds(now + Duration::from_secs(30)))
+        );
         assert_eq!(c.scopes, vec!["a".to_string()]);
     }
 

@@ -248,6 +248,12 @@ fn read_secret_file(path: &std::path::Path, source: &str) -> anyhow::Result<Secr
     Ok(SecretString::from(text.trim().to_string()))
 }
 
+/// The provider account id carried in the tokens, if any (not secret; shown in
+/// `status`). Today only OpenAI puts one there.
+pub fn derive_account_id(creds: &crate::credentials::Credentials) -> Option<String> {
+    openai_codex::account_id(creds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,10 +306,4 @@ mod tests {
             .to_string()
             .contains("openai-codex"));
     }
-}
-
-/// The provider account id carried in the tokens, if any (not secret; shown in
-/// `status`). Today only OpenAI puts one there.
-pub fn derive_account_id(creds: &crate::credentials::Credentials) -> Option<String> {
-    openai_codex::account_id(creds)
 }

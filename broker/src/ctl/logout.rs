@@ -1,0 +1,30 @@
+//! `brokerctl logout`: the broker forgets the login and revokes it at the server
+//! when the provider supports that.
+
+use super::{exit, output, Global};
+use clap::Args;
+use std::process::ExitCode;
+
+/// Forget the login (revoking the tokens at the server when possible).
+#[derive(Debug, Args)]
+pub struct LogoutArgs {}
+
+/// Runs the subcommand.
+pub fn run(global: &Global, _args: &LogoutArgs) -> ExitCode {
+    match global.connect().and_then(|mut client| client.logout()) {
+        Ok(revoked) => match output::stdout(message(revoked)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => exit::stdout_failed(err),
+        },
+        Err(err) => exit::fail(&err),
+    }
+}
+
+/// What happened, including whether the old tokens are dead or merely forgotten.
+pub fn message(revoked: bool) -> &'static str {
+    if revoked {
+        "logged out; the server confirmed the revocation\n"
+    } else {
+        "logged out; the server did not confirm a revocation, so tokens already issued stay valid until they expire\n"
+    }
+}

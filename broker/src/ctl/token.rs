@@ -1,0 +1,142 @@
+//! `brokerctl token`: print an access token for "auth command" hooks.
+//!
+//! Stdout carries the token and a newline and nothing else, so the command fits
+//! every hook that runs a program and reads a credential from its output
+//! (Codex's `auth.command`, `gh auth token`-style scripts, SDK callables).
+//! `--json` prints one object with the field names of an OAuth token response,
+//! which tools that take token JSON accept as is.
+
+use super::{exit, output, Global};
+use clap::Args;
+use oauth_broker_client::{AccessToken, ExposeSecret};
+use serde_json::{Map, Value};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+/// Print a valid access token on stdout.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token must stay valid at least this many more seconds (the broker
+    /// refreshes first if needed).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub min_valid: u64,
+    /// Print a JSON object (access_token, token_type, expires_in, expires_at,
+    /// scope, token_id, and provider metadata) instead of the bare token.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the subcommand.
+pub fn run(global: &Global, args: &TokenArgs) -> ExitCode {
+    let token = match global
+        .connect()
+        .and_then(|mut client| client.token(Duration::from_secs(args.min_valid)))
+    {
+        Ok(token) => token,
+        Err(err) => return exit::fail(&err),
+    };
+    let text = if args.json {
+        format!("{}\n", token_json(&token, SystemTime::now()))
+    } else {
+        format!("{}\n", token.expose_secret())
+    };
+    match output::stdout(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => exit::stdout_failed(err),
+    }
+}
+
+/// The standard fields, which metadata never overrides.
+const STANDARD_FIELDS: [&str; 6] = [
+    "access_token",
+    "token_type",
+    "expires_in",
+    "expires_at",
+    "scope",
+    "token_id",
+];
+
+/// The `--json` object. `expires_in` is honest: the seconds left at `now`, not
+/// the lifetime the token was issued with. `scope` is omitted when the provider
+/// did not say (as in an OAuth token response).
+pub fn token_json(token: &AccessToken, now: SystemTime) -> Value {
+    let expires_at = output::unix_secs(token.expires_at());
+    let expires_in = expires_at.saturating_sub(output::unix_secs(now));
+    let mut object = Map::new();
+    object.insert("access_token".into(), token.expose_secret().into());
+    object.insert("token_type".into(), token.token_type().into());
+    object.insert("expires_in".into(), expires_in.into());
+    object.insert("expires_at".into(), expires_at.into());
+    if !token.scopes().is_empty() {
+        object.insert("scope".into(), token.scopes().join(" ").into());
+    }
+    object.insert("token_id".into(), token.token_id().into());
+    for (key, value) in token.metadata() {
+        if !STANDARD_FIELDS.contains(&key.as_str()) {
+            object.insert(key.clone(), value.clone().into());
+        }
+    }
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oauth_broker_client::proto::TokenGrant;
+    use oauth_broker_client::SecretString;
+    use serde_json::json;
+    use std::time::UNIX_EPOCH;
+
+    fn token(scopes: &[&str], metadata: &[(&str, &str)]) -> AccessToken {
+        AccessToken::from(TokenGrant {
+            access_token: SecretString::from("at-123"),
+            token_type: "Bearer".into(),
+            expires_at: 1_700_003_600,
+            token_id: "0123456789ab".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn json_has_oauth_token_response_fields() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let value = token_json(&token(&["openid", "offline_access"], &[]), now);
+        assert_eq!(
+            value,
+            json!({
+                "access_token": "at-123",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "expires_at": 1_700_003_600u64,
+                "scope": "openid offline_access",
+                "token_id": "0123456789ab",
+            })
+        );
+        // One line.
+        assert!(!value.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn expires_in_is_what_is_left_now_never_negative() {
+        let later = UNIX_EPOCH + Duration::from_secs(1_700_003_000);
+        assert_eq!(token_json(&token(&[], &[]), later)["expires_in"], 600);
+        let after_expiry = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(token_json(&token(&[], &[]), after_expiry)["expires_in"], 0);
+    }
+
+    #[test]
+    fn no_scope_field_without_scopes_and_metadata_is_merged_but_never_overrides() {
+        let now = UNIX_EPOCH;
+        let value = token_json(
+            &token(&[], &[("account_id", "acct-1"), ("access_token", "evil")]),
+            now,
+        );
+        assert!(value.get("scope").is_none());
+        assert_eq!(value["account_id"], "acct-1");
+        assert_eq!(value["access_token"], "at-123");
+    }
+}
