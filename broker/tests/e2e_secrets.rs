@@ -1,0 +1,83 @@
+//! No token ever appears in the broker's logs (at trace level, every target) or
+//! in brokerctl's stderr, through a whole life: import, refreshes, a 401 report,
+//! faults, a revoked grant, status and logout.
+
+mod common;
+
+use common::{brokerctl, brokerd, config_for, fake_with_ttl, stderr};
+use oauth_broker_client::Client;
+use oauth_broker_tests::fake_server::{FakeAuthServer, Fault};
+use oauth_broker_tests::harness::{BrokerProcess, BrokerSpec, TestEnv};
+use std::time::Duration;
+
+#[test]
+fn no_token_in_trace_logs_or_stderr() {
+    let env = TestEnv::new();
+    let fake = FakeAuthServer::start(fake_with_ttl(Duration::from_secs(2)));
+    let mut spec = BrokerSpec::new(brokerd(), &env, config_for(&fake, ""));
+    spec.rust_log = "trace".to_string();
+    let broker = BrokerProcess::start(spec).unwrap();
+    let mut stderr_seen = String::new();
+
+    let grant = fake.issue_grant();
+    let out = broker.brokerctl_with_stdin(
+        &brokerctl(),
+        &["import", "-"],
+        Some(grant.to_import_json().as_bytes()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr_seen.push_str(&stderr(&out));
+
+    let mut client = Client::builder()
+        .socket(broker.socket_path())
+        .connect()
+        .unwrap();
+    let token = client.token(Duration::ZERO).unwrap();
+    let token = client.unauthorized(&token).unwrap();
+    // A couple of proactive refreshes, a transient fault and a truncated body.
+    fake.push_fault(Fault::Status(503));
+    fake.push_fault(Fault::TruncatedJson);
+    fake.wait_for_refresh_requests(4, Duration::from_secs(20))
+        .unwrap();
+    let _ = client.token(Duration::from_secs(1));
+    for args in [&["status"][..], &["status", "--json"], &["token", "--json"]] {
+        let out = broker.brokerctl(&brokerctl(), args);
+        stderr_seen.push_str(&stderr(&out));
+    }
+    // A dead grant: the refusal is logged, the refresh token is not.
+    fake.revoke_all();
+    let _ = client.unauthorized(&token);
+    for args in [&["token"][..], &["status"], &["logout"]] {
+        let out = broker.brokerctl(&brokerctl(), args);
+        stderr_seen.push_str(&stderr(&out));
+    }
+    drop(client);
+    drop(broker);
+
+    let logs = env.all_logs();
+    assert!(
+        logs.contains("TRACE") || logs.contains("trace"),
+        "trace logging was on"
+    );
+    assert!(
+        logs.contains("refreshed access token"),
+        "the scenario ran:\n{logs}"
+    );
+    let secrets = fake.all_issued_tokens();
+    assert!(secrets.len() >= 6, "{} tokens issued", secrets.len());
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a token leaked into the logs"
+        );
+        assert!(
+            !stderr_seen.contains(secret.as_str()),
+            "a token leaked into brokerctl stderr"
+        );
+    }
+    println!(
+        "checked {} tokens against {} bytes of trace logs",
+        secrets.len(),
+        logs.len()
+    );
+}
