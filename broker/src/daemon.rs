@@ -29,11 +29,11 @@ pub struct Args {
     /// Config file (default: $XDG_CONFIG_HOME/oauth-broker/<account>.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Account name; one broker per account.
-    #[arg(long, env = "OAUTH_BROKER_ACCOUNT", default_value = paths::DEFAULT_ACCOUNT)]
-    pub account: String,
-    /// Socket path (default: $XDG_RUNTIME_DIR/oauth-broker/<account>.sock).
-    #[arg(long, env = "OAUTH_BROKER_SOCKET", value_name = "PATH")]
+    /// Account name; one broker per account [default: $OAUTH_BROKER_ACCOUNT, else "default"].
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Socket path [default: $OAUTH_BROKER_SOCKET, else $XDG_RUNTIME_DIR/oauth-broker/<account>.sock].
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// State directory of the account (default: $XDG_STATE_HOME/oauth-broker/<account>).
     #[arg(long, value_name = "DIR")]
@@ -45,8 +45,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    paths::validate_account(&args.account)?;
-    let account = args.account.clone();
+    let account = args.account.clone().unwrap_or_else(paths::account_from_env);
+    paths::validate_account(&account)?;
     let config_path = paths::default_config_file(&account)?;
     let config = Config::load(args.config.as_deref(), &config_path)?;
     let provider = Arc::new(ProviderSpec::from_config(&config)?);

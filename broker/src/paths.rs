@@ -27,14 +27,21 @@ pub fn default_config_file(account: &str) -> anyhow::Result<PathBuf> {
         .join(format!("{account}.toml")))
 }
 
-/// `$XDG_RUNTIME_DIR/oauth-broker/<account>.sock` — the same rule the client
-/// crate uses, so both ends agree without configuration.
+/// The socket when `--socket` is not given: `OAUTH_BROKER_SOCKET`, else
+/// `$XDG_RUNTIME_DIR/oauth-broker/<account>.sock` — computed by the client crate's
+/// own discovery function, so both ends agree without configuration (including
+/// its fallbacks when `XDG_RUNTIME_DIR` is unset).
 pub fn default_socket_path(account: &str) -> anyhow::Result<PathBuf> {
-    let runtime = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(format!("/run/user/{}", nix::unistd::getuid())),
-    };
-    Ok(runtime.join("oauth-broker").join(format!("{account}.sock")))
+    oauth_broker_client::default_socket_path(Some(account)).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The account when `--account` is not given: `OAUTH_BROKER_ACCOUNT` (if set and
+/// not empty), else `default`.
+pub fn account_from_env() -> String {
+    std::env::var(oauth_broker_client::ACCOUNT_ENV)
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string())
 }
 
 /// Account names become file names: keep them to a safe alphabet.

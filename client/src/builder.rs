@@ -106,7 +106,7 @@ impl Options {
             self.socket.as_deref(),
             self.account.as_deref(),
             |name| std::env::var_os(name),
-            discovery::current_uid,
+            discovery::fallback_runtime_dir,
         )
     }
 }

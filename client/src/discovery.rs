@@ -8,7 +8,9 @@
 //! 3. `$XDG_RUNTIME_DIR/oauth-broker/<account>.sock`, where the account is the
 //!    explicit one, else `OAUTH_BROKER_ACCOUNT`, else `default`; without
 //!    `XDG_RUNTIME_DIR` (cron jobs, `su`, some containers) `/run/user/<uid>` is used,
-//!    which is what systemd-logind would have set it to.
+//!    which is what systemd-logind would have set it to, and where that does not
+//!    exist (no logind at all), `$TMPDIR/oauth-broker-<uid>` (default
+//!    `/tmp/oauth-broker-<uid>`), like ssh-agent. `brokerd` uses this very function.
 
 use crate::Error;
 use std::ffi::OsString;
@@ -27,7 +29,7 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// `account` overrides `OAUTH_BROKER_ACCOUNT`. Fails only for an invalid account
 /// name (empty, or containing `/`, a NUL byte, or starting with `.`).
 pub fn default_socket_path(account: Option<&str>) -> Result<PathBuf, Error> {
-    resolve(None, account, |name| std::env::var_os(name), current_uid)
+    resolve(None, account, |name| std::env::var_os(name), fallback_runtime_dir)
 }
 
 /// The whole discovery with its inputs passed in, so that it can be tested
@@ -36,7 +38,7 @@ pub(crate) fn resolve(
     explicit_socket: Option<&Path>,
     explicit_account: Option<&str>,
     env: impl Fn(&str) -> Option<OsString>,
-    uid: impl FnOnce() -> u32,
+    fallback_runtime_dir: impl FnOnce() -> PathBuf,
 ) -> Result<PathBuf, Error> {
     if let Some(path) = explicit_socket {
         return Ok(path.to_path_buf());
@@ -61,7 +63,7 @@ pub(crate) fn resolve(
     let runtime_dir = env("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
-        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", uid())));
+        .unwrap_or_else(fallback_runtime_dir);
     Ok(runtime_dir
         .join("oauth-broker")
         .join(format!("{account}.sock")))
@@ -88,6 +90,18 @@ pub(crate) fn current_uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
 
+/// The runtime directory when `XDG_RUNTIME_DIR` is not set: logind's
+/// `/run/user/<uid>` if it exists, else a per-user directory under the temp dir.
+pub(crate) fn fallback_runtime_dir() -> PathBuf {
+    let uid = current_uid();
+    let run_user = PathBuf::from(format!("/run/user/{uid}"));
+    if run_user.is_dir() {
+        run_user
+    } else {
+        std::env::temp_dir().join(format!("oauth-broker-{uid}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +115,7 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    fn no_uid() -> u32 {
+    fn no_uid() -> PathBuf {
         panic!("uid must not be needed")
     }
 
@@ -159,11 +173,11 @@ mod tests {
     #[test]
     fn missing_or_relative_runtime_dir_falls_back_to_run_user_uid() {
         assert_eq!(
-            resolve(None, None, env_of(&[]), || 1234).unwrap(),
+            resolve(None, None, env_of(&[]), || PathBuf::from("/run/user/1234")).unwrap(),
             Path::new("/run/user/1234/oauth-broker/default.sock")
         );
         assert_eq!(
-            resolve(None, Some("w"), env_of(&[("XDG_RUNTIME_DIR", "rel")]), || 7).unwrap(),
+            resolve(None, Some("w"), env_of(&[("XDG_RUNTIME_DIR", "rel")]), || PathBuf::from("/run/user/7")).unwrap(),
             Path::new("/run/user/7/oauth-broker/w.sock")
         );
     }
