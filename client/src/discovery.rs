@@ -29,7 +29,12 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// `account` overrides `OAUTH_BROKER_ACCOUNT`. Fails only for an invalid account
 /// name (empty, or containing `/`, a NUL byte, or starting with `.`).
 pub fn default_socket_path(account: Option<&str>) -> Result<PathBuf, Error> {
-    resolve(None, account, |name| std::env::var_os(name), fallback_runtime_dir)
+    resolve(
+        None,
+        account,
+        |name| std::env::var_os(name),
+        fallback_runtime_dir,
+    )
 }
 
 /// The whole discovery with its inputs passed in, so that it can be tested
@@ -177,7 +182,13 @@ mod tests {
             Path::new("/run/user/1234/oauth-broker/default.sock")
         );
         assert_eq!(
-            resolve(None, Some("w"), env_of(&[("XDG_RUNTIME_DIR", "rel")]), || PathBuf::from("/run/user/7")).unwrap(),
+            resolve(
+                None,
+                Some("w"),
+                env_of(&[("XDG_RUNTIME_DIR", "rel")]),
+                || PathBuf::from("/run/user/7")
+            )
+            .unwrap(),
             Path::new("/run/user/7/oauth-broker/w.sock")
         );
     }
@@ -194,7 +205,10 @@ mod tests {
             .unwrap_err();
             assert!(matches!(err, Error::Config { .. }), "{bad:?}");
         }
-        let err = resolve(None, None, env_of(&[(ACCOUNT_ENV, "../../etc")]), || 1).unwrap_err();
+        let err = resolve(None, None, env_of(&[(ACCOUNT_ENV, "../../etc")]), || {
+            PathBuf::from("/run/user/1")
+        })
+        .unwrap_err();
         assert!(matches!(err, Error::Config { .. }));
     }
 
