@@ -188,15 +188,7 @@ impl TokenManager {
             .unwrap_or(0);
         {
             let mut st = inner.lock();
-            st.creds = Some(creds);
-            st.generation += 1;
-            st.relogin = None;
-            st.interrupted = false;
-            st.marker = None;
-            st.backoff.reset();
-            st.last_error = None;
-            st.degraded = None;
-            st.persist_pending = false;
+            st.replace_login(Some(creds));
             st.last_refresh_at = Some(now);
             st.schedule_next(now, &inner.settings);
         }
@@ -229,15 +221,7 @@ impl TokenManager {
             .map_err(|e| ErrorFrame::new(ErrorCode::Internal, format!("logout failed: {e}")))?;
         {
             let mut st = inner.lock();
-            st.creds = None;
-            st.generation += 1;
-            st.relogin = None;
-            st.interrupted = false;
-            st.marker = None;
-            st.backoff.reset();
-            st.last_error = None;
-            st.degraded = None;
-            st.persist_pending = false;
+            st.replace_login(None);
             st.next_refresh_at = None;
         }
         inner.bump();

@@ -111,6 +111,22 @@ impl State {
         state
     }
 
+    /// Installs a new login (or none, for logout) after it was persisted: a new
+    /// generation, so that a refresh still running for the old login is
+    /// discarded, and none of the old login's failures carried over.
+    pub fn replace_login(&mut self, creds: Option<Credentials>) {
+        self.creds = creds;
+        self.generation += 1;
+        self.relogin = None;
+        self.interrupted = false;
+        self.marker = None;
+        self.backoff.reset();
+        self.last_error = None;
+        self.degraded = None;
+        self.persist_pending = false;
+        self.persist_backoff.reset();
+    }
+
     /// Plans the proactive refresh: at 75–80 % of the lifetime (random, so that
     /// several brokers do not refresh in lockstep), never later than
     /// `expires_at - skew`, and no later than a provider's own hint.
