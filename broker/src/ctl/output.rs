@@ -27,7 +27,9 @@ pub fn absolute(unix: u64) -> String {
 
 /// `in 53m` or `7m ago`, relative to `now` (both unix seconds).
 pub fn relative(unix: u64, now: u64) -> String {
-    if unix >= now {
+    if unix == now {
+        "now".to_string()
+    } else if unix > now {
         format!("in {}", span(unix - now))
     } else {
         format!("{} ago", span(now - unix))

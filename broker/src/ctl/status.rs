@@ -56,7 +56,7 @@ pub fn exit_code(report: &StatusReport) -> u8 {
 pub fn render(report: &StatusReport, now: u64) -> String {
     let mut out = String::new();
     let mut line = |label: &str, value: &str| {
-        let _ = writeln!(out, "{:<14}{value}", format!("{label}:"));
+        let _ = writeln!(out, "{:<16}{value}", format!("{label}:"));
     };
     let when = |unix: u64| output::absolute_and_relative(unix, now);
 
@@ -135,7 +135,7 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         ("revocation", &endpoints.revocation_endpoint),
     ] {
         if let Some(url) = url {
-            line(&format!("{label} url"), url);
+            line(&format!("{label} endpoint"), url);
         }
     }
     for projection in &report.projections {
@@ -197,14 +197,14 @@ mod tests {
         assert_eq!(
             text,
             "\
-account:      default (account id acct-1)
-provider:     openai-codex
-state:        valid
-access token: expires 2023-11-14 23:06:20 UTC (in 53m), token id 0123456789ab
-scopes:       openid offline_access
-last refresh: 2023-11-14 22:06:20 UTC (7m ago), 12 refreshes so far
-token url:    https://auth.example.com/oauth/token
-broker:       oauth-broker 0.1.0 (pid 4242)
+account:        default (account id acct-1)
+provider:       openai-codex
+state:          valid
+access token:   expires 2023-11-14 23:06:20 UTC (in 53m), token id 0123456789ab
+scopes:         openid offline_access
+last refresh:   2023-11-14 22:06:20 UTC (7m ago), 12 refreshes so far
+token endpoint: https://auth.example.com/oauth/token
+broker:         oauth-broker 0.1.0 (pid 4242)
 "
         );
         assert_eq!(exit_code(&report(TokenState::Valid)), 0);
@@ -231,11 +231,11 @@ broker:       oauth-broker 0.1.0 (pid 4242)
         }];
         let text = render(&r, NOW);
         for expected in [
-            "relogin:      required (refresh_token_reused): run `brokerctl relogin`\n",
-            "last error:   invalid_grant: refresh token already used (30s ago)\n",
-            "  hint:       run `brokerctl relogin`\n",
-            "degraded:     cannot write /state/x.json: disk full",
-            "projection:   codex -> /home/u/.codex/auth.json, written 2m ago, failing: permission denied\n",
+            "relogin:        required (refresh_token_reused): run `brokerctl relogin`\n",
+            "last error:     invalid_grant: refresh token already used (30s ago)\n",
+            "  hint:         run `brokerctl relogin`\n",
+            "degraded:       cannot write /state/x.json: disk full",
+            "projection:     codex -> /home/u/.codex/auth.json, written 2m ago, failing: permission denied\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
@@ -249,14 +249,14 @@ broker:       oauth-broker 0.1.0 (pid 4242)
         r.last_refresh_at = None;
         r.refresh_count = 0;
         let text = render(&r, NOW);
-        assert!(text.contains("login:        not logged in: run `brokerctl relogin`"));
-        assert!(text.contains("last refresh: never, 0 refreshes so far"));
+        assert!(text.contains("login:          not logged in: run `brokerctl relogin`"));
+        assert!(text.contains("last refresh:   never, 0 refreshes so far"));
         assert!(!text.contains("access token:"));
         assert_eq!(exit_code(&r), exit::NEEDS_LOGIN);
 
         let mut r = report(TokenState::Expired);
         r.access_token_expires_at = Some(NOW - 60);
-        assert!(render(&r, NOW).contains("access token: expired 2023-11-14 22:12:20 UTC (1m ago)"));
+        assert!(render(&r, NOW).contains("access token:   expired 2023-11-14 22:12:20 UTC (1m ago)"));
         assert_eq!(exit_code(&r), exit::UPSTREAM_UNAVAILABLE);
     }
 
