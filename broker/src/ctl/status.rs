@@ -256,7 +256,9 @@ broker:         oauth-broker 0.1.0 (pid 4242)
 
         let mut r = report(TokenState::Expired);
         r.access_token_expires_at = Some(NOW - 60);
-        assert!(render(&r, NOW).contains("access token:   expired 2023-11-14 22:12:20 UTC (1m ago)"));
+        assert!(
+            render(&r, NOW).contains("access token:   expired 2023-11-14 22:12:20 UTC (1m ago)")
+        );
         assert_eq!(exit_code(&r), exit::UPSTREAM_UNAVAILABLE);
     }
 
