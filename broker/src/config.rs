@@ -66,12 +66,27 @@ pub struct ConfigFile {
     pub redirect_port: Option<u16>,
     /// Extra hosts allowed for endpoints (beyond the preset's pinned ones).
     pub allowed_hosts: Option<Vec<String>>,
+    /// Browser-login redirect URI; `{port}` is replaced by the loopback
+    /// listener's port. A non-loopback URI means "paste the result".
+    pub redirect_uri: Option<String>,
+    /// Login method used when `brokerctl relogin` names none.
+    pub login_method: Option<oauth_broker_proto::LoginMethod>,
+    /// Extra query parameters of the browser authorization URL (added to, or
+    /// replacing, the preset's).
+    pub authorize_params: Option<std::collections::BTreeMap<String, String>>,
+    /// Interactive login limits.
+    #[serde(default)]
+    pub login: LoginSettings,
     /// Refresh timing and HTTP limits.
     #[serde(default)]
     pub refresh: RefreshSettings,
     /// Socket server limits and access control.
     #[serde(default)]
     pub server: ServerSettings,
+    /// Credential-projection targets (`[[project]]`): tool credential files the
+    /// broker keeps fed with its current access token.
+    #[serde(default)]
+    pub project: Vec<ProjectionConfig>,
 }
 
 /// Refresh timing.
@@ -108,6 +123,33 @@ impl RefreshSettings {
     }
 }
 
+/// Interactive login limits (`[login]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSettings {
+    /// How long a browser login waits for the redirect (or a pasted URL).
+    pub browser_timeout_secs: u64,
+    /// Consecutive transient failures (network, 5xx, 429) tolerated while
+    /// polling a device login before it is given up.
+    pub device_transient_retries: u32,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            browser_timeout_secs: 600,
+            device_transient_retries: 5,
+        }
+    }
+}
+
+impl LoginSettings {
+    /// `browser_timeout_secs` as a duration.
+    pub fn browser_timeout(&self) -> Duration {
+        Duration::from_secs(self.browser_timeout_secs.max(1))
+    }
+}
+
 /// Socket server limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -130,6 +172,82 @@ impl Default for ServerSettings {
             idle_timeout_secs: 600,
             allow_uids: Vec::new(),
         }
+    }
+}
+
+/// A tool whose own credential file the broker can keep fed (`kind = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProjectionKind {
+    /// Codex CLI's `auth.json` (ChatGPT sign-in).
+    Codex,
+    /// Claude Code's `.credentials.json` (Claude Pro/Max sign-in).
+    ClaudeCode,
+}
+
+impl ProjectionKind {
+    /// The name used in the config file and by `brokerctl project`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectionKind::Codex => "codex",
+            ProjectionKind::ClaudeCode => "claude-code",
+        }
+    }
+}
+
+/// One `[[project]]` table: a tool credential file the broker writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionConfig {
+    /// Which tool's file format (`codex` or `claude-code`).
+    pub kind: ProjectionKind,
+    /// The file; `~/` is the broker's home directory. Defaults to where the
+    /// tool looks: `$CODEX_HOME/auth.json` or `~/.codex/auth.json`, and
+    /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`.
+    pub path: Option<PathBuf>,
+    /// The file always holds a token that stays valid at least this long (the
+    /// tool's own refresh window plus a safety margin); the kind's default
+    /// when absent.
+    pub refresh_margin_secs: Option<u64>,
+}
+
+impl ProjectionConfig {
+    /// The file to write: `path` with `~` expanded, or the tool's default.
+    /// `env` looks up environment variables (`HOME`, `CODEX_HOME`, …).
+    pub fn resolved_path(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<PathBuf> {
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        let home = || {
+            var("HOME").map(PathBuf::from).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "[[project]] kind = \"{}\": HOME is not set, so `~` cannot be expanded; write an absolute path",
+                    self.kind.as_str()
+                )
+            })
+        };
+        let path = match &self.path {
+            Some(path) => match path.strip_prefix("~") {
+                Ok(rest) => home()?.join(rest),
+                Err(_) => path.clone(),
+            },
+            None => match self.kind {
+                ProjectionKind::Codex => match var("CODEX_HOME") {
+                    Some(dir) => PathBuf::from(dir).join("auth.json"),
+                    None => home()?.join(".codex/auth.json"),
+                },
+                ProjectionKind::ClaudeCode => match var("CLAUDE_CONFIG_DIR") {
+                    Some(dir) => PathBuf::from(dir).join(".credentials.json"),
+                    None => home()?.join(".claude/.credentials.json"),
+                },
+            },
+        };
+        if !path.is_absolute() {
+            anyhow::bail!(
+                "[[project]] kind = \"{}\": path {} is relative; write an absolute path or one starting with `~/`",
+                self.kind.as_str(),
+                path.display()
+            );
+        }
+        Ok(path)
     }
 }
 
@@ -215,5 +333,48 @@ mod tests {
     fn embedded_default_parses() {
         let cfg = parse(EMBEDDED_DEFAULT, "embedded").unwrap();
         assert_eq!(cfg.preset.as_deref(), Some("openai-codex"));
+    }
+
+    #[test]
+    fn projection_targets_parse_and_expand_home() {
+        let cfg = parse(
+            "[[project]]\nkind = \"codex\"\npath = \"~/.codex/auth.json\"\n\n[[project]]\nkind = \"claude-code\"\nrefresh_margin_secs = 900\n",
+            "p.toml",
+        )
+        .unwrap();
+        let env = |name: &str| match name {
+            "HOME" => Some("/home/u".to_string()),
+            "CLAUDE_CONFIG_DIR" => Some("/cfg/claude".to_string()),
+            _ => None,
+        };
+        assert_eq!(cfg.project.len(), 2);
+        assert_eq!(cfg.project[0].kind, ProjectionKind::Codex);
+        assert_eq!(
+            cfg.project[0].resolved_path(env).unwrap(),
+            PathBuf::from("/home/u/.codex/auth.json")
+        );
+        assert_eq!(cfg.project[1].refresh_margin_secs, Some(900));
+        assert_eq!(
+            cfg.project[1].resolved_path(env).unwrap(),
+            PathBuf::from("/cfg/claude/.credentials.json")
+        );
+    }
+
+    #[test]
+    fn projection_errors_name_the_problem() {
+        let err = parse("[[project]]\nkind = \"codex\"\npaht = \"x\"\n", "q.toml").unwrap_err();
+        assert!(err.to_string().contains("paht"), "{err}");
+        let err = parse("[[project]]\nkind = \"vim\"\n", "q.toml").unwrap_err();
+        assert!(err.to_string().contains("vim"), "{err}");
+        let cfg = parse(
+            "[[project]]\nkind = \"codex\"\npath = \"auth.json\"\n",
+            "q.toml",
+        )
+        .unwrap();
+        let err = cfg.project[0].resolved_path(|_| None).unwrap_err();
+        assert!(err.to_string().contains("relative"), "{err}");
+        let cfg = parse("[[project]]\nkind = \"codex\"\n", "q.toml").unwrap();
+        let err = cfg.project[0].resolved_path(|_| None).unwrap_err();
+        assert!(err.to_string().contains("HOME"), "{err}");
     }
 }

@@ -4,14 +4,14 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::manager::TokenManager;
-use crate::oauth::{build_http_client, OAuthRefresher, Refresher};
+use crate::oauth::{build_http_client, Refresher};
 use crate::provider::ProviderSpec;
 use crate::store::Store;
 use crate::{paths, server};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config_path = paths::default_config_file(&account)?;
     let config = Config::load(args.config.as_deref(), &config_path)?;
     let provider = Arc::new(ProviderSpec::from_config(&config)?);
+    let projection_targets = crate::projection::Projections::resolve(&config.file.project)?;
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => paths::default_state_dir(&account)?,
@@ -63,18 +64,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let persisted = store.load()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let http = build_http_client(config.file.refresh.http_timeout())?;
+    // An RFC 6749 refresh, or GitHub Copilot's session-token exchange.
     let refresher: Arc<dyn Refresher> =
-        Arc::new(OAuthRefresher::new(http, provider.clone(), clock.clone()));
+        crate::oauth::refresher_for(http.clone(), provider.clone(), clock.clone());
 
-    let (listener, bound) = server::socket::bind(&socket_path)?;
+    // Socket activation: systemd owns the socket file; never bind or unlink it.
+    let (listener, bound) = match crate::systemd::take_listener()? {
+        Some(inherited) => {
+            if args.socket.is_some() && inherited.path != socket_path {
+                tracing::warn!(
+                    passed = %inherited.path.display(),
+                    ignored = %socket_path.display(),
+                    "socket-activated: serving the socket systemd passed, not --socket/OAUTH_BROKER_SOCKET"
+                );
+            }
+            tracing::info!(
+                socket = %inherited.path.display(),
+                name = %inherited.name,
+                "socket-activated: using the socket passed by systemd"
+            );
+            let listener = tokio::net::UnixListener::from_std(inherited.listener).map_err(|e| {
+                anyhow::anyhow!("socket activation: cannot use the passed socket: {e}")
+            })?;
+            (
+                listener,
+                server::socket::BoundSocket::inherited(inherited.path),
+            )
+        }
+        None => server::socket::bind(&socket_path)?,
+    };
     let manager = TokenManager::start(
         account.clone(),
         provider.clone(),
         config.file.refresh.clone(),
         store,
         persisted,
+        refresher.clone(),
+        clock.clone(),
+    );
+    // Logins run in the daemon; their result goes through `manager.adopt`.
+    let login = crate::login::LoginRunner::new(
+        account.clone(),
+        provider.clone(),
+        http,
+        manager.clone(),
         refresher,
         clock,
+        config.file.login.clone(),
     );
     let status = manager.status();
     tracing::info!(
@@ -87,12 +123,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
+    // Projection targets are subscribers of the manager (see projection/).
+    let projections =
+        crate::projection::Projections::start(&manager, projection_targets, shutdown.clone());
+    if !projections.is_empty() {
+        manager.attach_projections(Arc::new(projections.clone()));
+    }
+    let server = tokio::spawn(server::serve_with_login(
         listener,
         manager.clone(),
+        Some(login),
         config.file.server.clone(),
         shutdown.clone(),
     ));
+    // The listener is bound and being served: clients may come (READY=1).
+    crate::systemd::notify_ready(
+        bound.path(),
+        &crate::systemd::status_line(&status, crate::clock::unix_secs(SystemTime::now())),
+    );
+    let status_updates = crate::systemd::spawn_status_updates(manager.clone(), shutdown.clone());
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -100,7 +149,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    crate::systemd::notify_stopping();
     shutdown.cancel();
+    if let Some(task) = status_updates {
+        let _ = task.await;
+    }
+    projections.stopped().await;
     // Stop accepting first (the socket file goes away with `bound`), then let an
     // in-flight refresh finish so its rotated token is persisted.
     let _ = server.await;

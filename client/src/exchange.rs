@@ -4,7 +4,9 @@
 //! response (and every error frame) the same way.
 
 use crate::{AccessToken, Error};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, Response, StatusReport, Welcome};
+use oauth_broker_proto::{
+    ErrorCode, ErrorFrame, LoginEvent, ProjectionRestored, Response, StatusReport, Welcome,
+};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Checks the answer to `Hello`.
@@ -54,6 +56,14 @@ pub(crate) fn logged_out(response: Response) -> Result<bool, Error> {
     match response {
         Response::LoggedOut { revoked } => Ok(revoked),
         other => expected("logged_out", other),
+    }
+}
+
+/// The answer to `ProjectRestore`.
+pub(crate) fn project_restored(response: Response) -> Result<ProjectionRestored, Error> {
+    match response {
+        Response::ProjectRestored(restored) => Ok(restored),
+        other => expected("project_restored", other),
     }
 }
 
@@ -129,6 +139,7 @@ fn kind(response: &Response) -> &'static str {
         Response::Imported { .. } => "imported",
         Response::LoggedOut { .. } => "logged_out",
         Response::Login(_) => "login",
+        Response::ProjectRestored(_) => "project_restored",
         Response::Error(_) => "error",
     }
 }

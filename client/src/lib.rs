@@ -62,6 +62,7 @@
 
 mod blocking;
 mod builder;
+mod caching;
 mod deadline;
 mod discovery;
 mod error;
@@ -76,6 +77,7 @@ pub use blocking::Client;
 pub use builder::{
     ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
+pub use caching::CachingClient;
 pub use discovery::{default_socket_path, ACCOUNT_ENV, DEFAULT_ACCOUNT, SOCKET_ENV};
 pub use error::Error;
 pub use token::AccessToken;

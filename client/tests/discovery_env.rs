@@ -74,7 +74,7 @@ fn socket_variable_wins() {
 }
 
 #[test]
-fn without_runtime_dir_uses_run_user_uid() {
+fn without_runtime_dir_uses_run_user_uid_or_a_private_temp_dir() {
     with_env(
         &[
             (SOCKET_ENV, None),
@@ -83,9 +83,15 @@ fn without_runtime_dir_uses_run_user_uid() {
         ],
         || {
             let uid = nix::unistd::getuid().as_raw();
+            let run_user = format!("/run/user/{uid}");
+            let expected = if Path::new(&run_user).is_dir() {
+                Path::new(&run_user).to_path_buf()
+            } else {
+                std::env::temp_dir().join(format!("oauth-broker-{uid}"))
+            };
             assert_eq!(
                 default_socket_path(None).unwrap(),
-                Path::new(&format!("/run/user/{uid}/oauth-broker/default.sock"))
+                expected.join("oauth-broker/default.sock")
             );
         },
     );

@@ -43,7 +43,10 @@ pub use frame::{
 pub use import::ImportTokens;
 pub use login::{LoginEvent, LoginMethod};
 pub use message::{Hello, Request, Response, Welcome};
-pub use status::{EndpointInfo, LastError, ProjectionStatus, StatusReport, TokenState};
+pub use status::{
+    EndpointInfo, LastError, ProjectionRestored, ProjectionStatus, RestoreOutcome, StatusReport,
+    TokenState,
+};
 pub use token::{token_fingerprint, TokenGrant};
 
 /// The protocol version this crate speaks. A broker answers a `Hello` with a

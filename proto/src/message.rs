@@ -1,6 +1,8 @@
 //! The messages of a conversation: handshake, requests and responses.
 
-use crate::{ErrorFrame, ImportTokens, LoginEvent, LoginMethod, StatusReport, TokenGrant};
+use crate::{
+    ErrorFrame, ImportTokens, LoginEvent, LoginMethod, ProjectionRestored, StatusReport, TokenGrant,
+};
 use serde::{Deserialize, Serialize};
 
 /// First frame a client sends.
@@ -73,6 +75,12 @@ pub enum Request {
     },
     /// Forget the login (revoking at the server when possible).
     Logout,
+    /// Stop writing a projection target's file and give it back to its tool
+    /// (the backup of the tool's own login, if any).
+    ProjectRestore {
+        /// The target: its kind (`codex`) or its file's path.
+        target: String,
+    },
 }
 
 /// A response frame from the broker.
@@ -97,6 +105,8 @@ pub enum Response {
     },
     /// A login progress event.
     Login(LoginEvent),
+    /// A projection target was restored and stopped.
+    ProjectRestored(ProjectionRestored),
     /// The request failed.
     Error(ErrorFrame),
 }
@@ -112,6 +122,7 @@ impl Request {
             Request::Relogin { .. } => "relogin",
             Request::CompleteLogin { .. } => "complete_login",
             Request::Logout => "logout",
+            Request::ProjectRestore { .. } => "project_restore",
         }
     }
 }

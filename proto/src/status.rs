@@ -50,6 +50,9 @@ pub struct EndpointInfo {
     /// RFC 7009 revocation, used by logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
+    /// Session-token exchange (GitHub Copilot): what "refresh" means there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_endpoint: Option<String>,
 }
 
 /// The most recent failure, kept until the next success.
@@ -79,6 +82,30 @@ pub struct ProjectionStatus {
     /// Last failure, if the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// What `brokerctl project --restore` did to a projection target's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreOutcome {
+    /// The tool's own file, saved before the broker's first write, is back.
+    BackupRestored,
+    /// There was no backup (no file before the broker's): the broker's file was
+    /// removed, so the tool is logged out.
+    Removed,
+    /// Neither a backup nor a file of the broker's: nothing was changed.
+    LeftAlone,
+}
+
+/// The answer to a projection restore: the target stops being written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionRestored {
+    /// Target kind, e.g. `codex`.
+    pub kind: String,
+    /// The tool's file.
+    pub path: String,
+    /// What happened to it.
+    pub outcome: RestoreOutcome,
 }
 
 /// Everything `brokerctl status` shows.

@@ -69,6 +69,7 @@ fn full_status() -> StatusReport {
             authorization_endpoint: Some("https://login.example.com/authorize".into()),
             device_authorization_endpoint: Some("https://login.example.com/device".into()),
             revocation_endpoint: Some("https://login.example.com/revoke".into()),
+            exchange_endpoint: None,
         },
         state: TokenState::Valid,
         access_token_expires_at: Some(1_700_000_000),

@@ -4,6 +4,9 @@
 //!   port that behaves like the strict real ones (rotating single-use refresh
 //!   tokens, reuse detection that revokes the whole family, device flow, PKCE,
 //!   both error shapes, fault injection down to dropped TCP connections).
+//! * [`fake_chatgpt`] — a fake ChatGPT backend on an HTTPS loopback port (with a
+//!   throw-away CA) that checks bearer tokens against the fake authorization
+//!   server, for running the real Codex CLI and SDKs offline.
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //!
@@ -12,5 +15,10 @@
 //! detections") against something that punishes a wrong broker the way a real
 //! server would, without any network access beyond loopback.
 
+pub mod bench;
+pub mod binaries;
+pub mod direct_oauth;
+pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
+pub mod storm_demo;

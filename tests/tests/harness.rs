@@ -84,7 +84,7 @@ fn start_waits_for_the_socket_and_isolates_the_environment() {
     // Cargo's variables of this test process do not leak through.
     assert!(!logs.contains("env CARGO_MANIFEST_DIR="), "{logs}");
     assert!(logs.contains("\"--account\", \"work\""));
-    assert!(logs.contains(&format!("\"--state-dir\", \"{root}/state\"")));
+    assert!(logs.contains(&format!("\"--state-dir\", \"{root}/state/work\"")));
 
     let status = broker.terminate().unwrap();
     assert_eq!(status.signal(), Some(libc_sigterm()));

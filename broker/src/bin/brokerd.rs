@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     if let Err(e) = hardened {
         tracing::warn!("{e:#}");
     }
+    match hardening::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(e) => tracing::warn!("{e:#}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -28,6 +28,13 @@ pub struct ImportArgs {
     /// JSON file with the tokens; `-` or nothing reads standard input.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
+    /// Import the ChatGPT login of Codex CLI from its auth.json (default
+    /// $CODEX_HOME/auth.json, else ~/.codex/auth.json).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, conflicts_with = "file")]
+    pub codex: Option<Option<PathBuf>>,
+    /// Print `{"imported":true,"expires_at":UNIX|null}` instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Largest input accepted; token files are a few KiB.
@@ -35,6 +42,9 @@ const MAX_INPUT: u64 = 1024 * 1024;
 
 /// Runs the subcommand.
 pub fn run(global: &Global, args: &ImportArgs) -> ExitCode {
+    if let Some(path) = &args.codex {
+        return run_codex(global, args, path.as_ref());
+    }
     let (source, bytes) = match read_input(args.file.as_ref()) {
         Ok(input) => input,
         Err(err) => {
@@ -63,7 +73,79 @@ pub fn run(global: &Global, args: &ImportArgs) -> ExitCode {
                     path.display()
                 );
             }
-            match output::stdout(&message(expires_at, SystemTime::now())) {
+            let text = if args.json {
+                let expires_at = expires_at.map(output::unix_secs);
+                format!(
+                    "{}\n",
+                    serde_json::json!({"imported": true, "expires_at": expires_at})
+                )
+            } else {
+                message(expires_at, SystemTime::now())
+            };
+            match output::stdout(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => exit::stdout_failed(err),
+            }
+        }
+        Err(err) => exit::fail(&err),
+    }
+}
+
+/// `--codex [PATH]`: read Codex CLI's auth.json, import, and say what the user
+/// must do so that Codex CLI stops spending the same refresh token.
+fn run_codex(global: &Global, args: &ImportArgs, path: Option<&PathBuf>) -> ExitCode {
+    let path = match path {
+        Some(path) => path.clone(),
+        None => match super::import_codex::default_path() {
+            Ok(path) => path,
+            Err(why) => {
+                exit::report(why);
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+    };
+    let (source, bytes) = match read_input(Some(&path)) {
+        Ok(input) => input,
+        Err(err) => {
+            exit::report(format_args!(
+                "{err} (Codex CLI keeps its login in $CODEX_HOME/auth.json, default ~/.codex/auth.json; pass another path with --codex PATH)"
+            ));
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    let tokens = match super::import_codex::parse(&bytes) {
+        Ok(tokens) => tokens,
+        Err(why) => {
+            exit::report(InputError::new(&source, why));
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    drop(bytes);
+    let mut client = match global.connect() {
+        Ok(client) => client,
+        Err(err) => return exit::fail(&err),
+    };
+    if let Ok(status) = client.status() {
+        if status.provider != "openai-codex" {
+            exit::report(format_args!(
+                "warning: this broker serves the {} provider, but a Codex CLI login belongs to OpenAI (preset openai-codex); importing anyway",
+                status.provider
+            ));
+        }
+    }
+    match client.import(tokens) {
+        Ok(expires_at) => {
+            eprint!("{}", super::import_codex::warning(&path));
+            let text = if args.json {
+                let expires_at = expires_at.map(output::unix_secs);
+                format!(
+                    "{}\n",
+                    serde_json::json!({"imported": true, "expires_at": expires_at})
+                )
+            } else {
+                message(expires_at, SystemTime::now())
+            };
+            match output::stdout(&text) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => exit::stdout_failed(err),
             }

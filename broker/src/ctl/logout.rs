@@ -7,11 +7,25 @@ use std::process::ExitCode;
 
 /// Forget the login (revoking the tokens at the server when possible).
 #[derive(Debug, Args)]
-pub struct LogoutArgs {}
+pub struct LogoutArgs {
+    /// Print `{"logged_out":true,"revoked":BOOL}` instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs the subcommand.
-pub fn run(global: &Global, _args: &LogoutArgs) -> ExitCode {
+pub fn run(global: &Global, args: &LogoutArgs) -> ExitCode {
     match global.connect().and_then(|mut client| client.logout()) {
+        Ok(revoked) if args.json => {
+            let text = format!(
+                "{}\n",
+                serde_json::json!({"logged_out": true, "revoked": revoked})
+            );
+            match output::stdout(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => exit::stdout_failed(err),
+            }
+        }
         Ok(revoked) => match output::stdout(message(revoked)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => exit::stdout_failed(err),

@@ -5,11 +5,20 @@
 //! can do, any client can do, and the broker stays the only owner of the
 //! refresh token.
 
+pub mod colour;
+pub mod complete_login;
+pub mod completions;
+pub mod exec;
+pub mod exec_credential;
 pub mod exit;
+pub mod git_credential;
 pub mod import;
+pub mod import_codex;
 pub mod logout;
 pub mod output;
+pub mod project;
 pub mod relogin;
+pub mod service;
 pub mod status;
 pub mod token;
 
@@ -62,6 +71,21 @@ pub enum Command {
     /// Log in again; the broker runs the login and keeps the tokens.
     #[command(after_help = exit::HELP)]
     Relogin(relogin::ReloginArgs),
+    /// Finish a waiting browser login with the redirect URL (or `code#state`).
+    #[command(after_help = exit::HELP)]
+    CompleteLogin(complete_login::CompleteLoginArgs),
+    /// Run a command with an access token in an environment variable.
+    Exec(exec::ExecArgs),
+    /// Print a Kubernetes ExecCredential (client-go credential plugin).
+    ExecCredential(exec_credential::ExecCredentialArgs),
+    /// Act as a git credential helper (get, store, erase).
+    GitCredential(git_credential::GitCredentialArgs),
+    /// Install the systemd user units (socket activation).
+    Service(service::ServiceArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completions(completions::CompletionsArgs),
+    /// Show the tool credential files the broker feeds, or give one back.
+    Project(project::ProjectArgs),
 }
 
 impl Global {
@@ -104,6 +128,13 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Import(args) => import::run(&cli.global, args),
         Command::Logout(args) => logout::run(&cli.global, args),
         Command::Relogin(args) => relogin::run(&cli.global, args),
+        Command::CompleteLogin(args) => complete_login::run(&cli.global, args),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::ExecCredential(args) => exec_credential::run(&cli.global, args),
+        Command::GitCredential(args) => git_credential::run(&cli.global, args),
+        Command::Service(args) => service::run(&cli.global, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Project(args) => project::run(&cli.global, args),
     }
 }
 

@@ -3,13 +3,21 @@
 //! The broker performs the login and the token exchange itself, so the refresh
 //! token never passes through this process; brokerctl only shows the user what
 //! to do (a URL and a code, or a URL to open) and waits for the outcome.
+//!
+//! In a terminal it also opens the browser when there is a display, shows a
+//! live countdown of the device code's validity on stderr, and reads a pasted
+//! redirect URL (or `code#state`) from stdin for machines where the browser
+//! cannot reach the broker's loopback listener. With `--json` (or when not
+//! attached to a terminal) it does none of that: one JSON object per event on
+//! stdout, nothing else, so scripts and tests can drive it.
 
 use super::{exit, output, Global};
+use crate::login::browser::open_in_browser;
 use clap::Args;
-use oauth_broker_client::{LoginEvent, LoginMethod};
-use std::io::IsTerminal;
+use oauth_broker_client::{Error, LoginEvent, LoginMethod};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,9 +45,6 @@ impl ReloginArgs {
     }
 }
 
-/// How often a waiting human login says it is still waiting.
-const TICK: Duration = Duration::from_secs(60);
-
 /// Runs the subcommand.
 pub fn run(global: &Global, args: &ReloginArgs) -> ExitCode {
     let mut client = match global.connect() {
@@ -55,23 +60,31 @@ pub fn run(global: &Global, args: &ReloginArgs) -> ExitCode {
             }
         })
     } else {
-        let ticker = Ticker::start();
+        let countdown = Countdown::start();
         let result = client.relogin(args.method(), |event| {
+            if event.is_final() {
+                countdown.stop_showing();
+            }
             if let Some(text) = describe(event, SystemTime::now()) {
                 let _ = output::stdout(&text);
             }
             match event {
                 LoginEvent::DeviceCode { expires_in, .. } => {
-                    ticker.waiting(Some(Instant::now() + Duration::from_secs(*expires_in)))
+                    countdown.device_code(Instant::now() + Duration::from_secs(*expires_in))
                 }
-                LoginEvent::AuthorizeUrl { url, .. } => {
-                    open_browser(url);
-                    ticker.waiting(None);
+                LoginEvent::AuthorizeUrl { url, redirect_uri } => {
+                    if std::io::stdout().is_terminal() {
+                        open_in_browser(url);
+                    }
+                    if std::io::stdin().is_terminal() {
+                        let _ = output::stdout(paste_prompt(redirect_uri.is_some()));
+                        spawn_paste_reader(global);
+                    }
                 }
                 _ => {}
             }
         });
-        ticker.stop();
+        countdown.stop();
         result
     };
     match result {
@@ -120,81 +133,136 @@ pub fn describe(event: &LoginEvent, now: SystemTime) -> Option<String> {
                 .as_deref()
                 .map(|id| format!(" (account id {id})"))
                 .unwrap_or_default();
-            let now = output::unix_secs(now);
-            format!(
-                "Logged in: account {account}{id}; access token valid until {}\n",
-                output::absolute_and_relative(*expires_at, now)
-            )
+            if *expires_at == 0 {
+                format!(
+                    "Logged in: account {account}{id}; the broker will obtain an access token before first use\n"
+                )
+            } else {
+                let now = output::unix_secs(now);
+                format!(
+                    "Logged in: account {account}{id}; access token valid until {}\n",
+                    output::absolute_and_relative(*expires_at, now)
+                )
+            }
         }
         LoginEvent::Error { .. } => return None,
     })
 }
 
-/// Opens `url` in the user's browser when there is a graphical session to show
-/// it in. Best effort: the URL is printed anyway.
-fn open_browser(url: &str) {
-    if !std::io::stdout().is_terminal() {
-        return;
-    }
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
-    {
-        "xdg-open"
+/// The invitation to paste, for a loopback login (`listening`) or a provider
+/// that shows the code on its own page.
+pub fn paste_prompt(listening: bool) -> &'static str {
+    if listening {
+        "If the browser cannot reach this machine (SSH, container), paste the address it ended on here and press Enter.\n"
     } else {
-        return;
+        "After approving, paste the code the page shows (or the whole address) here and press Enter.\n"
+    }
+}
+
+/// Reads pasted redirects from stdin and hands each to the broker on a
+/// connection of its own (the login's connection is busy streaming), until one
+/// is accepted. The outcome itself arrives on the login stream.
+fn spawn_paste_reader(global: &Global) {
+    let global = Global {
+        socket: global.socket.clone(),
+        account: global.account.clone(),
     };
-    let _ = std::process::Command::new(opener)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-}
-
-/// Prints "still waiting" lines on stderr while the user completes the login,
-/// so a long silent wait does not look like a hang.
-struct Ticker {
-    tx: mpsc::Sender<Option<Instant>>,
-    handle: thread::JoinHandle<()>,
-}
-
-impl Ticker {
-    fn start() -> Ticker {
-        let (tx, rx) = mpsc::channel::<Option<Instant>>();
-        let handle = thread::spawn(move || {
-            let mut waiting = false;
-            let mut expires = None;
-            loop {
-                match rx.recv_timeout(TICK) {
-                    Ok(deadline) => {
-                        waiting = true;
-                        expires = deadline;
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) if waiting => match expires {
-                        Some(deadline) => eprintln!(
-                            "brokerctl: still waiting; the code expires in {}",
-                            output::span(
-                                deadline.saturating_duration_since(Instant::now()).as_secs()
-                            )
-                        ),
-                        None => eprintln!("brokerctl: still waiting for the login to finish"),
-                    },
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+    thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match global
+                .connect()
+                .and_then(|mut client| client.complete_login(line))
+            {
+                Ok(_) => return,
+                // Unreadable: the login keeps waiting for another try.
+                Err(err @ Error::BadRequest { .. }) => {
+                    exit::report(format_args!("that was not accepted: {err}"));
+                    eprintln!("brokerctl: paste again, or press Ctrl-C to give up");
+                }
+                Err(err) => {
+                    exit::report(format_args!("that was not accepted: {err}"));
+                    return;
                 }
             }
+        }
+    });
+}
+
+/// The live countdown of a device code on stderr: one line rewritten every
+/// second while the user approves. Only on a terminal: piped stderr gets
+/// nothing, so logs are not flooded.
+struct Countdown {
+    /// The code's expiry while the line is shown. The writer thread holds the
+    /// lock while it writes, so clearing the line never races with a redraw.
+    shown: Arc<Mutex<Option<Instant>>>,
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Countdown {
+    fn start() -> Countdown {
+        let shown = Arc::new(Mutex::new(None::<Instant>));
+        if !std::io::stderr().is_terminal() {
+            return Countdown {
+                shown,
+                stop: None,
+                handle: None,
+            };
+        }
+        let (stop, stopped) = mpsc::channel::<()>();
+        let state = shown.clone();
+        let handle = thread::spawn(move || loop {
+            if let Some(deadline) = *state.lock().unwrap_or_else(|e| e.into_inner()) {
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "\r\x1b[2KWaiting for approval; the code expires in {}:{:02}",
+                    left / 60,
+                    left % 60
+                );
+                let _ = err.flush();
+            }
+            match stopped.recv_timeout(Duration::from_secs(1)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
         });
-        Ticker { tx, handle }
+        Countdown {
+            shown,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
     }
 
-    fn waiting(&self, code_expires: Option<Instant>) {
-        let _ = self.tx.send(code_expires);
+    /// Starts showing the countdown to `expires`.
+    fn device_code(&self, expires: Instant) {
+        if self.stop.is_some() {
+            *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(expires);
+        }
     }
 
-    fn stop(self) {
-        drop(self.tx);
-        let _ = self.handle.join();
+    /// Removes the line (before anything else is printed).
+    fn stop_showing(&self) {
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        if shown.take().is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop_showing();
+        drop(self.stop.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -258,12 +326,24 @@ mod tests {
             done,
             "Logged in: account default (account id acct-1); access token valid until 2023-11-14 23:13:20 UTC (in 1h 00m)\n"
         );
+        let later = describe(
+            &LoginEvent::LoggedIn {
+                account: "default".into(),
+                expires_at: 0,
+                account_id: None,
+            },
+            now,
+        )
+        .unwrap();
+        assert!(later.contains("before first use"), "{later}");
         let error = LoginEvent::Error {
             code: "busy".into(),
             message: "m".into(),
             hint: None,
         };
         assert_eq!(describe(&error, now), None);
+        assert!(paste_prompt(true).contains("paste the address"));
+        assert!(paste_prompt(false).contains("paste the code"));
     }
 
     #[test]

@@ -34,7 +34,12 @@ pub fn run(global: &Global, args: &StatusArgs) -> ExitCode {
             }
         }
     } else {
-        render(&report, output::unix_secs(SystemTime::now()))
+        let text = render(&report, output::unix_secs(SystemTime::now()));
+        if super::colour::stdout_enabled() {
+            super::colour::highlight_state_line(&text, report.state)
+        } else {
+            text
+        }
     };
     match output::stdout(&text) {
         Ok(()) => ExitCode::from(exit_code(&report)),
@@ -133,6 +138,7 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         ("authorize", &endpoints.authorization_endpoint),
         ("device", &endpoints.device_authorization_endpoint),
         ("revocation", &endpoints.revocation_endpoint),
+        ("exchange", &endpoints.exchange_endpoint),
     ] {
         if let Some(url) = url {
             line(&format!("{label} endpoint"), url);

@@ -20,16 +20,18 @@ pub mod errors;
 mod refresh;
 mod scheduler;
 mod state;
+mod token_id_memo;
 
 use crate::clock::{unix_secs, Clock};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::oauth::Refresher;
+use crate::projection::ProjectionControl;
 use crate::provider::ProviderSpec;
 use crate::store::{PersistedState, Store, StoreError};
 use oauth_broker_proto::{ErrorCode, ErrorFrame, StatusReport, TokenGrant};
 use state::{Decision, State};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +56,9 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// The projection targets, attached by the daemon; opaque here (the
+    /// manager knows nothing about targets), only reported in `status`.
+    projections: OnceLock<Arc<dyn ProjectionControl>>,
 }
 
 impl TokenManager {
@@ -86,6 +91,7 @@ impl TokenManager {
                 clock,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                projections: OnceLock::new(),
             }),
         };
         let inner = manager.inner.clone();
@@ -122,6 +128,8 @@ impl TokenManager {
     /// Status; never waits.
     pub fn status(&self) -> StatusReport {
         let inner = &self.inner;
+        // Before taking the state lock: the targets keep their own.
+        let projections = self.projections().map(|p| p.status()).unwrap_or_default();
         let now = inner.clock.now();
         let st = inner.lock();
         let creds = st.creds.as_ref();
@@ -152,7 +160,7 @@ impl TokenManager {
             last_error: st.last_error.clone(),
             degraded: st.degraded.clone(),
             account_id: creds.and_then(|c| c.account_id.clone()),
-            projections: Vec::new(),
+            projections,
         }
     }
 
@@ -234,6 +242,19 @@ impl TokenManager {
         self.inner.version.subscribe()
     }
 
+    /// Attaches the projection targets (once, by the daemon), so that `status`
+    /// reports them and requests can reach them.
+    pub fn attach_projections(&self, projections: Arc<dyn ProjectionControl>) {
+        if self.inner.projections.set(projections).is_err() {
+            tracing::warn!("projection targets were attached twice; keeping the first");
+        }
+    }
+
+    /// The attached projection targets, if any.
+    pub fn projections(&self) -> Option<Arc<dyn ProjectionControl>> {
+        self.inner.projections.get().cloned()
+    }
+
     /// The current credentials (for projection targets inside the broker).
     pub fn current_credentials(&self) -> Option<Credentials> {
         self.inner.lock().creds.clone()
@@ -251,6 +272,18 @@ impl TokenManager {
             .is_err()
         {
             tracing::warn!("a refresh was still running at shutdown; the next start will retry it");
+        }
+        // Degraded: the rotated refresh token lives only in memory and the
+        // next write retry may be minutes away. One last attempt now, or the
+        // next broker would start from the burned token on disk.
+        if inner.lock().persist_pending {
+            let last_write = refresh::persist_retry(inner);
+            if tokio::time::timeout(grace, last_write).await.is_err() {
+                tracing::warn!("the state could not be written at shutdown");
+            }
+            if inner.lock().persist_pending {
+                tracing::error!("stopping with refreshed tokens that are not persisted; the next start will need a relogin unless the state directory is fixed first");
+            }
         }
     }
 }

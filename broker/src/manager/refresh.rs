@@ -73,12 +73,16 @@ async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials
         });
         st.persisted(&inner.account)
     };
-    if let Err(e) = inner.save(snapshot).await {
-        // Keep going: not refreshing would stop token service, and the result
-        // will be kept in memory and retried like any failed write.
-        tracing::warn!(error = %e, "cannot write the in-flight marker");
-        let mut st = inner.lock();
-        st.degraded = Some(format!("cannot write state: {e}"));
+    match inner.save(snapshot).await {
+        // The whole current state is on disk again: nothing is pending.
+        Ok(()) => persisted_again(inner),
+        Err(e) => {
+            // Keep going: not refreshing would stop token service, and the
+            // result will be kept in memory and retried like any failed write.
+            tracing::warn!(error = %e, "cannot write the in-flight marker");
+            let mut st = inner.lock();
+            st.degraded = Some(format!("cannot write state: {e}"));
+        }
     }
     true
 }
@@ -117,12 +121,15 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
         }
         Err(e) => {
             let snapshot = fail(inner, &e, now);
-            if let Err(err) = inner.save(snapshot).await {
-                tracing::warn!(error = %err, "cannot record the refresh failure on disk");
-                let mut st = inner.lock();
-                st.degraded = Some(format!("cannot write state: {err}"));
-                st.persist_pending = true;
-                st.persist_backoff.fail(now, None);
+            match inner.save(snapshot).await {
+                Ok(()) => persisted_again(inner),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot record the refresh failure on disk");
+                    let mut st = inner.lock();
+                    st.degraded = Some(format!("cannot write state: {err}"));
+                    st.persist_pending = true;
+                    st.persist_backoff.fail(now, None);
+                }
             }
             inner.bump();
         }
@@ -195,20 +202,29 @@ fn fail(
         ErrorClass::Configuration => {
             let delay = st.backoff.fail_slow(now);
             tracing::error!(reason = %e.reason, error = %e.message, retry_in_secs = delay.as_secs(), "refresh failed: configuration problem");
-            hint = Some(format!(
-                "check the provider settings in {} (client_id, endpoints), then restart brokerd",
-                inner.provider.config_source
-            ));
-            // The server refused before spending the token.
-            st.marker = None;
+            hint = e.hint.clone().or_else(|| {
+                Some(format!(
+                    "check the provider settings in {} (client_id, endpoints), then restart brokerd",
+                    inner.provider.config_source
+                ))
+            });
+            // The server refused before spending the token. An earlier attempt
+            // whose outcome is unknown may still have spent it: keep that on
+            // record so a later refusal is explained as an interrupted refresh.
+            if !st.interrupted {
+                st.marker = None;
+            }
         }
         ErrorClass::Transient { ambiguous } => {
             let delay = st.backoff.fail(now, e.retry_after);
             tracing::warn!(reason = %e.reason, error = %e.message, retry_in_ms = delay.as_millis() as u64, "refresh failed; will retry");
             hint = None;
-            if !ambiguous {
+            // A non-ambiguous failure proves only that *this* attempt was not
+            // processed; an earlier interrupted one (crash, lost answer) may
+            // still have rotated the token, so `interrupted` stays until a
+            // success or a terminal answer.
+            if !ambiguous && !st.interrupted {
                 st.marker = None;
-                st.interrupted = false;
             }
         }
     }
@@ -244,4 +260,16 @@ pub(super) async fn persist_retry(inner: &Arc<Inner>) {
     }
     drop(st);
     inner.bump();
+}
+
+/// Records that a write of the complete current state succeeded: whatever an
+/// earlier failed write left pending is on disk now, so degraded mode ends.
+fn persisted_again(inner: &Arc<Inner>) {
+    let mut st = inner.lock();
+    if st.degraded.is_some() || st.persist_pending {
+        tracing::info!("state persisted again; leaving degraded mode");
+    }
+    st.degraded = None;
+    st.persist_pending = false;
+    st.persist_backoff.reset();
 }

@@ -9,6 +9,7 @@ use crate::clock::{saturating_diff, unix_secs};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::manager::errors;
+use crate::manager::token_id_memo::TokenIdMemo;
 use crate::store::{InFlightMarker, PersistedState, ReloginRecord};
 use oauth_broker_proto::{ErrorFrame, LastError, TokenGrant, TokenState};
 use rand::Rng;
@@ -62,6 +63,8 @@ pub(crate) struct State {
     pub persist_pending: bool,
     pub persist_backoff: Backoff,
     pub next_refresh_at: Option<SystemTime>,
+    /// The served token's fingerprint, computed once per token.
+    pub token_id_memo: TokenIdMemo,
 }
 
 impl State {
@@ -90,6 +93,7 @@ impl State {
             degraded: None,
             persist_pending: false,
             next_refresh_at: None,
+            token_id_memo: TokenIdMemo::default(),
         };
         if let Some(p) = persisted {
             state.creds = p.credentials();
@@ -201,7 +205,7 @@ impl State {
             // refreshes more than once per lifetime.
             let wanted = min_valid.min(creds.lifetime() / MIN_VALID_CAP_DIVISOR);
             if left > wanted || self.generation > start_generation {
-                return Decision::Serve(grant(creds));
+                return Decision::Serve(self.grant(creds));
             }
         }
         if self.refreshing {
@@ -209,7 +213,7 @@ impl State {
         }
         if self.backoff.is_waiting(now) {
             return match remaining {
-                Some(_) => Decision::Serve(grant(creds)),
+                Some(_) => Decision::Serve(self.grant(creds)),
                 None => Decision::Fail(self.unavailable(now)),
             };
         }
@@ -239,7 +243,7 @@ impl State {
         let current = creds.token_id();
         let valid = creds.remaining(now).is_some();
         if valid && (current.as_deref() != Some(token_id) || self.generation > start_generation) {
-            return Decision::Serve(grant(creds));
+            return Decision::Serve(self.grant(creds));
         }
         if self.refreshing {
             return Decision::Wait;
@@ -297,8 +301,17 @@ impl State {
     }
 }
 
-/// The wire form of the current token (non-secret metadata included).
-pub(crate) fn grant(creds: &Credentials) -> TokenGrant {
+impl State {
+    /// The wire form of the current token, `creds` being `self.creds`.
+    fn grant(&self, creds: &Credentials) -> TokenGrant {
+        let token_id = self.token_id_memo.token_id(self.generation, creds);
+        grant(creds, token_id)
+    }
+}
+
+/// The wire form of `creds`' token (non-secret metadata included), whose
+/// fingerprint is `token_id`.
+pub(crate) fn grant(creds: &Credentials, token_id: String) -> TokenGrant {
     let mut metadata = creds.metadata.clone();
     if let Some(id) = &creds.account_id {
         metadata.insert("account_id".to_string(), id.clone());
@@ -310,7 +323,7 @@ pub(crate) fn grant(creds: &Credentials) -> TokenGrant {
             .expect("grant() is only called with an access token"),
         token_type: creds.token_type.clone(),
         expires_at: creds.expires_at.map(unix_secs).unwrap_or(0),
-        token_id: creds.token_id().unwrap_or_default(),
+        token_id,
         scopes: creds.scopes.clone(),
         metadata,
     }

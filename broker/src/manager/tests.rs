@@ -288,3 +288,125 @@ async fn transient_failure_keeps_serving_the_valid_token() {
     let status = f.manager.status();
     assert_eq!(status.last_error.unwrap().code, "http_500");
 }
+
+#[tokio::test]
+async fn clock_jump_while_a_proactive_refresh_is_scheduled_refreshes_once_for_everybody() {
+    // The proactive refresh is planned ~45 minutes out; the laptop sleeps for
+    // two hours, past expiry. The first requests after the wake-up must not
+    // get the dead token, and the scheduled refresh and the demand refresh
+    // must be one and the same.
+    let lifetime = Duration::from_secs(3600);
+    let f = fixture(
+        |c| {
+            let mut s = Scripted::new(c, lifetime);
+            s.gate = Some(Arc::new(Semaphore::new(0)));
+            s
+        },
+        lifetime,
+    )
+    .await;
+    assert!(f.manager.status().next_refresh_at.is_some());
+    f.clock.advance_millis(2 * 3600 * 1000);
+    assert_eq!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Expired
+    );
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let m = f.manager.clone();
+        handles.push(tokio::spawn(async move { m.token(Duration::ZERO).await }));
+    }
+    while f.refresher.calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    f.refresher.gate.as_ref().unwrap().add_permits(1);
+    let now = crate::clock::unix_secs(f.clock.now());
+    for h in handles {
+        let grant = h.await.unwrap().unwrap();
+        assert_eq!(grant.access_token.expose_secret(), "at-1");
+        assert!(grant.expires_at > now, "served an expired token");
+    }
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn clock_jump_during_an_in_flight_refresh_makes_requests_wait_for_it() {
+    // A refresh is running (held at the server) when the wall clock jumps past
+    // the cached token's expiry: requests arriving now must wait for the new
+    // token instead of being served the cached one, which just died.
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(
+        |c| {
+            let mut s = Scripted::new(c, lifetime);
+            s.gate = Some(Arc::new(Semaphore::new(0)));
+            s
+        },
+        lifetime,
+    )
+    .await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    let reporter = {
+        let m = f.manager.clone();
+        let id = first.token_id.clone();
+        tokio::spawn(async move { m.unauthorized(&id).await })
+    };
+    while f.refresher.calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    f.clock.advance_millis(601_000);
+    let waiter = {
+        let m = f.manager.clone();
+        tokio::spawn(async move { m.token(Duration::ZERO).await })
+    };
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiter.is_finished(), "served the expired cached token");
+    f.refresher.gate.as_ref().unwrap().add_permits(1);
+    let grant = waiter.await.unwrap().unwrap();
+    assert_eq!(grant.access_token.expose_secret(), "at-1");
+    assert!(grant.expires_at > crate::clock::unix_secs(f.clock.now()));
+    assert_eq!(
+        reporter
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "at-1"
+    );
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clock_jump_while_asleep_is_noticed_by_the_scheduler_without_any_request() {
+    // Timers run on the monotonic clock, which stops during suspend. The
+    // scheduler re-reads the wall clock at least every MAX_SLEEP, so after a
+    // wake-up past the refresh point it refreshes on its own: the first
+    // client after the wake-up finds a fresh token instead of waiting.
+    let lifetime = Duration::from_secs(3600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    // Let the scheduler plan its (capped) sleep.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    f.clock.advance_millis(2 * 3600 * 1000);
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 0);
+    // Virtual time: no real waiting. Just past the scheduler's longest sleep
+    // (`scheduler::MAX_SLEEP`, 15 s).
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    for _ in 0..1000 {
+        if f.manager.status().state == oauth_broker_proto::TokenState::Valid
+            && f.refresher.calls.load(Ordering::SeqCst) == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        f.refresher.calls.load(Ordering::SeqCst),
+        1,
+        "no refresh after the wake-up"
+    );
+    let grant = f.manager.token(Duration::ZERO).await.unwrap();
+    assert_eq!(grant.access_token.expose_secret(), "at-1");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+}

@@ -122,6 +122,77 @@ impl Discovery {
     }
 }
 
+impl Discovery {
+    /// The browser authorization endpoint: configured, else discovered (when an
+    /// issuer is set), checked against the allow-list now. `None` when the
+    /// provider has none.
+    pub async fn authorization_endpoint(
+        &self,
+        http: &reqwest::Client,
+        provider: &ProviderSpec,
+    ) -> Result<Option<Url>, RefreshError> {
+        self.optional(http, provider, &provider.authorization_endpoint, |d| {
+            d.authorization_endpoint.clone()
+        })
+        .await
+    }
+
+    /// The RFC 8628 device authorization endpoint, like
+    /// [`Discovery::authorization_endpoint`].
+    pub async fn device_authorization_endpoint(
+        &self,
+        http: &reqwest::Client,
+        provider: &ProviderSpec,
+    ) -> Result<Option<Url>, RefreshError> {
+        self.optional(
+            http,
+            provider,
+            &provider.device_authorization_endpoint,
+            |d| d.device_authorization_endpoint.clone(),
+        )
+        .await
+    }
+
+    /// The RFC 7009 revocation endpoint, like
+    /// [`Discovery::authorization_endpoint`].
+    pub async fn revocation_endpoint(
+        &self,
+        http: &reqwest::Client,
+        provider: &ProviderSpec,
+    ) -> Result<Option<Url>, RefreshError> {
+        self.optional(http, provider, &provider.revocation_endpoint, |d| {
+            d.revocation_endpoint.clone()
+        })
+        .await
+    }
+
+    async fn optional(
+        &self,
+        http: &reqwest::Client,
+        provider: &ProviderSpec,
+        configured: &Option<Url>,
+        pick: impl FnOnce(&DiscoveryDocument) -> Option<String>,
+    ) -> Result<Option<Url>, RefreshError> {
+        let url = match configured {
+            Some(url) => url.clone(),
+            None if provider.issuer.is_none() => return Ok(None),
+            None => {
+                let doc = self.document(http, provider).await?;
+                let Some(raw) = pick(&doc) else {
+                    return Ok(None);
+                };
+                Url::parse(&raw).map_err(|_| {
+                    RefreshError::configuration(
+                        "bad_discovered_endpoint",
+                        "the discovery document lists an endpoint that is not a URL",
+                    )
+                })?
+            }
+        };
+        checked(url, provider).map(Some)
+    }
+}
+
 /// Re-checks an endpoint before use; a refusal is a configuration error.
 pub fn checked(url: Url, provider: &ProviderSpec) -> Result<Url, RefreshError> {
     check_endpoint(&url, &provider.allowed_hosts).map_err(|why| {

@@ -5,16 +5,19 @@
 //! or GitHub Copilot's session-token exchange) stays behind it.
 
 mod classify;
+pub mod copilot;
 mod discovery;
 mod http;
 mod refresh;
+pub mod token_request;
 mod token_response;
 
 pub use classify::{classify_response, classify_transport, parse_retry_after};
-pub use discovery::{Discovery, DiscoveryDocument};
+pub use copilot::CopilotRefresher;
+pub use discovery::{checked as checked_endpoint, Discovery, DiscoveryDocument};
 pub use http::build_http_client;
 pub use refresh::OAuthRefresher;
-pub use token_response::{merge_token_response, TokenResponse};
+pub use token_response::{merge_token_response, number_or_string, TokenResponse};
 
 use crate::credentials::Credentials;
 use futures_util::future::BoxFuture;
@@ -52,6 +55,8 @@ pub struct RefreshError {
     pub message: String,
     /// The server's `Retry-After`, if any.
     pub retry_after: Option<Duration>,
+    /// What to do about it, when more specific than the class's generic advice.
+    pub hint: Option<String>,
 }
 
 impl RefreshError {
@@ -66,6 +71,7 @@ impl RefreshError {
             reason: reason.into(),
             message: message.into(),
             retry_after: None,
+            hint: None,
         }
     }
 
@@ -76,6 +82,7 @@ impl RefreshError {
             reason: reason.into(),
             message: message.into(),
             retry_after: None,
+            hint: None,
         }
     }
 
@@ -86,6 +93,7 @@ impl RefreshError {
             reason: reason.into(),
             message: message.into(),
             retry_after: None,
+            hint: None,
         }
     }
 
@@ -113,4 +121,21 @@ pub trait Refresher: Send + Sync + 'static {
     /// Best-effort revocation at the server (RFC 7009) before a logout. Returns
     /// whether the server confirmed it.
     fn revoke<'a>(&'a self, current: &'a Credentials) -> BoxFuture<'a, bool>;
+}
+
+/// The refresher for a provider: an RFC 6749 refresh, or GitHub Copilot's
+/// session-token exchange.
+pub fn refresher_for(
+    http: reqwest::Client,
+    provider: std::sync::Arc<crate::provider::ProviderSpec>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> std::sync::Arc<dyn Refresher> {
+    match provider.refresh_kind {
+        crate::provider::RefreshKind::OAuth => {
+            std::sync::Arc::new(OAuthRefresher::new(http, provider, clock))
+        }
+        crate::provider::RefreshKind::CopilotExchange => {
+            std::sync::Arc::new(CopilotRefresher::new(http, provider, clock))
+        }
+    }
 }

@@ -1,19 +1,17 @@
 //! The RFC 6749 §6 refresh (form or JSON body) and RFC 7009 revocation.
 
-use super::discovery::{checked, Discovery};
+use super::discovery::Discovery;
+use super::token_request::{post_with_client_auth, read_bounded};
 use super::{classify_response, classify_transport, merge_token_response, parse_retry_after};
 use super::{RefreshError, Refresher};
 use crate::clock::Clock;
-use crate::config::{BodyEncoding, ClientAuth};
+use crate::config::BodyEncoding;
 use crate::credentials::Credentials;
 use crate::provider::ProviderSpec;
 use futures_util::future::BoxFuture;
 use oauth_broker_proto::ExposeSecret;
 use std::sync::Arc;
 use url::Url;
-
-/// Largest token-endpoint answer read; a token response is a few KiB.
-const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Refreshes with a standard token endpoint.
 pub struct OAuthRefresher {
@@ -42,29 +40,7 @@ impl OAuthRefresher {
         fields: Vec<(&'static str, String)>,
         encoding: BodyEncoding,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let mut fields = fields;
-        let mut req = self.http.post(url).header("Accept", "application/json");
-        match (&self.provider.client_secret, self.provider.client_auth) {
-            (Some(secret), ClientAuth::ClientSecretBasic) => {
-                req = req.basic_auth(&self.provider.client_id, Some(secret.expose_secret()));
-            }
-            (Some(secret), ClientAuth::ClientSecretPost) => {
-                fields.push(("client_id", self.provider.client_id.clone()));
-                fields.push(("client_secret", secret.expose_secret().to_string()));
-            }
-            (None, _) => fields.push(("client_id", self.provider.client_id.clone())),
-        }
-        req = match encoding {
-            BodyEncoding::Form => req.form(&fields),
-            BodyEncoding::Json => {
-                let map: serde_json::Map<String, serde_json::Value> = fields
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-                    .collect();
-                req.json(&map)
-            }
-        };
-        req.send().await
+        post_with_client_auth(&self.http, &self.provider, url, fields, encoding).await
     }
 
     async fn do_refresh(&self, current: &Credentials) -> Result<Credentials, RefreshError> {
@@ -90,6 +66,9 @@ impl OAuthRefresher {
                 .and_then(|v| v.to_str().ok()),
         );
         let body = read_bounded(resp).await?;
+        if status == 403 && self.provider.no_api_access_on_403 {
+            return Err(no_api_access());
+        }
         let parsed = classify_response(status, retry_after, &body)?;
         merge_token_response(Some(current), parsed, self.clock.now()).ok_or_else(|| {
             RefreshError::transient(
@@ -101,11 +80,19 @@ impl OAuthRefresher {
     }
 
     async fn do_revoke(&self, current: &Credentials) -> bool {
-        let Some(url) = self.provider.revocation_endpoint.clone() else {
-            return false;
-        };
-        let Ok(url) = checked(url, &self.provider) else {
-            return false;
+        // The configured endpoint, else the one discovery lists (checked
+        // against the allow-list like every discovered endpoint).
+        let url = match self
+            .discovery
+            .revocation_endpoint(&self.http, &self.provider)
+            .await
+        {
+            Ok(Some(url)) => url,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(reason = %e, "no usable revocation endpoint; skipping revocation");
+                return false;
+            }
         };
         let fields = vec![
             ("token", current.refresh_token.expose_secret().to_string()),
@@ -121,26 +108,18 @@ impl OAuthRefresher {
     }
 }
 
-/// Reads a body up to [`MAX_RESPONSE_BYTES`]; a failure mid-body is ambiguous
-/// (the server has processed the request).
-async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, RefreshError> {
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(RefreshError::transient(
-                        "response_too_large",
-                        "the token endpoint's answer is implausibly large",
-                        true,
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(classify_transport(&e)),
-        }
-    }
+/// xAI answers 403 when the account's subscription tier has no API access: the
+/// login is fine, so this must not demand a relogin.
+fn no_api_access() -> RefreshError {
+    let mut err = RefreshError::configuration(
+        "no_api_access",
+        "the token endpoint answered HTTP 403: this account's subscription has no API access",
+    );
+    err.hint = Some(
+        "use an account or plan that includes API access; the login itself is fine, so no relogin is needed"
+            .to_string(),
+    );
+    err
 }
 
 impl Refresher for OAuthRefresher {

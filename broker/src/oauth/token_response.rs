@@ -31,7 +31,8 @@ pub struct TokenResponse {
     pub scope: Option<String>,
 }
 
-fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+/// Deserializes a number that some servers send as a string (`"5"`).
+pub fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumOrStr {

@@ -2,11 +2,16 @@
 //! uses. One file per preset; each holds the public facts of one provider (see
 //! shared/PROVIDERS.md) and every value can be overridden in the config file.
 
+mod anthropic;
 mod endpoint;
 mod generic;
-mod openai_codex;
+pub mod github_copilot;
+mod login_spec;
+pub mod openai_codex;
+mod xai;
 
 pub use endpoint::{check_endpoint, is_loopback_host};
+pub use login_spec::{DeviceScheme, LoginConfig, LoginSpec, RefreshKind};
 
 use crate::config::{BodyEncoding, ClientAuth, Config};
 use oauth_broker_proto::{EndpointInfo, LoginMethod, SecretString};
@@ -41,6 +46,13 @@ pub struct Preset {
     pub default_login: LoginMethod,
     /// Fixed loopback port for browser login, if the provider pins one.
     pub redirect_port: Option<u16>,
+    /// How the provider logs in.
+    pub login: LoginSpec,
+    /// What "refresh" means for this provider.
+    pub refresh_kind: RefreshKind,
+    /// A 403 from the token endpoint means "this account has no API access"
+    /// (xAI subscription tiers), not a dead login.
+    pub no_api_access_on_403: bool,
 }
 
 /// All presets, by name.
@@ -48,12 +60,21 @@ pub fn preset(name: &str) -> Option<Preset> {
     match name {
         "generic" => Some(generic::PRESET),
         "openai-codex" => Some(openai_codex::PRESET),
+        "github-copilot" => Some(github_copilot::PRESET),
+        "xai" => Some(xai::PRESET),
+        "anthropic" => Some(anthropic::PRESET),
         _ => None,
     }
 }
 
 /// Names of all presets, for error messages.
-pub const PRESET_NAMES: &[&str] = &["generic", "openai-codex"];
+pub const PRESET_NAMES: &[&str] = &[
+    "generic",
+    "openai-codex",
+    "github-copilot",
+    "xai",
+    "anthropic",
+];
 
 /// The provider after merging the preset with the config file.
 #[derive(Debug, Clone)]
@@ -90,6 +111,12 @@ pub struct ProviderSpec {
     pub redirect_port: Option<u16>,
     /// Where the configuration came from (for error messages).
     pub config_source: String,
+    /// How logins run.
+    pub login: LoginConfig,
+    /// What "refresh" means for this provider.
+    pub refresh_kind: RefreshKind,
+    /// See [`Preset::no_api_access_on_403`].
+    pub no_api_access_on_403: bool,
 }
 
 impl ProviderSpec {
@@ -177,6 +204,7 @@ impl ProviderSpec {
             Some(path) => Some(read_secret_file(path, &source)?),
             None => None,
         };
+        let login = login_config(file, &preset, &source)?;
         Ok(ProviderSpec {
             preset: preset.name.to_string(),
             issuer,
@@ -194,9 +222,12 @@ impl ProviderSpec {
                 .unwrap_or_else(|| preset.scopes.iter().map(|s| s.to_string()).collect()),
             refresh_body: file.refresh_body.unwrap_or(preset.refresh_body),
             allowed_hosts,
-            default_login: preset.default_login,
+            default_login: file.login_method.unwrap_or(preset.default_login),
             redirect_port: file.redirect_port.or(preset.redirect_port),
             config_source: source,
+            login,
+            refresh_kind: preset.refresh_kind,
+            no_api_access_on_403: preset.no_api_access_on_403,
         })
     }
 
@@ -209,8 +240,59 @@ impl ProviderSpec {
             authorization_endpoint: s(&self.authorization_endpoint),
             device_authorization_endpoint: s(&self.device_authorization_endpoint),
             revocation_endpoint: s(&self.revocation_endpoint),
+            exchange_endpoint: s(&self.exchange_endpoint),
         }
     }
+}
+
+/// Merges the preset's login facts with the config file's overrides. The
+/// redirect URI must be loopback `http`/`https` (a listener waits there) or
+/// `https` elsewhere (the provider shows the code and the user pastes it).
+fn login_config(
+    file: &crate::config::ConfigFile,
+    preset: &Preset,
+    source: &str,
+) -> anyhow::Result<LoginConfig> {
+    let redirect_uri = file
+        .redirect_uri
+        .clone()
+        .unwrap_or_else(|| preset.login.redirect_uri.to_string());
+    let probe = Url::parse(&redirect_uri.replace("{port}", "1")).map_err(|e| {
+        anyhow::anyhow!(
+            "redirect_uri = {redirect_uri:?} in {source} is not a URL ({e}); write e.g. \"http://127.0.0.1:{{port}}/callback\""
+        )
+    })?;
+    check_endpoint(&probe, &[])
+        .map_err(|why| anyhow::anyhow!("redirect_uri = {redirect_uri:?} in {source}: {why}"))?;
+    let mut authorize_params: Vec<(String, String)> = preset
+        .login
+        .authorize_params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(extra) = &file.authorize_params {
+        for (key, value) in extra {
+            authorize_params.retain(|(k, _)| k != key);
+            authorize_params.push((key.clone(), value.clone()));
+        }
+    }
+    // The pinned port's fallbacks only make sense while the pinned port is used.
+    let fallback_ports = if file.redirect_port.is_some() {
+        Vec::new()
+    } else {
+        preset.login.fallback_ports.to_vec()
+    };
+    Ok(LoginConfig {
+        device_scheme: preset.login.device_scheme,
+        redirect_uri,
+        redirect_port: file.redirect_port.or(preset.redirect_port).unwrap_or(0),
+        fallback_ports,
+        authorize_params,
+        prompt_consent_for_offline_access: preset.login.prompt_consent_for_offline_access,
+        code_body: preset.login.code_body,
+        echo_challenge: preset.login.echo_challenge,
+        state_in_exchange: preset.login.state_in_exchange,
+    })
 }
 
 fn parse_endpoint(key: &str, value: &str, allowed: &[String], source: &str) -> anyhow::Result<Url> {
@@ -295,6 +377,73 @@ mod tests {
             .unwrap()
             .as_str()
             .starts_with("https://auth.openai.com/"));
+    }
+
+    #[test]
+    fn every_preset_resolves_from_its_name_alone() {
+        for name in PRESET_NAMES.iter().filter(|n| **n != "generic") {
+            let s = spec(&format!("preset='{name}'\n")).unwrap();
+            assert_eq!(s.preset, *name);
+            assert!(!s.client_id.is_empty());
+            assert!(s.token_endpoint.is_some() || s.issuer.is_some(), "{name}");
+        }
+        let copilot = spec("preset='github-copilot'\n").unwrap();
+        assert_eq!(copilot.refresh_kind, RefreshKind::CopilotExchange);
+        assert!(copilot.exchange_endpoint.is_some());
+        assert_eq!(copilot.default_login, LoginMethod::Device);
+        let xai = spec("preset='xai'\n").unwrap();
+        assert!(xai.no_api_access_on_403 && xai.login.echo_challenge);
+        assert_eq!(xai.login.redirect_port, 56121);
+        let anthropic = spec("preset='anthropic'\n").unwrap();
+        assert_eq!(anthropic.refresh_body, BodyEncoding::Json);
+        assert_eq!(anthropic.login.device_scheme, DeviceScheme::Unsupported);
+        let openai = spec("preset='openai-codex'\n").unwrap();
+        assert_eq!(
+            (
+                openai.login.redirect_port,
+                openai.login.fallback_ports.clone()
+            ),
+            (1455, vec![1457])
+        );
+    }
+
+    #[test]
+    fn preset_values_can_be_overridden() {
+        let s = spec(
+            "preset='openai-codex'\nclient_id='mine'\nscopes=['openid']\nrefresh_body='form'\n\
+             redirect_port=0\nlogin_method='device'\nredirect_uri='http://127.0.0.1:{port}/cb'\n",
+        )
+        .unwrap();
+        assert_eq!(s.client_id, "mine");
+        assert_eq!(s.scopes, vec!["openid".to_string()]);
+        assert_eq!(s.refresh_body, BodyEncoding::Form);
+        assert_eq!(s.default_login, LoginMethod::Device);
+        assert_eq!(s.login.redirect_port, 0);
+        assert!(s.login.fallback_ports.is_empty());
+        assert_eq!(s.login.redirect_uri, "http://127.0.0.1:{port}/cb");
+        let err = spec("preset='generic'\nclient_id='c'\ntoken_endpoint='https://a.example/t'\nredirect_uri='http://evil.example/cb'\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("redirect_uri"), "{err}");
+    }
+
+    #[test]
+    fn xai_endpoints_must_stay_on_x_ai() {
+        let explicit =
+            spec("preset='xai'\ndevice_authorization_endpoint='https://evil.example/d'\n");
+        // An explicitly configured endpoint is trusted (the user wrote it)...
+        assert!(explicit.is_ok());
+        // ...but a discovered one is checked against the pinned hosts.
+        let s = spec("preset='xai'\n").unwrap();
+        assert!(check_endpoint(
+            &Url::parse("https://evil.example/token").unwrap(),
+            &s.allowed_hosts
+        )
+        .is_err());
+        assert!(check_endpoint(
+            &Url::parse("https://auth.x.ai/oauth2/token").unwrap(),
+            &s.allowed_hosts
+        )
+        .is_ok());
     }
 
     #[test]

@@ -96,8 +96,13 @@ impl Connection {
     /// Writes one response, giving up if the client does not read it in time.
     pub async fn write(&mut self, response: &Response) -> Result<(), ConnectionError> {
         let bytes = encode_frame(response).map_err(ConnectionError::TooLarge)?;
+        self.write_frame(&bytes).await
+    }
+
+    /// Writes one already encoded frame, with the same time limit.
+    pub async fn write_frame(&mut self, frame: &[u8]) -> Result<(), ConnectionError> {
         let deadline = Instant::now() + self.request_timeout;
-        timeout_at(deadline, self.stream.write_all(&bytes))
+        timeout_at(deadline, self.stream.write_all(frame))
             .await
             .map_err(|_| ConnectionError::Timeout)??;
         Ok(())

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod socket;
 
 use crate::config::ServerSettings;
+use crate::login::LoginRunner;
 use crate::manager::TokenManager;
 use connection::{Connection, ConnectionError, Incoming};
 use oauth_broker_proto::{
@@ -16,16 +17,29 @@ use oauth_broker_proto::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Serves `listener` until `shutdown` is cancelled.
+/// Serves `listener` until `shutdown` is cancelled, without interactive
+/// logins (`Relogin` is answered with an error).
 pub async fn serve(
     listener: UnixListener,
     manager: TokenManager,
+    settings: ServerSettings,
+    shutdown: CancellationToken,
+) {
+    serve_with_login(listener, manager, None, settings, shutdown).await
+}
+
+/// Serves `listener` until `shutdown` is cancelled; `login` runs the logins
+/// that `Relogin` asks for.
+pub async fn serve_with_login(
+    listener: UnixListener,
+    manager: TokenManager,
+    login: Option<Arc<LoginRunner>>,
     settings: ServerSettings,
     shutdown: CancellationToken,
 ) {
@@ -76,12 +90,13 @@ pub async fn serve(
             continue;
         };
         let manager = manager.clone();
+        let login = login.clone();
         let settings = settings.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                result = handle(stream, &manager, &settings) => {
+                result = handle(stream, &manager, login.as_ref(), &settings) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection closed");
                     }
@@ -95,16 +110,34 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
 }
 
-/// Sends one error frame (without waiting long) and closes.
+/// Sends one error frame and closes, all within half a second.
+///
+/// A client writes its hello before it reads. Closing at once would make
+/// that write fail with EPIPE and the client would report a broken pipe
+/// instead of the answer waiting in its receive buffer; so after the frame
+/// the broker only shuts down its sending side and discards what the client
+/// sends until it hangs up (or the half second is over).
 async fn reject(mut stream: UnixStream, frame: ErrorFrame) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
     if let Ok(bytes) = encode_frame(&Response::Error(frame)) {
-        let _ = tokio::time::timeout(Duration::from_millis(500), stream.write_all(&bytes)).await;
+        let _ = tokio::time::timeout_at(deadline, stream.write_all(&bytes)).await;
     }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn handle(
     stream: UnixStream,
     manager: &TokenManager,
+    login: Option<&Arc<LoginRunner>>,
     settings: &ServerSettings,
 ) -> Result<(), ConnectionError> {
     let request_timeout = Duration::from_millis(settings.request_timeout_ms.max(1));
@@ -153,7 +186,7 @@ async fn handle(
         match conn.read::<Request>(idle_timeout).await {
             Ok(Incoming::Message(request)) => {
                 tracing::trace!(request = request.name(), "request");
-                commands::dispatch(request, manager, &mut conn).await?;
+                commands::dispatch(request, manager, login, &mut conn).await?;
             }
             Ok(Incoming::Malformed(why)) => {
                 tracing::debug!("malformed request");

@@ -56,12 +56,19 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, BoundSocket)> {
                     anyhow::anyhow!("cannot create socket directory {}: {e}", dir.display())
                 })?;
         }
+        check_socket_dir(dir)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             match std::os::unix::net::UnixStream::connect(path) {
                 Ok(_) => anyhow::bail!(
                     "another broker is already listening on {}; stop it first or pass a different --socket",
+                    path.display()
+                ),
+                // Only "connection refused" proves that nobody listens; any other
+                // failure (permissions, a full backlog) may hide a live broker.
+                Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => anyhow::bail!(
+                    "cannot tell whether a broker is listening on {} ({e}); remove the file if no broker runs, or pass a different --socket",
                     path.display()
                 ),
                 Err(_) => {
@@ -96,4 +103,49 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, BoundSocket)> {
             dev: meta.dev(),
         },
     ))
+}
+
+/// Refuses a socket directory in which another user could replace the socket
+/// (and so impersonate the broker to its clients, who send it `Import`ed
+/// refresh tokens): it must belong to this user (or root) and must not be
+/// writable by group or others, unless it is sticky like `/tmp`, where others
+/// cannot remove or rename our files.
+fn check_socket_dir(dir: &Path) -> anyhow::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    // Every directory on the way matters: whoever may rename an ancestor can swap
+    // the socket's directory for one of their own (think of a fallback runtime dir
+    // under /tmp that another user created first).
+    let real = std::fs::canonicalize(dir)
+        .map_err(|e| anyhow::anyhow!("cannot inspect socket directory {}: {e}", dir.display()))?;
+    for ancestor in real.ancestors() {
+        check_one_dir(ancestor, dir)?;
+    }
+    Ok(())
+}
+
+fn check_one_dir(dir: &Path, socket_dir: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| anyhow::anyhow!("cannot inspect socket directory {}: {e}", dir.display()))?;
+    let me = nix::unistd::getuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        anyhow::bail!(
+            "{} (on the way to the socket directory {}) belongs to uid {}, not to this user (uid {me}); pass --socket in a directory of your own",
+            dir.display(),
+            socket_dir.display(),
+            meta.uid()
+        );
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        anyhow::bail!(
+            "{} is writable by group or others (mode {mode:o}), so another user could replace the socket; run `chmod go-w {}` or pass --socket in a private directory",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }

@@ -1,4 +1,12 @@
 //! One framed connection to the broker over a std `UnixStream`.
+//!
+//! The hot path — a token request on an open connection — costs two system
+//! calls: one `send` and, usually, one `read` that brings the whole answer into
+//! a buffer kept for the connection's life. The socket timeouts that bound
+//! each call are re-armed only when the deadline they must respect changed
+//! (see [`ArmedTimeout`]), not before every call as a naive loop would; every
+//! request on a connection with the default timeouts has the same deadline
+//! length, so they are set once.
 
 use crate::deadline::Deadline;
 use crate::{exchange, Error};
@@ -11,10 +19,20 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+/// Bytes read at once: a whole token answer (1–3 KiB) in one call.
+const READ_CHUNK: usize = 8 * 1024;
+
 /// A connection that completed the handshake.
 #[derive(Debug)]
 pub(crate) struct Connection {
     stream: UnixStream,
+    /// Received bytes not yet consumed: `inbox[start..end]`. Zero-initialised
+    /// space after `end` is where the next read goes.
+    inbox: Vec<u8>,
+    start: usize,
+    end: usize,
+    read_timeout: ArmedTimeout,
+    write_timeout: ArmedTimeout,
 }
 
 impl Connection {
@@ -35,7 +53,15 @@ impl Connection {
                 }
             }
         })?;
-        let mut conn = Connection { stream };
+        let mut conn = Connection {
+            stream,
+            inbox: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            read_timeout: ArmedTimeout::default(),
+            // `connect` set the send timeout to the connect timeout.
+            write_timeout: ArmedTimeout::unknown(),
+        };
         let handshake = Deadline::after(deadline.remaining()?, "handshake");
         conn.send(&Hello::new(client_name), &handshake)?;
         let welcome = exchange::welcome(conn.recv(&handshake)?)?;
@@ -54,38 +80,107 @@ impl Connection {
             },
             FrameError::Malformed(_) => Error::protocol("request could not be encoded"),
         })?;
-        self.stream
-            .set_write_timeout(Some(deadline.remaining()?))
-            .map_err(io_error)?;
+        if let Some(timeout) = self.write_timeout.rearm(deadline.remaining()?) {
+            self.stream
+                .set_write_timeout(Some(timeout))
+                .map_err(io_error)?;
+        }
         write_all(&self.stream, &frame).map_err(|e| transport_error(e, deadline))
     }
 
     /// Reads one frame, waiting until `deadline` at most.
     pub(crate) fn recv(&mut self, deadline: &Deadline) -> Result<Response, Error> {
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        self.read_exact(&mut header, deadline)?;
+        while self.end - self.start < FRAME_HEADER_LEN {
+            self.fill(FRAME_HEADER_LEN, deadline)?;
+        }
+        let header: [u8; FRAME_HEADER_LEN] = self.inbox[self.start..self.start + FRAME_HEADER_LEN]
+            .try_into()
+            .expect("four header bytes");
         let len = frame_len(header)
             .map_err(|_| exchange::too_large(u32::from_be_bytes(header) as usize))?;
-        let mut payload = vec![0u8; len];
-        self.read_exact(&mut payload, deadline)?;
-        decode_payload(&payload).map_err(|_| exchange::malformed())
+        let total = FRAME_HEADER_LEN + len;
+        while self.end - self.start < total {
+            self.fill(total, deadline)?;
+        }
+        let payload = &self.inbox[self.start + FRAME_HEADER_LEN..self.start + total];
+        let parsed = decode_payload(payload).map_err(|_| exchange::malformed());
+        self.start += total;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        parsed
     }
 
-    fn read_exact(&mut self, mut buf: &mut [u8], deadline: &Deadline) -> Result<(), Error> {
-        while !buf.is_empty() {
-            // Re-arm the socket timeout with what is left, so a trickling peer
-            // cannot stretch the exchange beyond the deadline.
-            self.stream
-                .set_read_timeout(Some(deadline.remaining()?))
-                .map_err(io_error)?;
-            match self.stream.read(buf) {
+    /// Reads whatever is available (at least one byte) into the inbox, making
+    /// room for a frame of `frame_total` bytes first.
+    fn fill(&mut self, frame_total: usize, deadline: &Deadline) -> Result<(), Error> {
+        if self.inbox.len() - self.start < frame_total {
+            // Move the unread bytes to the front and grow to the frame's size
+            // (at most one maximal frame: `frame_len` refused larger ones).
+            self.inbox.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.inbox.len() < frame_total {
+                self.inbox.resize(frame_total, 0);
+            }
+        }
+        loop {
+            // A trickling peer cannot stretch the exchange beyond the deadline:
+            // each further read gets only what is left of it.
+            if let Some(timeout) = self.read_timeout.rearm(deadline.remaining()?) {
+                self.stream
+                    .set_read_timeout(Some(timeout))
+                    .map_err(io_error)?;
+            }
+            match self.stream.read(&mut self.inbox[self.end..]) {
                 Ok(0) => return Err(io_error(io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => buf = &mut buf[n..],
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(transport_error(e, deadline)),
             }
         }
-        Ok(())
+    }
+}
+
+/// The timeout currently set on one direction of the socket.
+///
+/// A socket timeout bounds each blocking call, and a call must end by its
+/// exchange's deadline. So before a call the timeout must lie between the time
+/// left and that plus [`ArmedTimeout::SLACK`] — the kernel rounds it to its
+/// timer tick anyway. Only when it does not is it set again (one system call),
+/// rounded up to whole milliseconds so that the next request, whose deadline
+/// is the same length to within microseconds, finds it still fitting.
+#[derive(Debug, Default, Clone, Copy)]
+struct ArmedTimeout {
+    current: Option<Duration>,
+}
+
+impl ArmedTimeout {
+    /// How far past its deadline one call may end.
+    const SLACK: Duration = Duration::from_millis(2);
+
+    /// The socket's timeout is not known (it must be set before the next call).
+    fn unknown() -> Self {
+        ArmedTimeout { current: None }
+    }
+
+    /// The timeout to set before a call with `left` until the deadline, or
+    /// `None` when the one in place fits.
+    fn rearm(&mut self, left: Duration) -> Option<Duration> {
+        if self
+            .current
+            .is_some_and(|t| t >= left && t <= left + Self::SLACK)
+        {
+            return None;
+        }
+        let millis = left.as_nanos().div_ceil(1_000_000).max(1);
+        let timeout = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX));
+        self.current = Some(timeout);
+        Some(timeout)
     }
 }
 
@@ -169,4 +264,142 @@ fn write_all(stream: &UnixStream, mut buf: &[u8]) -> io::Result<()> {
 fn write_all(mut stream: &UnixStream, buf: &[u8]) -> io::Result<()> {
     use std::io::Write;
     stream.write_all(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oauth_broker_proto::{ErrorCode, ErrorFrame};
+    use std::io::Write;
+    use std::time::Instant;
+
+    /// A connection over one end of a socket pair, and the broker's end.
+    fn pair() -> (Connection, UnixStream) {
+        let (client, broker) = UnixStream::pair().unwrap();
+        let conn = Connection {
+            stream: client,
+            inbox: vec![0; 16],
+            start: 0,
+            end: 0,
+            read_timeout: ArmedTimeout::default(),
+            write_timeout: ArmedTimeout::default(),
+        };
+        (conn, broker)
+    }
+
+    fn error_frame(message: &str) -> Vec<u8> {
+        encode_frame(&Response::Error(ErrorFrame::new(ErrorCode::Busy, message))).unwrap()
+    }
+
+    fn message_of(response: Response) -> String {
+        match response {
+            Response::Error(frame) => frame.message,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_arriving_together_are_kept_for_the_next_recv() {
+        let (mut conn, mut broker) = pair();
+        let mut bytes = error_frame("first");
+        bytes.extend(error_frame("second, longer than the initial inbox"));
+        broker.write_all(&bytes).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(5), "request");
+        assert_eq!(message_of(conn.recv(&deadline).unwrap()), "first");
+        assert_eq!(
+            message_of(conn.recv(&deadline).unwrap()),
+            "second, longer than the initial inbox"
+        );
+        assert_eq!((conn.start, conn.end), (0, 0));
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_is_reassembled() {
+        let (mut conn, mut broker) = pair();
+        let bytes = error_frame("split in three pieces");
+        let writer = std::thread::spawn(move || {
+            for piece in [&bytes[..2], &bytes[2..9], &bytes[9..]] {
+                broker.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            broker
+        });
+        let deadline = Deadline::after(Duration::from_secs(5), "request");
+        assert_eq!(
+            message_of(conn.recv(&deadline).unwrap()),
+            "split in three pieces"
+        );
+        drop(writer.join().unwrap());
+    }
+
+    #[test]
+    fn a_trickling_peer_cannot_stretch_the_deadline() {
+        let (mut conn, mut broker) = pair();
+        let bytes = error_frame("never completes in time");
+        let writer = std::thread::spawn(move || {
+            for byte in &bytes {
+                if broker.write_all(std::slice::from_ref(byte)).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = Instant::now();
+        let deadline = Deadline::after(Duration::from_millis(300), "request");
+        let err = conn.recv(&deadline).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        // Bounded by the deadline (plus the re-arming slack and scheduling),
+        // not by the per-read timeout times the number of reads.
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(conn);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_closed_peer_is_an_io_error() {
+        let (mut conn, broker) = pair();
+        drop(broker);
+        let deadline = Deadline::after(Duration::from_secs(5), "request");
+        assert!(matches!(conn.recv(&deadline), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn a_fitting_timeout_is_not_set_again() {
+        let mut t = ArmedTimeout::default();
+        let full = Duration::from_secs(45);
+        assert_eq!(t.rearm(full), Some(full));
+        // The next request's deadline is microseconds shorter: still fits.
+        assert_eq!(t.rearm(full - Duration::from_micros(30)), None);
+        assert_eq!(t.rearm(full - Duration::from_micros(1900)), None);
+    }
+
+    #[test]
+    fn a_shrinking_deadline_is_followed() {
+        let mut t = ArmedTimeout::default();
+        t.rearm(Duration::from_secs(45));
+        // A later read of the same exchange, 3 s in: must not wait past it.
+        assert_eq!(
+            t.rearm(Duration::from_secs(42)),
+            Some(Duration::from_secs(42))
+        );
+        // And a new, longer deadline must not time out early.
+        assert_eq!(
+            t.rearm(Duration::from_secs(45)),
+            Some(Duration::from_secs(45))
+        );
+    }
+
+    #[test]
+    fn rounds_up_to_whole_milliseconds_and_never_to_zero() {
+        let mut t = ArmedTimeout::unknown();
+        assert_eq!(
+            t.rearm(Duration::from_micros(1500)),
+            Some(Duration::from_millis(2))
+        );
+        let mut t = ArmedTimeout::unknown();
+        assert_eq!(
+            t.rearm(Duration::from_nanos(1)),
+            Some(Duration::from_millis(1))
+        );
+    }
 }

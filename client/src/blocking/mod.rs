@@ -9,7 +9,8 @@ use crate::retry::Failed;
 use crate::{AccessToken, Error};
 use connection::Connection;
 use oauth_broker_proto::{
-    ImportTokens, LoginEvent, LoginMethod, Request, Response, StatusReport, Welcome,
+    ImportTokens, LoginEvent, LoginMethod, ProjectionRestored, Request, Response, StatusReport,
+    Welcome,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -158,6 +159,17 @@ impl Client {
             redirect_url: redirect_url.to_string(),
         };
         self.call(&request, false, exchange::login_completed)
+    }
+
+    /// Stops the broker writing a projection target's file (its kind, e.g.
+    /// `codex`, or its path) and gives the file back to its tool: the backup
+    /// of the tool's own login if the broker made one, else the broker's file
+    /// is removed.
+    pub fn project_restore(&mut self, target: &str) -> Result<ProjectionRestored, Error> {
+        let request = Request::ProjectRestore {
+            target: target.to_string(),
+        };
+        self.call(&request, false, exchange::project_restored)
     }
 
     /// Sends `request` and interprets the answer with `parse`, resending once on

@@ -22,6 +22,8 @@
 
 mod connection;
 
+pub use crate::caching::asynchronous::CachingClient;
+
 use crate::builder::{ClientBuilder, Options};
 use crate::deadline::Deadline;
 use crate::exchange::{self, LoginStep};

@@ -86,6 +86,13 @@ pub struct FakeConfig {
     pub copilot_session_ttl: Duration,
     /// `refresh_in` of Copilot session tokens, in seconds.
     pub copilot_refresh_in_secs: u64,
+    /// How much later than the server's own expiry the JWT `exp` claim of an
+    /// access token says it expires (zero: the same). The server still
+    /// enforces `access_ttl`. Models a token the server ends early, and lets
+    /// a test give tools that judge tokens by `exp` (Codex CLI refreshes 5
+    /// minutes before it) a token that looks long-lived while it really
+    /// lives seconds.
+    pub jwt_exp_slack: Duration,
 }
 
 impl Default for FakeConfig {
@@ -107,6 +114,7 @@ impl Default for FakeConfig {
             discovery_token_endpoint: None,
             copilot_session_ttl: Duration::from_secs(8),
             copilot_refresh_in_secs: 6,
+            jwt_exp_slack: Duration::ZERO,
         }
     }
 }

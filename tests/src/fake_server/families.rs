@@ -20,6 +20,8 @@ use super::tokens::{self, JwtClaims};
 pub(crate) struct MintSpec<'a> {
     pub jwt: bool,
     pub ttl: Duration,
+    /// Added to the JWT `exp` claim only (see `FakeConfig::jwt_exp_slack`).
+    pub exp_slack: Duration,
     pub issuer: &'a str,
     pub client_id: &'a str,
     pub account_id: &'a str,
@@ -191,6 +193,7 @@ impl Families {
             subject: SUBJECT,
             account_id: spec.account_id,
             ttl: spec.ttl,
+            exp_slack: spec.exp_slack,
             scope: &scope,
         };
         let (access_token, id_token) = if spec.jwt {
@@ -311,6 +314,7 @@ mod tests {
         MintSpec {
             jwt: false,
             ttl: Duration::from_secs(4),
+            exp_slack: Duration::ZERO,
             issuer: "http://127.0.0.1:1",
             client_id: "c",
             account_id: "a",

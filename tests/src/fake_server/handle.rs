@@ -369,6 +369,56 @@ impl FakeAuthServer {
         self.shared().read(|i| i.device.last())
     }
 
+    // ----- OpenAI's device scheme: the user's side ----------------------------
+
+    /// The user enters `user_code` at `/codex/device` and approves (OpenAI's
+    /// scheme). False if no pending authorization has this code.
+    pub fn approve_openai_device(&self, user_code: &str) -> bool {
+        self.shared().update(|i| {
+            let redirect_uri = format!("{}/deviceauth/callback", i.base_url);
+            let client_id = i.cfg.client_id.clone();
+            let scope = i.cfg.default_scope.clone();
+            i.openai_device.approve(
+                user_code,
+                &mut i.codes,
+                &client_id,
+                &redirect_uri,
+                &scope,
+                Instant::now(),
+            )
+        })
+    }
+
+    /// The user denies (OpenAI's scheme): polls then get 400 `access_denied`.
+    pub fn deny_openai_device(&self, user_code: &str) -> bool {
+        self.shared().update(|i| i.openai_device.deny(user_code))
+    }
+
+    /// The user code of the most recent OpenAI-scheme device authorization.
+    pub fn last_openai_device_user_code(&self) -> Option<String> {
+        self.shared().read(|i| i.openai_device.last_user_code())
+    }
+
+    /// Arrival instants of every OpenAI-scheme device poll, in order.
+    pub fn openai_device_polls(&self) -> Vec<Instant> {
+        self.shared().read(|i| i.openai_device_polls.clone())
+    }
+
+    // ----- what clients sent ---------------------------------------------------
+
+    /// Every token request's non-secret fields (refresh tokens, codes,
+    /// verifiers, device codes and client secrets are left out) plus its
+    /// User-Agent under `header:user-agent`, in order of arrival.
+    pub fn token_request_params(&self) -> Vec<BTreeMap<String, String>> {
+        self.shared().read(|i| i.token_params.clone())
+    }
+
+    /// `editor-version`, `user-agent` and `authorization-scheme` of every
+    /// Copilot exchange request, in order.
+    pub fn copilot_exchange_headers(&self) -> Vec<BTreeMap<String, String>> {
+        self.shared().read(|i| i.copilot_headers.clone())
+    }
+
     // ----- authorization code: the browser's side ----------------------------
 
     /// Does what a browser visiting this authorize URL would get: returns the

@@ -35,6 +35,7 @@ mod errors;
 mod families;
 mod fault;
 mod handle;
+mod openai_device;
 mod routes;
 mod state;
 mod stats;

@@ -23,6 +23,7 @@ use super::copilot::Copilot;
 use super::device::DeviceGrants;
 use super::families::{Families, MintSpec};
 use super::fault::FaultQueue;
+use super::openai_device::OpenAiDevice;
 use super::stats::{Stats, TokenRequestRecord, WaitTimeout};
 
 /// Everything the server knows.
@@ -41,6 +42,15 @@ pub(crate) struct Inner {
     pub device_polls: Vec<Instant>,
     pub revoked_tokens: Vec<String>,
     pub authorize_log: Vec<BTreeMap<String, String>>,
+    /// OpenAI's device login scheme.
+    pub openai_device: OpenAiDevice,
+    /// Arrival instants of OpenAI-scheme device polls.
+    pub openai_device_polls: Vec<Instant>,
+    /// Non-secret fields (and the User-Agent) of every token request.
+    pub token_params: Vec<BTreeMap<String, String>>,
+    /// `Editor-Version`, `User-Agent` and the auth scheme of every Copilot
+    /// exchange request.
+    pub copilot_headers: Vec<BTreeMap<String, String>>,
 }
 
 impl Inner {
@@ -51,6 +61,7 @@ impl Inner {
         MintSpec {
             jwt: cfg.jwt_access_tokens,
             ttl: cfg.access_ttl,
+            exp_slack: cfg.jwt_exp_slack,
             issuer: base_url,
             client_id: &cfg.client_id,
             account_id: &cfg.account_id,
@@ -96,6 +107,10 @@ impl Shared {
                 device_polls: Vec::new(),
                 revoked_tokens: Vec::new(),
                 authorize_log: Vec::new(),
+                openai_device: OpenAiDevice::default(),
+                openai_device_polls: Vec::new(),
+                token_params: Vec::new(),
+                copilot_headers: Vec::new(),
             }),
             changed_cv: Condvar::new(),
             changed_tx: watch::channel(0).0,

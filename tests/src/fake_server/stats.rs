@@ -72,6 +72,10 @@ pub struct Stats {
     pub copilot_exchange_requests: u64,
     /// Copilot session tokens issued.
     pub copilot_exchanges: u64,
+    /// `POST /api/accounts/deviceauth/usercode` requests (OpenAI's scheme).
+    pub openai_device_code_requests: u64,
+    /// `POST /api/accounts/deviceauth/token` polls (OpenAI's scheme).
+    pub openai_device_polls: u64,
 }
 
 /// How a token request's body was encoded.

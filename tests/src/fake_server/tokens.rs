@@ -56,6 +56,8 @@ pub(crate) struct JwtClaims<'a> {
     pub subject: &'a str,
     pub account_id: &'a str,
     pub ttl: Duration,
+    /// Added to `exp` only: the server still ends the token after `ttl`.
+    pub exp_slack: Duration,
     pub scope: &'a str,
 }
 
@@ -80,7 +82,7 @@ pub(crate) fn jwt_access_token(c: &JwtClaims<'_>) -> String {
         "client_id": c.audience,
         "iat": iat,
         "nbf": iat,
-        "exp": iat + c.ttl.as_secs(),
+        "exp": iat + c.ttl.as_secs() + c.exp_slack.as_secs(),
         "jti": random_hex(16),
         "scp": c.scope.split_whitespace().collect::<Vec<_>>(),
         "https://api.openai.com/auth": {"chatgpt_account_id": c.account_id},
@@ -140,6 +142,7 @@ mod tests {
             subject: "user-test",
             account_id: "acct-test",
             ttl: Duration::from_secs(4),
+            exp_slack: Duration::ZERO,
             scope: "openid offline_access",
         };
         let t = jwt_access_token(&c);

@@ -1,36 +1,40 @@
 //! One file per request type; each turns a request into its response(s).
 
+mod complete_login;
 mod import;
 mod logout;
+mod project;
 mod relogin;
 mod status;
 mod token;
 mod unauthorized;
 
 use super::connection::{Connection, ConnectionError};
+use crate::login::LoginRunner;
 use crate::manager::TokenManager;
-use oauth_broker_proto::{ErrorCode, ErrorFrame, Request, Response};
+use oauth_broker_proto::Request;
+use std::sync::Arc;
 
 /// Answers one request on `conn`.
 pub async fn dispatch(
     request: Request,
     manager: &TokenManager,
+    login: Option<&Arc<LoginRunner>>,
     conn: &mut Connection,
 ) -> Result<(), ConnectionError> {
     let response = match request {
-        Request::Token { min_valid_secs } => token::handle(manager, min_valid_secs).await,
+        Request::Token { min_valid_secs } => {
+            return token::answer(manager, min_valid_secs, conn).await
+        }
         Request::Unauthorized { token_id } => unauthorized::handle(manager, &token_id).await,
         Request::Status => status::handle(manager),
         Request::Import { tokens } => import::handle(manager, tokens).await,
         Request::Logout => logout::handle(manager).await,
-        Request::Relogin { method } => return relogin::handle(manager, method, conn).await,
-        Request::CompleteLogin { .. } => Response::Error(
-            ErrorFrame::new(
-                ErrorCode::BadRequest,
-                "there is no browser login waiting for a redirect on this connection",
-            )
-            .with_hint("start one with `brokerctl relogin --browser`"),
-        ),
+        Request::ProjectRestore { target } => project::restore(manager, target).await,
+        Request::Relogin { method } => return relogin::handle(login, method, conn).await,
+        Request::CompleteLogin { redirect_url } => {
+            complete_login::handle(login, &redirect_url).await
+        }
     };
     conn.write(&response).await
 }

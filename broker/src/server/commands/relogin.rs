@@ -1,21 +1,88 @@
 //! `Relogin { method }`: run a login in the daemon and stream its events.
+//!
+//! The connection stays open for as long as the login waits for the user (a
+//! device code can be valid for 15 minutes), so the idle timeout does not apply
+//! meanwhile; a frame that has started must still arrive within the request
+//! timeout. While a browser login waits, the same connection may send
+//! `CompleteLogin` (a pasted redirect): it gets an error frame only if the
+//! paste cannot be read, otherwise the login's final event answers it. A client
+//! that disconnects cancels its login.
 
-use crate::manager::TokenManager;
-use crate::server::connection::{Connection, ConnectionError};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginMethod, Response};
+use crate::login::LoginRunner;
+use crate::server::connection::{Connection, ConnectionError, Incoming};
+use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, LoginMethod, Request, Response};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Login flows are not built yet: answer with a clear error and the alternative.
+/// How long a connection with a running login may stay silent. The login ends
+/// long before (its own timeouts are at most the code's lifetime); this only
+/// replaces the idle timeout, which would otherwise cut a legitimate wait.
+const LOGIN_SILENCE: Duration = Duration::from_secs(24 * 3600);
+
+/// Streams the login's events up to the final one.
 pub async fn handle(
-    _manager: &TokenManager,
-    _method: Option<LoginMethod>,
+    login: Option<&Arc<LoginRunner>>,
+    method: Option<LoginMethod>,
     conn: &mut Connection,
 ) -> Result<(), ConnectionError> {
-    conn.write(&Response::Error(
-        ErrorFrame::new(
-            ErrorCode::BadRequest,
-            "relogin is not implemented yet in this brokerd",
-        )
-        .with_hint("hand over existing tokens with `brokerctl import FILE`"),
-    ))
-    .await
+    let Some(login) = login else {
+        return conn
+            .write(&Response::Login(LoginEvent::Error {
+                code: ErrorCode::BadRequest.as_str().to_string(),
+                message: "this broker does not run logins".to_string(),
+                hint: Some("hand over existing tokens with `brokerctl import FILE`".to_string()),
+            }))
+            .await;
+    };
+    let mut stream = match login.start(method) {
+        Ok(stream) => stream,
+        Err(busy) => return conn.write(&Response::Login(busy)).await,
+    };
+    loop {
+        tokio::select! {
+            event = stream.events.recv() => {
+                let event = event.unwrap_or_else(|| LoginEvent::Error {
+                    code: ErrorCode::Internal.as_str().to_string(),
+                    message: "the login ended without an outcome".to_string(),
+                    hint: None,
+                });
+                let last = event.is_final();
+                conn.write(&Response::Login(event)).await?;
+                if last {
+                    return Ok(());
+                }
+            }
+            incoming = conn.read::<Request>(LOGIN_SILENCE) => match incoming? {
+                Incoming::Message(Request::CompleteLogin { redirect_url }) => {
+                    if let Err(frame) = login.submit_paste(&redirect_url).await {
+                        conn.write(&Response::Error(frame)).await?;
+                    }
+                }
+                Incoming::Message(other) => {
+                    conn.write(&Response::Error(
+                        ErrorFrame::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "a login is running on this connection; `{}` must wait until it ends (only complete_login is accepted meanwhile)",
+                                other.name()
+                            ),
+                        )
+                        .with_hint("use another connection for other requests"),
+                    ))
+                    .await?;
+                }
+                Incoming::Malformed(why) => {
+                    conn.write(&Response::Error(ErrorFrame::new(
+                        ErrorCode::BadRequest,
+                        format!("malformed request: {why}"),
+                    )))
+                    .await?;
+                }
+                Incoming::Closed => {
+                    tracing::info!("the client of a running login disconnected; cancelling the login");
+                    return Ok(());
+                }
+            },
+        }
+    }
 }

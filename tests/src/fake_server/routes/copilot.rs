@@ -29,7 +29,22 @@ pub(crate) async fn exchange(
     ConnectInfo(conn): ConnectInfo<ConnectionControl>,
     headers: HeaderMap,
 ) -> Response {
+    let seen: std::collections::BTreeMap<String, String> = [
+        ("editor-version", headers.get("editor-version")),
+        ("user-agent", headers.get(header::USER_AGENT)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_str().ok()?.to_owned())))
+    .chain(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_whitespace().next())
+            .map(|scheme| ("authorization-scheme".to_owned(), scheme.to_owned())),
+    )
+    .collect();
     let (fault, base_url) = app.update(|i| {
+        i.copilot_headers.push(seen);
         i.stats.copilot_exchange_requests += 1;
         let fault = i.copilot_faults.next();
         if fault.is_some() {

@@ -16,6 +16,7 @@ mod device;
 mod discovery;
 mod faults;
 mod grants;
+mod openai_device;
 mod resource;
 mod revoke;
 mod token;
@@ -40,5 +41,11 @@ pub(crate) fn router(app: App) -> Router {
         .route("/copilot_internal/v2/token", get(copilot::exchange))
         .route("/copilot-api/{*rest}", any(resource::copilot_api))
         .route("/captive", get(faults::captive_page))
+        .route(
+            "/api/accounts/deviceauth/usercode",
+            post(openai_device::user_code),
+        )
+        .route("/api/accounts/deviceauth/token", post(openai_device::poll))
+        .route("/codex/device", get(openai_device::page))
         .with_state(app)
 }

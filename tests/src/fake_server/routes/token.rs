@@ -65,6 +65,39 @@ pub(crate) fn record(i: &mut Inner, req: &RequestInfo, outcome: TokenOutcome) {
     });
 }
 
+/// Fields that carry secrets are never logged.
+const SECRET_FIELDS: &[&str] = &[
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "device_code",
+    "client_secret",
+];
+
+/// The request's non-secret fields plus `header:user-agent`, for assertions
+/// such as "the PKCE challenge was echoed" or "no claude-code User-Agent".
+fn logged_params(
+    headers: &HeaderMap,
+    parsed: Option<&body::Params>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out: std::collections::BTreeMap<String, String> = parsed
+        .map(|p| {
+            p.fields
+                .iter()
+                .filter(|(k, _)| !SECRET_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(ua) = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        out.insert("header:user-agent".to_owned(), ua.to_owned());
+    }
+    out
+}
+
 pub(crate) async fn handle(
     State(app): State<App>,
     ConnectInfo(conn): ConnectInfo<ConnectionControl>,
@@ -89,7 +122,9 @@ pub(crate) async fn handle(
             .and_then(|p| body::client_id(&headers, p)),
         parsed: parsed.is_ok(),
     };
+    let params = logged_params(&headers, parsed.as_ref().ok());
     let (fault, base_url) = app.update(|i| {
+        i.token_params.push(params);
         i.stats.token_requests_received += 1;
         let fault = i.faults.next();
         if fault.is_some() {

@@ -1,0 +1,155 @@
+//! The rhythm of a device login's polling, shared by RFC 8628 and OpenAI's
+//! scheme: first poll at once, then every `interval`; `slow_down` adds 5 s for
+//! good (RFC 8628 §3.5); transient failures are tolerated a bounded number of
+//! times in a row (a connection timeout also doubles the interval, as §3.5
+//! asks); nothing is polled after the user code expired; and every wait ends
+//! early when the login is cancelled.
+
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What RFC 8628 §3.5 adds to the interval on `slow_down`.
+pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+/// Interval when the server names none (RFC 8628 §3.2).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// Upper bound of the interval after timeouts doubled it.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why polling stops before an answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The user code expired.
+    Expired,
+    /// The client that asked for the login went away.
+    Cancelled,
+}
+
+/// Polling state of one device login.
+#[derive(Debug)]
+pub struct Pacing {
+    interval: Duration,
+    deadline: Instant,
+    failures: u32,
+    max_failures: u32,
+    extra_wait: Duration,
+}
+
+impl Pacing {
+    /// Pacing for a code valid `expires_in` from now, polled every `interval`
+    /// (at least one second), tolerating `max_failures` transient failures in a
+    /// row.
+    pub fn new(interval: Duration, expires_in: Duration, max_failures: u32) -> Pacing {
+        Pacing {
+            interval: interval.max(Duration::from_secs(1)),
+            deadline: Instant::now() + expires_in,
+            failures: 0,
+            max_failures,
+            extra_wait: Duration::ZERO,
+        }
+    }
+
+    /// The current interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// An answer arrived (pending or otherwise): the failure streak ends.
+    pub fn answered(&mut self) {
+        self.failures = 0;
+        self.extra_wait = Duration::ZERO;
+    }
+
+    /// `slow_down`: 5 s more, for the rest of this login.
+    pub fn slow_down(&mut self) {
+        self.answered();
+        self.interval += SLOW_DOWN_STEP;
+    }
+
+    /// A transient failure; `timeout` doubles the interval, `retry_after`
+    /// stretches the next wait. Returns false when the streak is too long and
+    /// the login should be given up.
+    pub fn failed(&mut self, timeout: bool, retry_after: Option<Duration>) -> bool {
+        self.failures += 1;
+        if self.failures > self.max_failures {
+            return false;
+        }
+        if timeout {
+            self.interval = (self.interval * 2).min(MAX_INTERVAL);
+        }
+        self.extra_wait = retry_after
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(self.interval)
+            .min(MAX_INTERVAL);
+        true
+    }
+
+    /// Whether the code has expired.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Seconds until the code expires.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Waits for the next poll. Errs (at the deadline, not later) when the code
+    /// expires first, or at once when the login is cancelled.
+    pub async fn wait(&self, cancel: &CancellationToken) -> Result<(), Stop> {
+        let wake = Instant::now() + self.interval + self.extra_wait;
+        let expires_first = wake >= self.deadline;
+        tokio::select! {
+            _ = cancel.cancelled() => Err(Stop::Cancelled),
+            _ = tokio::time::sleep_until(wake.min(self.deadline)) => {
+                if expires_first { Err(Stop::Expired) } else { Ok(()) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_down_adds_five_seconds_for_good() {
+        let mut p = Pacing::new(Duration::from_secs(1), Duration::from_secs(600), 3);
+        p.slow_down();
+        assert_eq!(p.interval(), Duration::from_secs(6));
+        p.answered();
+        assert_eq!(p.interval(), Duration::from_secs(6));
+        p.slow_down();
+        assert_eq!(p.interval(), Duration::from_secs(11));
+    }
+
+    #[test]
+    fn failure_streak_is_bounded_and_reset_by_an_answer() {
+        let mut p = Pacing::new(Duration::from_secs(1), Duration::from_secs(600), 2);
+        assert!(p.failed(false, None));
+        assert!(p.failed(false, None));
+        p.answered();
+        assert!(p.failed(false, None));
+        assert!(p.failed(true, None));
+        assert_eq!(p.interval(), Duration::from_secs(2));
+        assert!(!p.failed(false, None));
+    }
+
+    #[test]
+    fn zero_interval_is_raised_to_one_second() {
+        let p = Pacing::new(Duration::ZERO, Duration::from_secs(5), 1);
+        assert_eq!(p.interval(), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn never_waits_past_the_expiry() {
+        let p = Pacing::new(Duration::from_secs(5), Duration::from_millis(200), 1);
+        let start = Instant::now();
+        assert_eq!(p.wait(&CancellationToken::new()).await, Err(Stop::Expired));
+        assert!(start.elapsed() < Duration::from_secs(4));
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let p = Pacing::new(Duration::from_secs(5), Duration::from_secs(30), 1);
+        assert_eq!(p.wait(&cancel).await, Err(Stop::Cancelled));
+    }
+}

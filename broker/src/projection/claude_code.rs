@@ -1,0 +1,129 @@
+//! Claude Code's `.credentials.json` (Claude Pro/Max sign-in). Facts observed
+//! with the real Claude Code 2.1.330 (shared/PROVIDERS.md):
+//!
+//! * The login lives under `claudeAiOauth`: `accessToken`, `refreshToken`,
+//!   `expiresAt` (unix milliseconds), `scopes`, `subscriptionType`. The same
+//!   file holds other entries (MCP server logins), so the broker only replaces
+//!   the fields it owns and keeps everything else.
+//! * Claude Code re-reads the file whenever its mtime changed, before every
+//!   request; it refreshes on its own once `expiresAt` is within 5 minutes (and
+//!   wipes the file when that refresh fails with `invalid_grant`). The default
+//!   margin is therefore 10 minutes, and a wiped file is rewritten at the next
+//!   check.
+//! * The file names no account, so the broker cannot tell whose login an
+//!   existing file holds: it backs the file up before the first write.
+
+use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
+use crate::config::ProjectionKind;
+use crate::credentials::Credentials;
+use oauth_broker_proto::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Claude Code refreshes on its own 5 minutes before expiry; stay 5 more ahead.
+const DEFAULT_MARGIN: Duration = Duration::from_secs(10 * 60);
+
+const LOGIN_KEY: &str = "claudeAiOauth";
+
+/// The `claude-code` projection kind.
+pub struct ClaudeCode;
+
+impl ToolFormat for ClaudeCode {
+    fn kind(&self) -> ProjectionKind {
+        ProjectionKind::ClaudeCode
+    }
+
+    fn default_refresh_margin(&self) -> Duration {
+        DEFAULT_MARGIN
+    }
+
+    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
+        creds.expires_at
+    }
+
+    fn identity_of_login(&self, _creds: &Credentials) -> Identity {
+        Identity::default()
+    }
+
+    fn inspect(&self, file: &Map<String, Value>) -> (Identity, Option<SecretString>) {
+        let refresh_token = file
+            .get(LOGIN_KEY)
+            .and_then(|login| login.get("refreshToken"))
+            .and_then(Value::as_str)
+            .map(|t| SecretString::from(t.to_string()));
+        (Identity::default(), refresh_token)
+    }
+
+    fn render(
+        &self,
+        creds: &Credentials,
+        mut file: Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let access_token = creds
+            .access_token
+            .as_ref()
+            .ok_or("the broker holds no access token yet")?;
+        let expires_at = creds
+            .expires_at
+            .ok_or("the broker does not know when its access token expires")?;
+        let expires_at_ms = expires_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut login = match file.remove(LOGIN_KEY) {
+            Some(Value::Object(login)) => login,
+            _ => Map::new(),
+        };
+        login.insert("accessToken".into(), access_token.expose_secret().into());
+        login.insert("refreshToken".into(), PLACEHOLDER_REFRESH_TOKEN.into());
+        login.insert("expiresAt".into(), expires_at_ms.into());
+        if !creds.scopes.is_empty() {
+            login.insert("scopes".into(), creds.scopes.clone().into());
+        }
+        file.insert(LOGIN_KEY.into(), Value::Object(login));
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn creds() -> Credentials {
+        Credentials {
+            access_token: Some("sk-ant-oat01-access".to_string().into()),
+            expires_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_003_600)),
+            obtained_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            refresh_token: "sk-ant-ort01-real".to_string().into(),
+            id_token: None,
+            token_type: "Bearer".into(),
+            scopes: vec!["user:inference".into(), "user:profile".into()],
+            account_id: None,
+            metadata: Default::default(),
+            refresh_hint_at: None,
+        }
+    }
+
+    #[test]
+    fn replaces_only_the_login_fields() {
+        let existing = json!({
+            "claudeAiOauth": {"accessToken": "old", "refreshToken": "sk-ant-ort01-old",
+                              "expiresAt": 1, "subscriptionType": "max"},
+            "mcpOAuth": {"server": {"accessToken": "mcp"}},
+        });
+        let Value::Object(existing) = existing else {
+            unreachable!()
+        };
+        let file = ClaudeCode.render(&creds(), existing).unwrap();
+        let login = &file["claudeAiOauth"];
+        assert_eq!(login["accessToken"], "sk-ant-oat01-access");
+        assert_eq!(login["refreshToken"], PLACEHOLDER_REFRESH_TOKEN);
+        assert_eq!(login["expiresAt"], 1_700_003_600_000u64);
+        assert_eq!(login["scopes"], json!(["user:inference", "user:profile"]));
+        assert_eq!(login["subscriptionType"], "max");
+        assert_eq!(file["mcpOAuth"]["server"]["accessToken"], "mcp");
+        let (_, refresh) = ClaudeCode.inspect(&file);
+        assert_eq!(refresh.unwrap().expose_secret(), PLACEHOLDER_REFRESH_TOKEN);
+    }
+}

@@ -1,0 +1,200 @@
+//! Codex CLI's `auth.json` (ChatGPT sign-in). Facts observed with the real
+//! Codex CLI 0.169 (shared/PROVIDERS.md):
+//!
+//! * Codex sends `tokens.access_token` as the bearer token and
+//!   `tokens.account_id` as `ChatGPT-Account-ID`, and parses the `id_token`'s
+//!   claims (no signature check), so both must be there.
+//! * It refreshes on its own once the access token's JWT `exp` is within
+//!   5 minutes, and after a 401. Before either it re-reads this file and, if the
+//!   file changed for the same `account_id`, adopts it without any network
+//!   call. So the file must always hold a token whose `exp` is more than
+//!   5 minutes away: the default margin is 10 minutes.
+//! * `codex logout` revokes the file's refresh token: the file only ever holds
+//!   the placeholder.
+
+use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
+use crate::config::ProjectionKind;
+use crate::credentials::Credentials;
+use oauth_broker_proto::{ExposeSecret, SecretString};
+use serde_json::{json, Map, Value};
+use std::time::{Duration, SystemTime};
+
+/// Codex refreshes on its own 5 minutes before `exp`; stay 5 more ahead.
+const DEFAULT_MARGIN: Duration = Duration::from_secs(10 * 60);
+
+/// The `codex` projection kind.
+pub struct Codex;
+
+impl ToolFormat for Codex {
+    fn kind(&self) -> ProjectionKind {
+        ProjectionKind::Codex
+    }
+
+    fn default_refresh_margin(&self) -> Duration {
+        DEFAULT_MARGIN
+    }
+
+    /// Codex judges the token by its JWT `exp`, not by what the token
+    /// endpoint said: use the same clock.
+    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
+        creds
+            .access_token
+            .as_ref()
+            .and_then(|t| crate::jwt::expiry(t.expose_secret()))
+            .map(crate::clock::from_unix_secs)
+            .or(creds.expires_at)
+    }
+
+    fn identity_of_login(&self, creds: &Credentials) -> Identity {
+        Identity {
+            account_id: creds.account_id.clone(),
+            subject: subject(creds.id_token.as_ref().or(creds.access_token.as_ref())),
+        }
+    }
+
+    fn inspect(&self, file: &Map<String, Value>) -> (Identity, Option<SecretString>) {
+        let tokens = file.get("tokens").and_then(Value::as_object);
+        let text = |key: &str| tokens.and_then(|t| t.get(key)).and_then(Value::as_str);
+        let id_token = text("id_token").map(|t| SecretString::from(t.to_string()));
+        let claims_account = id_token
+            .as_ref()
+            .and_then(|t| crate::jwt::claims(t.expose_secret()))
+            .and_then(|c| {
+                c.get("https://api.openai.com/auth")?
+                    .get("chatgpt_account_id")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+        let identity = Identity {
+            account_id: text("account_id").map(str::to_string).or(claims_account),
+            subject: subject(id_token.as_ref()),
+        };
+        let refresh_token = text("refresh_token").map(|t| SecretString::from(t.to_string()));
+        (identity, refresh_token)
+    }
+
+    fn render(
+        &self,
+        creds: &Credentials,
+        mut file: Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let access_token = creds
+            .access_token
+            .as_ref()
+            .ok_or("the broker holds no access token yet")?;
+        let id_token = creds.id_token.as_ref().ok_or(
+            "the broker's login has no id_token, which Codex needs; run `brokerctl relogin` (or import tokens that include the id_token)",
+        )?;
+        let account_id = creds.account_id.as_ref().ok_or(
+            "the broker's tokens carry no ChatGPT account id, which Codex needs; is the provider really ChatGPT (preset openai-codex)?",
+        )?;
+        file.insert("auth_mode".into(), "chatgpt".into());
+        file.insert("OPENAI_API_KEY".into(), Value::Null);
+        file.insert(
+            "tokens".into(),
+            json!({
+                "id_token": id_token.expose_secret(),
+                "access_token": access_token.expose_secret(),
+                "refresh_token": PLACEHOLDER_REFRESH_TOKEN,
+                "account_id": account_id,
+            }),
+        );
+        file.insert("last_refresh".into(), rfc3339(creds.obtained_at).into());
+        Ok(file)
+    }
+}
+
+/// The JWT `sub` claim of a token, if it is a JWT.
+fn subject(token: Option<&SecretString>) -> Option<String> {
+    let claims = crate::jwt::claims(token?.expose_secret())?;
+    claims.get("sub")?.as_str().map(str::to_string)
+}
+
+/// `2025-06-01T14:03:22Z`, the form Codex writes into `last_refresh`.
+fn rfc3339(time: SystemTime) -> String {
+    // `absolute()` gives `2025-06-01 14:03:22 UTC`.
+    let human = crate::ctl::output::absolute(crate::clock::unix_secs(time));
+    format!("{}Z", human.trim_end_matches(" UTC").replacen(' ', "T", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn jwt(payload: Value) -> String {
+        let enc = |v: Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        format!("{}.{}.c2ln", enc(json!({"alg": "none"})), enc(payload))
+    }
+
+    fn creds() -> Credentials {
+        let auth = json!({"chatgpt_account_id": "acct-1"});
+        Credentials {
+            access_token: Some(
+                jwt(json!({"sub": "user-1", "exp": 1_700_003_600u64, "https://api.openai.com/auth": auth}))
+                    .into(),
+            ),
+            expires_at: Some(crate::clock::from_unix_secs(1_700_003_000)),
+            obtained_at: crate::clock::from_unix_secs(1_700_000_000),
+            refresh_token: "rt-secret-42".to_string().into(),
+            id_token: Some(jwt(json!({"sub": "user-1", "https://api.openai.com/auth": auth})).into()),
+            token_type: "Bearer".into(),
+            scopes: vec![],
+            account_id: Some("acct-1".into()),
+            metadata: Default::default(),
+            refresh_hint_at: None,
+        }
+    }
+
+    #[test]
+    fn renders_the_codex_shape_with_the_placeholder() {
+        let c = creds();
+        let mut existing = Map::new();
+        existing.insert("custom".into(), "kept".into());
+        let file = Codex.render(&c, existing).unwrap();
+        assert_eq!(file["auth_mode"], "chatgpt");
+        assert_eq!(file["OPENAI_API_KEY"], Value::Null);
+        assert_eq!(file["custom"], "kept");
+        assert_eq!(
+            file["tokens"]["access_token"],
+            c.access_token.as_ref().unwrap().expose_secret()
+        );
+        assert_eq!(file["tokens"]["refresh_token"], PLACEHOLDER_REFRESH_TOKEN);
+        assert_eq!(file["tokens"]["account_id"], "acct-1");
+        assert_eq!(file["last_refresh"], "2023-11-14T22:13:20Z");
+        assert!(!Value::Object(file).to_string().contains("rt-secret-42"));
+    }
+
+    #[test]
+    fn judges_expiry_by_the_jwt_and_reads_identity_back() {
+        let c = creds();
+        assert_eq!(
+            Codex.tool_expiry(&c),
+            Some(crate::clock::from_unix_secs(1_700_003_600))
+        );
+        let file = Codex.render(&c, Map::new()).unwrap();
+        let (identity, refresh) = Codex.inspect(&file);
+        assert_eq!(identity, Codex.identity_of_login(&c));
+        assert_eq!(identity.account_id.as_deref(), Some("acct-1"));
+        assert_eq!(identity.subject.as_deref(), Some("user-1"));
+        assert_eq!(refresh.unwrap().expose_secret(), PLACEHOLDER_REFRESH_TOKEN);
+    }
+
+    #[test]
+    fn refuses_to_render_without_what_codex_needs() {
+        let mut c = creds();
+        c.id_token = None;
+        assert!(Codex
+            .render(&c, Map::new())
+            .unwrap_err()
+            .contains("id_token"));
+        let mut c = creds();
+        c.account_id = None;
+        assert!(Codex
+            .render(&c, Map::new())
+            .unwrap_err()
+            .contains("account id"));
+    }
+}

@@ -1,0 +1,194 @@
+//! The file operations of a projection target: atomic private writes, the
+//! one-time backup, and telling our own last write from someone else's.
+//!
+//! Why atomic: the tools re-read their credential file at any moment (Codex
+//! after a 401, Claude Code before every request); a reader must see either the
+//! old or the new file, never half of one. Why 0600 from the first byte: the
+//! file holds a live access token.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Appended to the tool's file name for the copy of what was there before the
+/// broker first wrote it (`auth.json.oauth-broker-backup`).
+pub const BACKUP_SUFFIX: &str = ".oauth-broker-backup";
+
+/// Credential files are a few KiB; anything far larger is not one.
+const MAX_FILE: u64 = 1024 * 1024;
+
+/// One version of a file as `stat` sees it. Recorded after each of our writes:
+/// a different stamp later means the tool (or the user) replaced, edited or
+/// removed the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+/// The stamp of `path`, `None` when there is no file.
+pub fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The contents of `path`, `None` when there is no file.
+pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(io::Error::other(format!(
+            "{} is larger than {MAX_FILE} bytes, so it is not a credential file",
+            path.display()
+        )));
+    }
+    Ok(Some(bytes))
+}
+
+/// Replaces `path` with `bytes` atomically and durably, mode 0600 from the
+/// start: a temp file in the same directory, fsync, rename, fsync of the
+/// directory. A missing parent directory is created with mode 0700. Returns
+/// the stamp of the new file.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
+    let dir = parent(path)?;
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = temp_path(path)?;
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // A leftover temp file keeps its old mode on open.
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    stamp(path)?.ok_or_else(|| io::Error::other("the file vanished right after it was written"))
+}
+
+/// Where the copy of the tool's own file is kept.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(BACKUP_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Saves `bytes` (the file as the broker found it) as the backup, unless a
+/// backup exists already: the first one is the tool's own login, later ones
+/// would only be copies of the broker's writes. Returns whether it wrote one.
+pub fn backup_once(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let backup = backup_path(path);
+    if fs::symlink_metadata(&backup).is_ok() {
+        return Ok(false);
+    }
+    write_private(&backup, bytes)?;
+    Ok(true)
+}
+
+/// Puts the backup back in place of `path` (atomic rename) and syncs the
+/// directory.
+pub fn restore_backup(path: &Path) -> io::Result<()> {
+    fs::rename(backup_path(path), path)?;
+    File::open(parent(path)?)?.sync_all()
+}
+
+/// Removes `path` (the broker's own projection) and syncs the directory.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    File::open(parent(path)?)?.sync_all()
+}
+
+fn parent(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| io::Error::other(format!("{} has no parent directory", path.display())))
+}
+
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(".oauth-broker.tmp");
+    Ok(parent(path)?.join(tmp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn writes_private_files_atomically_and_creates_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("home/.codex/auth.json");
+        let first = write_private(&path, b"one").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let second = write_private(&path, b"two!").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(stamp(&path).unwrap(), Some(second));
+        // No temp file is left behind.
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("auth.json")]);
+    }
+
+    #[test]
+    fn backup_is_taken_once_and_restored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.json");
+        fs::write(&path, b"tool's own").unwrap();
+        assert!(backup_once(&path, b"tool's own").unwrap());
+        assert!(!backup_once(&path, b"broker's write").unwrap());
+        assert_eq!(fs::read(backup_path(&path)).unwrap(), b"tool's own");
+        assert_eq!(mode(&backup_path(&path)), 0o600);
+        write_private(&path, b"broker's write").unwrap();
+        restore_backup(&path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"tool's own");
+        assert!(!backup_path(&path).exists());
+        remove(&path).unwrap();
+        remove(&path).unwrap();
+        assert_eq!(read(&path).unwrap(), None);
+    }
+}

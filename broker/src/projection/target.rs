@@ -1,0 +1,537 @@
+//! What every projection target has in common: keeping one tool's credential
+//! file in step with the broker's current access token, with a placeholder
+//! refresh token, early enough for the tool's own refresh rule, without ever
+//! overwriting another account's login, and with a way back.
+//!
+//! A [`ToolFormat`] knows one tool's file (one file per kind: `codex.rs`,
+//! `claude_code.rs`); a [`Target`] is one configured file of that format and
+//! does the I/O. Everything here is blocking file I/O: the runner in `mod.rs`
+//! calls it on the blocking pool.
+
+use super::file::{self, Stamp};
+use crate::config::ProjectionKind;
+use crate::credentials::Credentials;
+use oauth_broker_proto::{
+    ExposeSecret, ProjectionRestored, ProjectionStatus, RestoreOutcome, SecretString,
+};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// The refresh token written into every projected file. No server accepts it,
+/// so a tool that refreshes (or logs out, which revokes) on its own spends and
+/// revokes nothing; the real refresh token never leaves the broker. It also
+/// marks a file as the broker's own.
+pub const PLACEHOLDER_REFRESH_TOKEN: &str =
+    "oauth-broker-placeholder.the-broker-holds-the-real-refresh-token";
+
+/// Whose login a credential file holds, as far as it says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Provider account id (ChatGPT account id).
+    pub account_id: Option<String>,
+    /// The user (`sub` claim).
+    pub subject: Option<String>,
+}
+
+impl Identity {
+    /// Describes a definite mismatch: both sides name an account id (or a
+    /// subject) and the names differ. Unknown on either side is no mismatch.
+    pub fn conflict_with(&self, broker: &Identity) -> Option<String> {
+        let differ = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) if a != b => Some((a.clone(), b.clone())),
+            _ => None,
+        };
+        if let Some((file, broker)) = differ(&self.account_id, &broker.account_id) {
+            return Some(format!(
+                "account {file}, but this broker serves account {broker}"
+            ));
+        }
+        differ(&self.subject, &broker.subject)
+            .map(|(file, broker)| format!("user {file}, but this broker serves user {broker}"))
+    }
+}
+
+/// One tool's credential-file format and refresh rule.
+pub trait ToolFormat: Send + Sync {
+    /// Which kind this is.
+    fn kind(&self) -> ProjectionKind;
+    /// How long before expiry (in the tool's eyes) the tool starts refreshing
+    /// on its own, plus a safety margin.
+    fn default_refresh_margin(&self) -> Duration;
+    /// When the tool considers the broker's current access token expired.
+    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime>;
+    /// Whose login the broker holds, in the terms this file format uses.
+    fn identity_of_login(&self, creds: &Credentials) -> Identity;
+    /// Whose login an existing file holds, and its refresh token.
+    fn inspect(&self, file: &Map<String, Value>) -> (Identity, Option<SecretString>);
+    /// `file` (the existing contents, or empty) updated with the broker's
+    /// current access token and the placeholder refresh token. `Err` says why
+    /// this login cannot be written in this format.
+    fn render(
+        &self,
+        creds: &Credentials,
+        file: Map<String, Value>,
+    ) -> Result<Map<String, Value>, String>;
+}
+
+/// One configured `[[project]]` file.
+pub struct Target {
+    format: Box<dyn ToolFormat>,
+    path: PathBuf,
+    margin: Duration,
+    state: Mutex<TargetState>,
+}
+
+#[derive(Default)]
+struct TargetState {
+    /// Our last write: the token it carried and the file version it produced.
+    written: Option<(String, Stamp)>,
+    last_write_at: Option<SystemTime>,
+    last_error: Option<String>,
+    /// A condition that is not a failure of the last write (tokens too short
+    /// for the margin); shown while there is no error.
+    warning: Option<String>,
+    /// Set by a restore: the file is the tool's again until the broker restarts.
+    stopped: bool,
+}
+
+/// What a write attempt did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Synced {
+    /// The file already holds the current token.
+    UpToDate,
+    /// The file was (re)written.
+    Written,
+    /// Nothing to write (no access token yet, or the target was restored).
+    Idle,
+}
+
+impl Target {
+    /// A target writing `path` in `format`, `margin` ahead of the tool.
+    pub fn new(format: Box<dyn ToolFormat>, path: PathBuf, margin: Option<Duration>) -> Target {
+        let margin = margin.unwrap_or_else(|| format.default_refresh_margin());
+        Target {
+            format,
+            path,
+            margin,
+            state: Mutex::new(TargetState::default()),
+        }
+    }
+
+    /// The kind's config name.
+    pub fn kind(&self) -> &'static str {
+        self.format.kind().as_str()
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How far ahead of the tool's own refresh the file must stay.
+    pub fn margin(&self) -> Duration {
+        self.margin
+    }
+
+    /// The file must hold a newer token by then, or the tool starts refreshing
+    /// on its own: the token's expiry in the tool's eyes minus the margin.
+    pub fn rewrite_deadline(&self, creds: &Credentials) -> Option<SystemTime> {
+        let expiry = self.format.tool_expiry(creds)?;
+        Some(
+            expiry
+                .checked_sub(self.margin)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        )
+    }
+
+    /// Brings the file in step with `creds`: nothing when it already holds that
+    /// token and nobody touched it since our write; otherwise checks whose file
+    /// it is, backs up the tool's own login the first time, and writes.
+    pub fn sync(&self, creds: &Credentials, now: SystemTime) -> Result<Synced, String> {
+        let mut state = self.lock();
+        if state.stopped {
+            return Ok(Synced::Idle);
+        }
+        let Some(token_id) = creds.token_id() else {
+            return Ok(Synced::Idle);
+        };
+        let result = self.write_if_needed(&mut state, creds, &token_id);
+        match &result {
+            Ok(Synced::Written) => {
+                state.last_write_at = Some(now);
+                state.last_error = None;
+                let enough = self
+                    .format
+                    .tool_expiry(creds)
+                    .is_some_and(|e| e.duration_since(now).is_ok_and(|left| left > self.margin));
+                if enough {
+                    state.warning = None;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => state.last_error = Some(e.clone()),
+        }
+        result
+    }
+
+    fn write_if_needed(
+        &self,
+        state: &mut TargetState,
+        creds: &Credentials,
+        token_id: &str,
+    ) -> Result<Synced, String> {
+        let path = self.path.display();
+        let on_disk = file::stamp(&self.path).map_err(|e| format!("cannot inspect {path}: {e}"))?;
+        let ours_unchanged = matches!(
+            (&state.written, on_disk),
+            (Some((_, stamp)), Some(disk)) if *stamp == disk
+        );
+        if ours_unchanged && state.written.as_ref().is_some_and(|(id, _)| id == token_id) {
+            return Ok(Synced::UpToDate);
+        }
+        let existing = match on_disk {
+            Some(_) => file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?,
+            None => None,
+        };
+        let base = match &existing {
+            Some(bytes) => {
+                let parsed = serde_json::from_slice::<Map<String, Value>>(bytes).ok();
+                if !ours_unchanged {
+                    self.check_and_back_up(parsed.as_ref(), bytes, creds)?;
+                }
+                parsed.unwrap_or_default()
+            }
+            None => Map::new(),
+        };
+        let rendered = self
+            .format
+            .render(creds, base)
+            .map_err(|why| format!("cannot write {path}: {why}"))?;
+        let mut bytes = serde_json::to_vec_pretty(&Value::Object(rendered))
+            .map_err(|e| format!("cannot encode {path}: {e}"))?;
+        bytes.push(b'\n');
+        let stamp = file::write_private(&self.path, &bytes)
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
+        if state.written.is_none() {
+            tracing::info!(kind = self.kind(), path = %path, "projecting the broker's access token into the tool's credential file");
+        } else {
+            tracing::debug!(kind = self.kind(), path = %path, "credential file rewritten");
+        }
+        state.written = Some((token_id.to_string(), stamp));
+        Ok(Synced::Written)
+    }
+
+    /// A file the broker did not write last: refuse another account's, keep a
+    /// copy of the tool's own login the first time.
+    fn check_and_back_up(
+        &self,
+        parsed: Option<&Map<String, Value>>,
+        bytes: &[u8],
+        creds: &Credentials,
+    ) -> Result<(), String> {
+        let path = self.path.display();
+        let (identity, refresh_token) = match parsed {
+            Some(map) => self.format.inspect(map),
+            None => (Identity::default(), None),
+        };
+        let refresh_token = refresh_token.filter(|t| !t.expose_secret().is_empty());
+        if refresh_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN)
+        {
+            // Written by a broker before (an earlier run): ours to update.
+            return Ok(());
+        }
+        if let Some(conflict) = identity.conflict_with(&self.format.identity_of_login(creds)) {
+            return Err(format!(
+                "{path} holds the login of {conflict}; it was left untouched. If {tool} should use this broker's account, move the file aside (or log {tool} out) and the broker writes it; otherwise remove this [[project]] entry or point its `path` elsewhere",
+                tool = self.kind()
+            ));
+        }
+        let owned_by_broker = refresh_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret() == creds.refresh_token.expose_secret());
+        if owned_by_broker {
+            // Imported from this very file: a backup would be a second copy of
+            // the refresh token the broker now spends.
+            tracing::info!(path = %path, "not backing up the credential file: it holds the refresh token the broker imported and now owns");
+            return Ok(());
+        }
+        if refresh_token.is_none() && parsed.is_some() {
+            // Nothing worth keeping (e.g. a file the tool wiped).
+            return Ok(());
+        }
+        if file::backup_once(&self.path, bytes)
+            .map_err(|e| format!("cannot back up {path} before overwriting it: {e}"))?
+        {
+            tracing::info!(path = %path, backup = %file::backup_path(&self.path).display(), "backed up the tool's own credential file; `brokerctl project --restore` puts it back");
+        }
+        Ok(())
+    }
+
+    /// Stops writing the file and gives it back to the tool: the backup if
+    /// there is one, else the broker's projection is removed (the tool is then
+    /// logged out). `broker_refresh_token` is the broker's current one: a
+    /// backup holding it is refused, the tool would spend the broker's token.
+    pub fn restore(
+        &self,
+        broker_refresh_token: Option<&SecretString>,
+    ) -> Result<ProjectionRestored, String> {
+        let mut state = self.lock();
+        let path = self.path.display();
+        let backup = file::backup_path(&self.path);
+        let backup_bytes = file::read(&backup)
+            .map_err(|e| format!("cannot read the backup {}: {e}", backup.display()))?;
+        let outcome = match backup_bytes {
+            Some(bytes) => {
+                let backup_token = serde_json::from_slice::<Map<String, Value>>(&bytes)
+                    .ok()
+                    .and_then(|map| self.format.inspect(&map).1);
+                let is_brokers = matches!(
+                    (&backup_token, broker_refresh_token),
+                    (Some(a), Some(b)) if a.expose_secret() == b.expose_secret()
+                );
+                if is_brokers {
+                    return Err(format!(
+                        "the backup {} holds the refresh token the broker now spends; restoring it would make {tool} spend it too and the provider would end both logins (refresh_token_reused). Log {tool} in on its own instead",
+                        backup.display(),
+                        tool = self.kind()
+                    ));
+                }
+                file::restore_backup(&self.path)
+                    .map_err(|e| format!("cannot restore {path} from {}: {e}", backup.display()))?;
+                RestoreOutcome::BackupRestored
+            }
+            None => {
+                let current =
+                    file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
+                let ours = current
+                    .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+                    .and_then(|map| self.format.inspect(&map).1)
+                    .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
+                if ours {
+                    file::remove(&self.path).map_err(|e| format!("cannot remove {path}: {e}"))?;
+                    RestoreOutcome::Removed
+                } else {
+                    RestoreOutcome::LeftAlone
+                }
+            }
+        };
+        state.stopped = true;
+        state.written = None;
+        state.warning = None;
+        state.last_error = Some(
+            "stopped by `brokerctl project --restore`: brokerd writes this file again after a restart unless the [[project]] entry is removed".to_string(),
+        );
+        tracing::info!(kind = self.kind(), path = %path, outcome = ?outcome, "projection target restored and stopped");
+        Ok(ProjectionRestored {
+            kind: self.kind().to_string(),
+            path: path.to_string(),
+            outcome,
+        })
+    }
+
+    /// Notes that the manager could not give a token that stays `margin`
+    /// ahead (tokens live too short for this margin).
+    pub fn warn_short_lifetime(&self, creds: &Credentials) {
+        let lifetime = creds.lifetime().as_secs();
+        let message = format!(
+            "access tokens live {lifetime}s, too short to keep {}s ahead of {}'s own refresh; it may try to refresh with the placeholder (harmless, but it reports errors). Lower refresh_margin_secs if the tool refreshes later than that",
+            self.margin.as_secs(),
+            self.kind()
+        );
+        let mut state = self.lock();
+        if state.warning.as_deref() != Some(message.as_str()) {
+            tracing::warn!(kind = self.kind(), path = %self.path.display(), lifetime_secs = lifetime, margin_secs = self.margin.as_secs(), "tokens live too short for the projection margin");
+            state.warning = Some(message);
+        }
+    }
+
+    /// Whether a restore stopped this target.
+    pub fn is_stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
+    /// The status line of this target.
+    pub fn status(&self) -> ProjectionStatus {
+        let state = self.lock();
+        ProjectionStatus {
+            kind: self.kind().to_string(),
+            path: self.path.display().to_string(),
+            last_write_at: state.last_write_at.map(crate::clock::unix_secs),
+            last_error: state.last_error.clone().or_else(|| state.warning.clone()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TargetState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::codex::Codex;
+    use base64::Engine;
+    use serde_json::json;
+
+    fn jwt(payload: Value) -> String {
+        let enc = |v: Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        format!("{}.{}.c2ln", enc(json!({"alg": "none"})), enc(payload))
+    }
+
+    fn creds(account: &str, access: &str, now: SystemTime) -> Credentials {
+        let exp = crate::clock::unix_secs(now) + 3600;
+        let auth = json!({"chatgpt_account_id": account});
+        Credentials {
+            access_token: Some(
+                jwt(json!({"sub": "user-1", "exp": exp, "jti": access, "https://api.openai.com/auth": auth}))
+                    .into(),
+            ),
+            expires_at: Some(now + Duration::from_secs(3600)),
+            obtained_at: now,
+            refresh_token: "broker-refresh-token".to_string().into(),
+            id_token: Some(jwt(json!({"sub": "user-1", "https://api.openai.com/auth": auth})).into()),
+            token_type: "Bearer".into(),
+            scopes: vec![],
+            account_id: Some(account.into()),
+            metadata: Default::default(),
+            refresh_hint_at: None,
+        }
+    }
+
+    fn codex_file(account: &str, refresh: &str) -> Vec<u8> {
+        json!({"auth_mode": "chatgpt", "tokens": {"id_token": jwt(json!({"sub": "user-1"})),
+            "access_token": "x", "refresh_token": refresh, "account_id": account}})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn target(dir: &Path) -> Target {
+        Target::new(Box::new(Codex), dir.join("auth.json"), None)
+    }
+
+    fn on_disk(t: &Target) -> Value {
+        serde_json::from_slice(&std::fs::read(t.path()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn writes_once_per_token_and_backs_up_the_tools_login_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path());
+        std::fs::write(t.path(), codex_file("acct-1", "codex-own-refresh")).unwrap();
+        let now = SystemTime::now();
+        let first = creds("acct-1", "a", now);
+        assert_eq!(t.sync(&first, now).unwrap(), Synced::Written);
+        assert_eq!(t.sync(&first, now).unwrap(), Synced::UpToDate);
+        let file = on_disk(&t);
+        assert_eq!(file["tokens"]["refresh_token"], PLACEHOLDER_REFRESH_TOKEN);
+        assert!(!file.to_string().contains("broker-refresh-token"));
+        let backup = std::fs::read_to_string(file::backup_path(t.path())).unwrap();
+        assert!(backup.contains("codex-own-refresh"));
+
+        let second = creds("acct-1", "b", now);
+        assert_eq!(t.sync(&second, now).unwrap(), Synced::Written);
+        // The backup still holds the tool's own login, not a broker write.
+        let backup = std::fs::read_to_string(file::backup_path(t.path())).unwrap();
+        assert!(backup.contains("codex-own-refresh"));
+        assert_eq!(t.status().last_error, None);
+        assert!(t.status().last_write_at.is_some());
+    }
+
+    #[test]
+    fn rewrites_a_file_the_tool_changed_or_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path());
+        let now = SystemTime::now();
+        let c = creds("acct-1", "a", now);
+        assert_eq!(t.sync(&c, now).unwrap(), Synced::Written);
+        std::fs::remove_file(t.path()).unwrap();
+        assert_eq!(t.sync(&c, now).unwrap(), Synced::Written);
+        // A tool wiping its tokens (Claude Code does on invalid_grant).
+        std::fs::write(t.path(), codex_file("acct-1", "")).unwrap();
+        assert_eq!(t.sync(&c, now).unwrap(), Synced::Written);
+        assert_eq!(
+            on_disk(&t)["tokens"]["refresh_token"],
+            PLACEHOLDER_REFRESH_TOKEN
+        );
+        assert!(!file::backup_path(t.path()).exists());
+    }
+
+    #[test]
+    fn refuses_another_accounts_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path());
+        let foreign = codex_file("acct-other", "other-refresh");
+        std::fs::write(t.path(), &foreign).unwrap();
+        let now = SystemTime::now();
+        let err = t.sync(&creds("acct-1", "a", now), now).unwrap_err();
+        assert!(
+            err.contains("acct-other") && err.contains("acct-1"),
+            "{err}"
+        );
+        assert!(err.contains("move the file aside"), "{err}");
+        assert_eq!(std::fs::read(t.path()).unwrap(), foreign);
+        assert_eq!(t.status().last_error.as_deref(), Some(err.as_str()));
+    }
+
+    #[test]
+    fn restore_puts_the_backup_back_and_stops() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path());
+        let own = codex_file("acct-1", "codex-own-refresh");
+        std::fs::write(t.path(), &own).unwrap();
+        let now = SystemTime::now();
+        let c = creds("acct-1", "a", now);
+        t.sync(&c, now).unwrap();
+        let done = t.restore(Some(&c.refresh_token)).unwrap();
+        assert_eq!(done.outcome, RestoreOutcome::BackupRestored);
+        assert_eq!(std::fs::read(t.path()).unwrap(), own);
+        assert_eq!(
+            t.sync(&creds("acct-1", "b", now), now).unwrap(),
+            Synced::Idle
+        );
+        assert_eq!(std::fs::read(t.path()).unwrap(), own);
+        assert!(t.status().last_error.unwrap().contains("--restore"));
+    }
+
+    #[test]
+    fn restore_without_backup_removes_only_our_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path());
+        let now = SystemTime::now();
+        let c = creds("acct-1", "a", now);
+        t.sync(&c, now).unwrap();
+        assert!(!file::backup_path(t.path()).exists());
+        assert_eq!(
+            t.restore(Some(&c.refresh_token)).unwrap().outcome,
+            RestoreOutcome::Removed
+        );
+        assert!(!t.path().exists());
+    }
+
+    #[test]
+    fn the_brokers_own_refresh_token_is_neither_backed_up_nor_restored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = target(tmp.path());
+        let now = SystemTime::now();
+        let c = creds("acct-1", "a", now);
+        // The file the user imported from: it holds the broker's refresh token.
+        std::fs::write(t.path(), codex_file("acct-1", "broker-refresh-token")).unwrap();
+        t.sync(&c, now).unwrap();
+        assert!(!file::backup_path(t.path()).exists());
+        // A backup holding it (e.g. made by hand) is refused.
+        std::fs::write(
+            file::backup_path(t.path()),
+            codex_file("acct-1", "broker-refresh-token"),
+        )
+        .unwrap();
+        let err = t.restore(Some(&c.refresh_token)).unwrap_err();
+        assert!(err.contains("refresh_token_reused"), "{err}");
+        assert!(!t.is_stopped());
+    }
+}

@@ -1,0 +1,386 @@
+//! The real Codex CLI against the real brokerd, offline: a fake ChatGPT backend
+//! (HTTPS with a throw-away CA) and the fake authorization server on loopback,
+//! brokerd projecting into a temporary `CODEX_HOME`, and `codex exec` runs
+//! spread over several access-token lifetimes.
+//!
+//! Proves, for Codex CLI 0.169.0:
+//! * every backend request carries the broker's current token;
+//! * Codex never sends a refresh request (so never one for a real refresh
+//!   token: the file only ever holds the placeholder);
+//! * a backend 401 after a broker refresh is healed by Codex re-reading the
+//!   file;
+//! * `codex logout` revokes only the placeholder;
+//! * the file-less recipe (a custom provider whose `auth.command` is
+//!   `brokerctl token`) sends the broker's token and reruns the command after
+//!   a 401.
+//!
+//! Codex judges a token by its JWT `exp` and refreshes on its own within
+//! 5 minutes of it, so test tokens that live seconds would always look due. The
+//! fake server therefore puts an `exp` 15 minutes past the real end into the
+//! JWT (`jwt_exp_slack`) and still ends each token after 6 s: Codex sees
+//! long-lived tokens, as it does in real life, while the broker refreshes every
+//! few seconds and the backend rejects a token as soon as the server ended it.
+//!
+//! The Codex binary (≈400 MB) is installed outside the clone, once:
+//!
+//! ```text
+//! npm install --prefix "${OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}/codex-0.169.0" \
+//!     --no-audit --no-fund @openai/codex@0.169.0
+//! ```
+//!
+//! (`.ci/run` does this.) `OAUTH_BROKER_CODEX_BIN` may name another binary.
+//! Without it the tests say so and pass locally; with `CI` set they fail.
+//!
+//! Nothing leaves loopback: every URL Codex uses is redirected by its config
+//! (`chatgpt_base_url`, `openai_base_url`) or environment
+//! (`CODEX_REFRESH_TOKEN_URL_OVERRIDE`, `CODEX_REVOKE_TOKEN_URL_OVERRIDE`), and
+//! telemetry, analytics, update checks, plugins and apps are switched off (each
+//! of them otherwise resolves a chatgpt.com host; checked with `strace -f -e
+//! trace=network` when this test was written). No proxy variable reaches Codex.
+
+mod projection_support;
+
+use oauth_broker_tests::fake_chatgpt::{BackendRequest, FakeChatGpt};
+use oauth_broker_tests::fake_server::{ErrorShape, FakeAuthServer, FakeConfig};
+use oauth_broker_tests::harness::{run_with_timeout, TestEnv};
+use projection_support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const CODEX_VERSION: &str = "0.169.0";
+/// Codex CLI's own OAuth client id; the fake server accepts only it, so a
+/// refresh Codex sent would be judged on its refresh token alone.
+const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+const ACCOUNT: &str = "acct-test";
+const LIFETIME: Duration = Duration::from_secs(6);
+const CODEX_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Codex binary, or `None` (with the reason printed) when it is not
+/// installed and this is not CI. In CI a missing binary is a failure.
+fn codex_bin() -> Option<PathBuf> {
+    let path = match std::env::var_os("OAUTH_BROKER_CODEX_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let cache = std::env::var_os("OAUTH_BROKER_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/oauth-broker"))
+                })
+                .unwrap_or_default();
+            cache.join(format!("codex-{CODEX_VERSION}/node_modules/.bin/codex"))
+        }
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    let how = format!(
+        "Codex CLI {CODEX_VERSION} is not installed at {}; install it with `npm install --prefix \"${{OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}}/codex-{CODEX_VERSION}\" --no-audit --no-fund @openai/codex@{CODEX_VERSION}` (bash .ci/run does)",
+        path.display()
+    );
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{how}");
+    }
+    eprintln!("skipping the real-Codex test: {how}");
+    None
+}
+
+/// The fake authorization server as ChatGPT's: nested errors, Codex's client
+/// id, JWT access tokens that end after `LIFETIME` but claim 15 more minutes.
+fn chatgpt_auth_server() -> FakeAuthServer {
+    FakeAuthServer::start(FakeConfig {
+        access_ttl: LIFETIME,
+        jwt_access_tokens: true,
+        jwt_exp_slack: Duration::from_secs(15 * 60),
+        error_shape: ErrorShape::Nested,
+        client_id: CODEX_CLIENT_ID.to_string(),
+        account_id: ACCOUNT.to_string(),
+        ..FakeConfig::default()
+    })
+}
+
+/// brokerd's config: the openai-codex preset pointed at the fake server.
+fn broker_toml(fake: &FakeAuthServer, extra: &str) -> String {
+    format!(
+        r#"preset = "openai-codex"
+issuer = "{base}"
+token_endpoint = "{token}"
+authorization_endpoint = "{authorize}"
+revocation_endpoint = "{revoke}"
+client_id = "{CODEX_CLIENT_ID}"
+
+[refresh]
+backoff_initial_ms = 200
+backoff_max_secs = 2
+http_timeout_secs = 5
+
+{extra}"#,
+        base = fake.base_url(),
+        token = fake.token_endpoint(),
+        authorize = fake.authorization_endpoint(),
+        revoke = fake.revocation_endpoint(),
+    )
+}
+
+/// Codex's `config.toml`: every URL on loopback, everything that would call
+/// elsewhere switched off.
+fn codex_toml(backend: &FakeChatGpt, extra: &str) -> String {
+    format!(
+        r#"chatgpt_base_url = "{chatgpt}"
+openai_base_url = "{codex}"
+model = "gpt-test"
+check_for_update_on_startup = false
+{extra}
+[analytics]
+enabled = false
+
+[otel]
+exporter = "none"
+trace_exporter = "none"
+metrics_exporter = "none"
+
+[features]
+plugins = false
+apps = false
+in_app_updates = false
+"#,
+        chatgpt = backend.chatgpt_base_url(),
+        codex = backend.codex_base_url(),
+    )
+}
+
+struct Codex {
+    bin: PathBuf,
+    home: PathBuf,
+    workdir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Codex {
+    fn new(bin: PathBuf, env: &TestEnv, fake: &FakeAuthServer, backend: &FakeChatGpt) -> Codex {
+        let home = env.path("codex-home");
+        let workdir = env.path("work");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&workdir).unwrap();
+        let mut vars: Vec<(String, String)> = env
+            .base_env()
+            .into_iter()
+            .filter(|(k, _)| !k.to_ascii_lowercase().ends_with("_proxy"))
+            .collect();
+        let s = |p: &Path| p.display().to_string();
+        vars.extend([
+            ("CODEX_HOME".to_string(), s(&home)),
+            ("CODEX_CA_CERTIFICATE".to_string(), s(backend.ca_path())),
+            (
+                "CODEX_REFRESH_TOKEN_URL_OVERRIDE".to_string(),
+                fake.token_endpoint(),
+            ),
+            (
+                "CODEX_REVOKE_TOKEN_URL_OVERRIDE".to_string(),
+                fake.revocation_endpoint(),
+            ),
+        ]);
+        Codex {
+            bin,
+            home,
+            workdir,
+            env: vars,
+        }
+    }
+
+    fn write_config(&self, toml: &str) {
+        std::fs::write(self.home.join("config.toml"), toml).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.workdir);
+        run_with_timeout(cmd, None, CODEX_TIMEOUT).expect("codex runs")
+    }
+
+    /// One `codex exec` turn that must succeed with the fake's answer.
+    fn exec(&self, backend: &FakeChatGpt) -> Vec<BackendRequest> {
+        backend.clear_requests();
+        let workdir = self.workdir.display().to_string();
+        let out = self.run(&["exec", "--skip-git-repo-check", "-C", &workdir, "say pong"]);
+        assert!(
+            out.status.success() && stdout(&out).contains("pong"),
+            "codex exec failed ({}):\nstdout:\n{}\nstderr:\n{}\nbackend saw: {:#?}",
+            out.status,
+            stdout(&out),
+            stderr(&out),
+            backend.requests()
+        );
+        assert!(
+            !stderr(&out).contains("Failed to refresh token"),
+            "Codex tried to refresh on its own:\n{}",
+            stderr(&out)
+        );
+        backend.requests()
+    }
+}
+
+fn bearers(requests: &[BackendRequest]) -> Vec<String> {
+    requests.iter().filter_map(|r| r.bearer.clone()).collect()
+}
+
+#[test]
+fn codex_cli_runs_on_the_projected_file_across_refreshes_and_heals_a_401() {
+    let Some(bin) = codex_bin() else { return };
+    let env = TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let toml = broker_toml(
+        &fake,
+        "[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\n",
+    );
+    let p = Projected::start_config(fake.clone(), env, &toml);
+    let codex = Codex::new(bin, &p.env, &fake, &backend);
+    codex.write_config(&codex_toml(&backend, ""));
+    let auth_json = codex.home.join("auth.json");
+
+    // Several runs, each on the token of a different lifetime.
+    let mut run_tokens: Vec<String> = Vec::new();
+    for lifetime in 0..4u64 {
+        let token = p.wait_projected_after(
+            &auth_json,
+            &["tokens", "access_token"],
+            run_tokens.last().map(String::as_str),
+        );
+        let requests = codex.exec(&backend);
+        let sent = bearers(&requests);
+        assert!(
+            requests.iter().any(|r| r.is_turn() && r.status == 200),
+            "a model turn was served: {requests:#?}"
+        );
+        // The token the file held when the run started; should the broker have
+        // refreshed while Codex was starting (a slow machine), the file's next.
+        let now_in_file =
+            file_token(&auth_json, &["tokens", "access_token"]).expect("the projected file");
+        assert!(
+            !sent.is_empty() && sent.iter().all(|b| *b == sent[0]),
+            "one token per run: {requests:#?}"
+        );
+        assert!(
+            sent[0] == token || sent[0] == now_in_file,
+            "every request of run {lifetime} carried the broker's current token"
+        );
+        let token = sent[0].clone();
+        assert!(requests
+            .iter()
+            .filter(|r| r.bearer.is_some())
+            .all(|r| r.account_id.as_deref() == Some(ACCOUNT)));
+        run_tokens.push(token);
+        fake.wait_for_refresh_requests(lifetime + 1, Duration::from_secs(20))
+            .expect("the broker refreshes");
+    }
+    run_tokens.dedup();
+    assert_eq!(run_tokens.len(), 4, "the runs used four different tokens");
+
+    // A run that outlives its token: the turn is held until the token Codex
+    // loaded is dead (the broker has refreshed and rewritten the file long
+    // before); the 401 makes Codex re-read the file and retry.
+    let started_with = p.wait_projected_after(
+        &auth_json,
+        &["tokens", "access_token"],
+        run_tokens.last().map(String::as_str),
+    );
+    backend.hold_next_turn();
+    let requests = codex.exec(&backend);
+    let turns: Vec<_> = requests.iter().filter(|r| r.is_turn()).collect();
+    assert!(turns.len() >= 2, "a retry followed the 401: {turns:#?}");
+    assert!(turns[0].held && turns[0].status == 401);
+    assert_eq!(turns[0].bearer.as_deref(), Some(started_with.as_str()));
+    let last = turns.last().unwrap();
+    assert_eq!(last.status, 200);
+    let healed_with = last.bearer.clone().unwrap();
+    assert_ne!(healed_with, started_with);
+    assert_eq!(
+        fingerprint(&healed_with),
+        p.current_token_id(),
+        "the retry carried the broker's current token"
+    );
+
+    // Codex never refreshed: every refresh the server saw was the broker's.
+    let stats = fake.stats();
+    let broker_refreshes = p.status().refresh_count;
+    assert_eq!(stats.refresh_requests, broker_refreshes, "{stats:#?}");
+    assert_eq!(stats.invalid_refresh_attempts, 0);
+    assert_eq!(stats.reuse_detections, 0);
+    assert_eq!(stats.families_revoked, 0);
+
+    // `codex logout` revokes what the file holds: only the placeholder.
+    let out = codex.run(&["logout"]);
+    assert!(out.status.success(), "codex logout: {}", stderr(&out));
+    assert_eq!(fake.revoked_tokens(), vec![PLACEHOLDER.to_string()]);
+    assert_eq!(fake.stats().families_revoked, 0);
+    // The broker's login is untouched and keeps refreshing.
+    let before = fake.stats().successful_refreshes;
+    fake.wait_until(Duration::from_secs(20), |s| s.successful_refreshes > before)
+        .expect("the broker still refreshes after codex logout");
+    let out = p.ctl(&["token"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The projection writes the file again; the next Codex run works.
+    p.wait_projected(&auth_json, &["tokens", "access_token"]);
+    codex.exec(&backend);
+    p.assert_no_token_in_logs();
+}
+
+#[test]
+fn codex_cli_custom_provider_gets_its_token_from_brokerctl_and_reruns_it_after_a_401() {
+    let Some(bin) = codex_bin() else { return };
+    let env = TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let p = Projected::start_config(fake.clone(), env, &broker_toml(&fake, ""));
+    let codex = Codex::new(bin, &p.env, &fake, &backend);
+    // The README recipe: no auth.json at all, the token comes from brokerctl.
+    let provider = format!(
+        r#"model_provider = "broker"
+
+[model_providers.broker]
+name = "oauth-broker"
+base_url = "{api}"
+wire_api = "responses"
+http_headers = {{ "ChatGPT-Account-ID" = "{ACCOUNT}" }}
+auth = {{ command = "{brokerctl}", args = ["--socket", "{socket}", "token"], refresh_interval_ms = 0 }}
+"#,
+        api = backend.api_base_url(),
+        brokerctl = brokerctl().display(),
+        socket = p.broker.socket_path().display(),
+    );
+    codex.write_config(&codex_toml(&backend, &provider));
+    assert!(!codex.home.join("auth.json").exists());
+
+    let requests = codex.exec(&backend);
+    let turns: Vec<_> = requests.iter().filter(|r| r.is_turn()).collect();
+    assert_eq!(turns.len(), 1, "{requests:#?}");
+    assert_eq!(turns[0].status, 200);
+    assert_eq!(
+        fingerprint(turns[0].bearer.as_deref().unwrap()),
+        p.current_token_id()
+    );
+
+    // The turn outlives its token; the 401 makes Codex run brokerctl again.
+    let first = turns[0].bearer.clone().unwrap();
+    backend.hold_next_turn();
+    let requests = codex.exec(&backend);
+    let turns: Vec<_> = requests.iter().filter(|r| r.is_turn()).collect();
+    assert!(turns.len() >= 2, "a retry followed the 401: {turns:#?}");
+    assert!(turns[0].held && turns[0].status == 401);
+    let last = turns.last().unwrap();
+    assert_eq!(last.status, 200);
+    assert_ne!(last.bearer.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        fingerprint(last.bearer.as_deref().unwrap()),
+        p.current_token_id()
+    );
+    let stats = fake.stats();
+    assert_eq!(stats.refresh_requests, p.status().refresh_count);
+    assert_eq!(stats.invalid_refresh_attempts, 0);
+    assert_eq!(stats.reuse_detections, 0);
+    p.assert_no_token_in_logs();
+}

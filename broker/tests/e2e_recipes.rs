@@ -1,0 +1,163 @@
+//! The README's "Use with …" recipes that do not need a tool binary, each run
+//! the way the recipe says against the real brokerd (the Codex CLI recipes run
+//! the real Codex in `e2e_codex_cli.rs`):
+//!
+//! * Hermes Agent's `key_cmd`: `brokerctl token --json` prints an OAuth token
+//!   response with an honest `expires_in`;
+//! * openai-python's callable `api_key`: every request carries the broker's
+//!   current token, across a refresh (needs the `openai` package, installed by
+//!   `.ci/run` into a venv outside the clone; see `python_with_openai`);
+//! * Claude Code's `CLAUDE_CODE_OAUTH_TOKEN` and Copilot tools'
+//!   `COPILOT_GITHUB_TOKEN` through `brokerctl exec --env`.
+
+mod projection_support;
+
+use oauth_broker_tests::fake_chatgpt::FakeChatGpt;
+use oauth_broker_tests::fake_server::FakeAuthServer;
+use oauth_broker_tests::harness::TestEnv;
+use projection_support::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const OPENAI_PYTHON: &str = "3.54.0";
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
+    let p = Projected::start(jwt_fake(Duration::from_secs(30)), "");
+    let out = p.ctl(&["token", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "one JSON object on one line");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // What Hermes Agent reads: `access_token` and `expires_in`.
+    let token = json["access_token"].as_str().unwrap();
+    assert_eq!(fingerprint(token), p.current_token_id());
+    let expires_in = json["expires_in"].as_u64().unwrap();
+    let expires_at = p.status().access_token_expires_at.unwrap();
+    let left = expires_at.saturating_sub(now_unix());
+    assert!(
+        expires_in <= 30 && expires_in + 2 >= left,
+        "expires_in {expires_in} is what is left ({left}), not the issued lifetime"
+    );
+    assert_eq!(json["token_type"], "Bearer");
+}
+
+#[test]
+fn claude_code_and_copilot_variables_get_the_current_token_through_exec() {
+    let p = Projected::start(jwt_fake(Duration::from_secs(30)), "");
+    let out = p.ctl(&[
+        "exec",
+        "--env",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "--env",
+        "COPILOT_GITHUB_TOKEN",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s\\n%s\\n' \"$CLAUDE_CODE_OAUTH_TOKEN\" \"$COPILOT_GITHUB_TOKEN\"",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text:?}");
+    let current = p.current_token_id();
+    assert_eq!(fingerprint(lines[0]), current);
+    assert_eq!(fingerprint(lines[1]), current);
+}
+
+/// A Python with openai-python installed: `OAUTH_BROKER_PYTHON`, else the
+/// venv `.ci/run` makes at
+/// `${OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}/python-openai-<version>`.
+/// `None` (with the reason printed) when missing outside CI; in CI a missing
+/// one is a failure.
+fn python_with_openai() -> Option<PathBuf> {
+    let python = match std::env::var_os("OAUTH_BROKER_PYTHON") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("OAUTH_BROKER_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/oauth-broker"))
+            })
+            .unwrap_or_default()
+            .join(format!("python-openai-{OPENAI_PYTHON}/bin/python")),
+    };
+    let works = Command::new(&python)
+        .args(["-c", "import openai"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Some(python);
+    }
+    let how = format!(
+        "no Python with openai-python at {}; create it with `python3 -m venv \"${{OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}}/python-openai-{OPENAI_PYTHON}\"` and install `openai=={OPENAI_PYTHON}` into it (bash .ci/run does)",
+        python.display()
+    );
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{how}");
+    }
+    eprintln!("skipping the openai-python recipe: {how}");
+    None
+}
+
+#[test]
+fn openai_python_callable_api_key_sends_the_current_token_on_every_request() {
+    let Some(python) = python_with_openai() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let fake = FakeAuthServer::start(jwt_fake(Duration::from_secs(3)));
+    let api = FakeChatGpt::start(fake.clone(), "acct-test", env.root());
+    let p = Projected::start_with(fake.clone(), env, "", |_, _| {});
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openai_callable_api_key.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .arg(brokerctl())
+        .arg(api.api_base_url())
+        .arg(api.ca_path())
+        .arg("2")
+        .env_clear()
+        .envs(p.broker.client_env().iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for n in 0..2u64 {
+        if n > 0 {
+            // Let the broker refresh before the next request.
+            fake.wait_for_refresh_requests(n, Duration::from_secs(10))
+                .expect("the broker refreshes");
+            p.wait_token_not_in(&seen);
+            writeln!(stdin).unwrap();
+        }
+        let line = lines.next().expect("a line from python").unwrap();
+        assert_eq!(line, "ok");
+        let request = api.requests().pop().expect("the request reached the API");
+        assert_eq!(request.path, "/v1/models");
+        assert_eq!(request.status, 200);
+        let bearer = request.bearer.unwrap();
+        assert_eq!(fingerprint(&bearer), p.current_token_id());
+        seen.push(fingerprint(&bearer));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_ne!(
+        seen[0], seen[1],
+        "the second request carried the refreshed token"
+    );
+}

@@ -1,0 +1,185 @@
+"""Unit tests of the Python client that need no broker: framing, socket
+discovery, error mapping, secrecy of tokens, and the one-retry rule (against a
+scripted socket server in a thread)."""
+
+import os
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import oauth_broker_client as obc  # noqa: E402
+
+
+class FramingTest(unittest.TestCase):
+    def test_frame_is_big_endian_length_and_compact_json(self):
+        frame = obc.encode_frame({"type": "status"})
+        self.assertEqual(frame, struct.pack(">I", 17) + b'{"type":"status"}')
+
+    def test_oversized_frames_are_refused_both_ways(self):
+        with self.assertRaises(obc.ProtocolError):
+            obc.encode_frame({"x": "a" * obc.MAX_FRAME_LEN})
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(struct.pack(">I", obc.MAX_FRAME_LEN + 1))
+            with self.assertRaises(obc.ProtocolError) as caught:
+                obc.read_frame(b)
+            self.assertIn("64 KiB", str(caught.exception))
+
+    def test_malformed_json_is_a_protocol_error(self):
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(struct.pack(">I", 3) + b"{x}")
+            with self.assertRaises(obc.ProtocolError):
+                obc.read_frame(b)
+
+
+class DiscoveryTest(unittest.TestCase):
+    def test_socket_env_wins(self):
+        env = {"OAUTH_BROKER_SOCKET": "/env.sock", "OAUTH_BROKER_ACCOUNT": "w", "XDG_RUNTIME_DIR": "/x"}
+        self.assertEqual(obc.default_socket_path(None, env), "/env.sock")
+        self.assertEqual(obc.default_socket_path("other", env), "/env.sock")
+
+    def test_account_precedence_and_runtime_dir(self):
+        env = {"OAUTH_BROKER_ACCOUNT": "work", "XDG_RUNTIME_DIR": "/xdg"}
+        self.assertEqual(obc.default_socket_path("me", env), "/xdg/oauth-broker/me.sock")
+        self.assertEqual(obc.default_socket_path(None, env), "/xdg/oauth-broker/work.sock")
+        self.assertEqual(
+            obc.default_socket_path(None, {"XDG_RUNTIME_DIR": "/xdg"}), "/xdg/oauth-broker/default.sock"
+        )
+
+    def test_empty_means_unset_and_relative_runtime_dir_is_ignored(self):
+        env = {"OAUTH_BROKER_SOCKET": "", "OAUTH_BROKER_ACCOUNT": "", "XDG_RUNTIME_DIR": "rel"}
+        self.assertEqual(obc.default_socket_path(None, env, uid=1234), "/run/user/1234/oauth-broker/default.sock")
+
+    def test_bad_account_names(self):
+        for bad in ["", "../x", "a/b", ".hidden", "a\nb"]:
+            with self.assertRaises(obc.ConfigError):
+                obc.default_socket_path(bad, {"XDG_RUNTIME_DIR": "/x"})
+
+
+class ErrorsTest(unittest.TestCase):
+    def test_every_code_has_its_class(self):
+        expected = {
+            "not_logged_in": obc.NotLoggedInError,
+            "relogin_required": obc.ReloginRequiredError,
+            "upstream_unavailable": obc.UpstreamUnavailableError,
+            "permission_denied": obc.PermissionDeniedError,
+            "bad_request": obc.BadRequestError,
+            "unsupported_protocol": obc.UnsupportedProtocolError,
+            "busy": obc.BusyError,
+            "internal": obc.InternalBrokerError,
+        }
+        for code, cls in expected.items():
+            err = obc.error_from_frame({"type": "error", "code": code, "message": "m"})
+            self.assertIs(type(err), cls)
+            self.assertEqual(err.code, code)
+        self.assertTrue(obc.error_from_frame({"code": "not_logged_in", "message": "m"}).needs_login)
+        self.assertFalse(obc.error_from_frame({"code": "busy", "message": "m"}).needs_login)
+
+    def test_fields_and_text(self):
+        err = obc.error_from_frame(
+            {
+                "code": "upstream_unavailable",
+                "message": "token endpoint failing",
+                "hint": "retry later",
+                "retry_after_secs": 7,
+            }
+        )
+        self.assertEqual(err.retry_after, 7)
+        self.assertTrue(err.retryable)
+        self.assertEqual(str(err), "upstream_unavailable: token endpoint failing (retry after 7s); retry later")
+        err = obc.error_from_frame({"code": "relogin_required", "message": "dead", "reason": "refresh_token_reused"})
+        self.assertEqual(err.reason, "refresh_token_reused")
+        self.assertIn("(reason: refresh_token_reused)", str(err))
+
+    def test_unknown_codes_keep_the_code(self):
+        err = obc.error_from_frame({"code": "from_the_future", "message": "m"})
+        self.assertIs(type(err), obc.BrokerError)
+        self.assertEqual(err.code, "from_the_future")
+
+
+class TokenTest(unittest.TestCase):
+    def test_repr_and_str_hide_the_secret(self):
+        token = obc.Token.from_frame(
+            {"type": "token", "access_token": "s3cr3t-value", "expires_at": 2000000000, "token_id": "abc"}
+        )
+        self.assertEqual(token.access_token, "s3cr3t-value")
+        for text in (repr(token), str(token), "{}".format(token), repr([token])):
+            self.assertNotIn("s3cr3t", text)
+        self.assertFalse(hasattr(token, "__dict__"))
+        self.assertEqual(token.bearer_header(), "Bearer s3cr3t-value")
+
+    def test_fingerprint_matches_the_brokers(self):
+        # proto::token_fingerprint: first 12 hex digits of SHA-256.
+        self.assertEqual(obc.token_fingerprint("abc"), "ba7816bf8f01")
+        self.assertEqual(obc.Token("abc").token_id, "ba7816bf8f01")
+
+    def test_a_token_response_without_token_is_refused(self):
+        with self.assertRaises(obc.ProtocolError):
+            obc.Token.from_frame({"type": "token", "expires_at": 1})
+
+
+class ScriptedBroker:
+    """A socket server that speaks just enough protocol: each connection gets
+    a welcome and then answers `answers_per_connection` requests before it
+    closes. Records every request."""
+
+    def __init__(self, answers_per_connection):
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "s.sock")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(4)
+        self.answers = answers_per_connection
+        self.requests = []
+        self.connections = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                hello = obc.read_frame(conn)
+                assert hello["protocol"] == 1
+                conn.sendall(obc.encode_frame({"type": "welcome", "protocol": 1, "broker_version": "x", "account": "a"}))
+                for _ in range(self.answers):
+                    self.requests.append(obc.read_frame(conn))
+                    conn.sendall(
+                        obc.encode_frame(
+                            {"type": "token", "access_token": "t%d" % len(self.requests), "expires_at": 1, "token_id": "i"}
+                        )
+                    )
+
+    def close(self):
+        self.server.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RetryTest(unittest.TestCase):
+    def test_a_reused_connection_that_broke_is_retried_once(self):
+        broker = ScriptedBroker(answers_per_connection=1)
+        try:
+            with obc.Client(broker.path) as client:
+                self.assertEqual(client.welcome["account"], "a")
+                self.assertEqual(client.token().access_token, "t1")
+                # The broker closed that connection: the next request reconnects.
+                self.assertEqual(client.token(min_valid=5).access_token, "t2")
+                self.assertEqual(broker.connections, 2)
+                self.assertEqual(broker.requests[1], {"type": "token", "min_valid_secs": 5})
+        finally:
+            broker.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

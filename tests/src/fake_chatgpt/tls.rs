@@ -1,0 +1,65 @@
+//! A throw-away certificate authority and a server certificate for loopback.
+//!
+//! Why: Codex CLI only talks HTTPS to its ChatGPT backend. A CA made fresh
+//! for each test (and trusted through `CODEX_CA_CERTIFICATE` or an HTTP
+//! client's own setting) keeps the test offline and leaves the machine's trust
+//! store alone.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A CA whose PEM was written to a file, and a rustls server configuration
+/// with a certificate it signed for `127.0.0.1` and `localhost`.
+pub(crate) struct Tls {
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+impl Tls {
+    /// Generates the CA and the server certificate; writes the CA's PEM to
+    /// `ca_pem_path`.
+    pub(crate) fn generate(ca_pem_path: &Path) -> anyhow::Result<Tls> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "oauth-broker test CA");
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+
+        let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()])?;
+        leaf_params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        leaf_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
+
+        std::fs::write(ca_pem_path, ca.pem())
+            .with_context(|| format!("writing {}", ca_pem_path.display()))?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            )?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            server_config: Arc::new(config),
+        })
+    }
+}
