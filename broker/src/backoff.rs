@@ -41,7 +41,7 @@ impl Backoff {
         if let Some(retry_after) = retry_after {
             delay = delay.max(retry_after.min(MAX_RETRY_AFTER));
         }
-        self.next_attempt_at = Some(now + delay);
+        self.next_attempt_at = Some(crate::clock::add(now, delay));
         delay
     }
 
@@ -49,7 +49,7 @@ impl Backoff {
     /// wait the maximum delay.
     pub fn fail_slow(&mut self, now: SystemTime) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        self.next_attempt_at = Some(now + self.max);
+        self.next_attempt_at = Some(crate::clock::add(now, self.max));
         self.max
     }
 

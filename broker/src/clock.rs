@@ -56,9 +56,26 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The time at `secs` unix seconds.
+/// The latest time the broker represents (early 2106). Times computed from
+/// values a server, a config or a state file supplied are clamped to it, because
+/// `SystemTime + Duration` panics on overflow and a hostile `expires_in` must not
+/// be able to crash a refresh.
+pub const MAX_UNIX_SECS: u64 = u32::MAX as u64;
+
+/// The time at `secs` unix seconds (clamped to [`MAX_UNIX_SECS`]).
 pub fn from_unix_secs(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH + Duration::from_secs(secs.min(MAX_UNIX_SECS))
+}
+
+/// `t + d`, clamped to [`MAX_UNIX_SECS`] instead of panicking.
+pub fn add(t: SystemTime, d: Duration) -> SystemTime {
+    let max = from_unix_secs(MAX_UNIX_SECS);
+    t.checked_add(d).map_or(max, |sum| sum.min(max))
+}
+
+/// `t + secs` seconds, clamped like [`add`].
+pub fn add_secs(t: SystemTime, secs: u64) -> SystemTime {
+    add(t, Duration::from_secs(secs))
 }
 
 /// `later - earlier`, or zero when `later` is not later.

@@ -295,8 +295,74 @@ impl Config {
     }
 }
 
-/// Parses config text; errors name the source and the offending key.
+/// Parses config text; errors name the source and the offending key, and values
+/// outside their sensible range are refused (a timeout of 10^19 seconds would
+/// otherwise overflow the clock arithmetic).
 pub fn parse(text: &str, source: &str) -> anyhow::Result<ConfigFile> {
+    let file = parse_toml(text, source)?;
+    validate_ranges(&file, source)?;
+    Ok(file)
+}
+
+const DAY: u64 = 86_400;
+
+fn validate_ranges(file: &ConfigFile, source: &str) -> anyhow::Result<()> {
+    let checks: [(&str, u64, u64, u64); 8] = [
+        ("[refresh] skew_secs", file.refresh.skew_secs, 0, DAY),
+        (
+            "[refresh] http_timeout_secs",
+            file.refresh.http_timeout_secs,
+            1,
+            600,
+        ),
+        (
+            "[refresh] backoff_initial_ms",
+            file.refresh.backoff_initial_ms,
+            1,
+            3_600_000,
+        ),
+        (
+            "[refresh] backoff_max_secs",
+            file.refresh.backoff_max_secs,
+            1,
+            DAY,
+        ),
+        (
+            "[server] max_connections",
+            file.server.max_connections as u64,
+            1,
+            65_536,
+        ),
+        (
+            "[server] request_timeout_ms",
+            file.server.request_timeout_ms,
+            1,
+            600_000,
+        ),
+        (
+            "[server] idle_timeout_secs",
+            file.server.idle_timeout_secs,
+            1,
+            7 * DAY,
+        ),
+        (
+            "[login] browser_timeout_secs",
+            file.login.browser_timeout_secs,
+            1,
+            DAY,
+        ),
+    ];
+    for (key, value, min, max) in checks {
+        if !(min..=max).contains(&value) {
+            anyhow::bail!(
+                "{key} = {value} in {source} is out of range; use a value from {min} to {max}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_toml(text: &str, source: &str) -> anyhow::Result<ConfigFile> {
     toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_string();
         let location = e
@@ -313,6 +379,18 @@ pub fn parse(text: &str, source: &str) -> anyhow::Result<ConfigFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_range() {
+        let err = parse(
+            "[refresh]\nbackoff_max_secs = 18446744073709551615\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("backoff_max_secs"), "{err}");
+        assert!(err.to_string().contains("from 1 to 86400"), "{err}");
+        assert!(parse("[server]\nmax_connections = 0\n", "c.toml").is_err());
+    }
 
     #[test]
     fn unknown_key_is_named() {

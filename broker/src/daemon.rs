@@ -40,8 +40,13 @@ pub struct Args {
     pub state_dir: Option<PathBuf>,
 }
 
-/// How long shutdown waits for an in-flight refresh to finish and persist.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long shutdown waits for an in-flight refresh to finish and persist: two
+/// whole token-endpoint requests (the attempt and its prompt retry after an
+/// ambiguous failure) plus time for the state write. Abandoning a refresh the
+/// server may already have processed would burn the refresh token.
+fn shutdown_grace(http_timeout: Duration) -> Duration {
+    http_timeout * 2 + Duration::from_secs(5)
+}
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -159,7 +164,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // in-flight refresh finish so its rotated token is persisted.
     let _ = server.await;
     drop(bound);
-    manager.shutdown(SHUTDOWN_GRACE).await;
+    manager
+        .shutdown(shutdown_grace(config.file.refresh.http_timeout()))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

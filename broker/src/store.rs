@@ -206,6 +206,11 @@ pub struct PersistedState {
     /// Last successful refresh, unix seconds.
     #[serde(default)]
     pub last_refresh_at: Option<u64>,
+    /// Fingerprints of the most recent refresh tokens the broker has spent, so
+    /// that importing one of them again (an old copy of the tokens) is refused
+    /// instead of adopted and replayed — which would revoke the whole family.
+    #[serde(default)]
+    pub spent_refresh_tokens: Vec<String>,
 }
 
 impl PersistedState {
@@ -219,6 +224,7 @@ impl PersistedState {
             relogin: None,
             refresh_count: 0,
             last_refresh_at: None,
+            spent_refresh_tokens: Vec::new(),
         }
     }
 

@@ -92,3 +92,23 @@ fn logout_forgets_the_login_and_revokes_it() {
     assert!(err.is_not_logged_in(), "{err:?}");
     assert!(!setup.env.state_dir().join("default/state.json").exists());
 }
+
+#[test]
+fn importing_the_same_tokens_again_after_a_rotation_is_refused() {
+    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(120)));
+    let grant = setup.grant.clone().unwrap();
+    // Importing the very same login again is harmless.
+    let out = setup.ctl_stdin(&["import", "-"], grant.to_import_json().as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // After the broker rotated it, the old copy is burned: adopting it would be
+    // a replay that revokes the whole family at the server. Refused instead.
+    let token = setup.client().token(Duration::ZERO).unwrap();
+    setup.client().unauthorized(&token).unwrap();
+    let out = setup.ctl_stdin(&["import", "-"], grant.to_import_json().as_bytes());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already spent"), "{}", stderr(&out));
+    setup.client().token(Duration::ZERO).unwrap();
+    let stats = setup.fake.stats();
+    assert_eq!(stats.reuse_detections, 0);
+    assert_eq!(stats.families_revoked, 0);
+}

@@ -69,9 +69,11 @@ pub fn run(global: &Global, args: &ReloginArgs) -> ExitCode {
                 let _ = output::stdout(&text);
             }
             match event {
-                LoginEvent::DeviceCode { expires_in, .. } => {
-                    countdown.device_code(Instant::now() + Duration::from_secs(*expires_in))
-                }
+                LoginEvent::DeviceCode { expires_in, .. } => countdown.device_code(
+                    Instant::now()
+                        .checked_add(Duration::from_secs(*expires_in))
+                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
+                ),
                 LoginEvent::AuthorizeUrl { url, redirect_uri } => {
                     if std::io::stdout().is_terminal() {
                         open_in_browser(url);

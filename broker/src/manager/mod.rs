@@ -172,6 +172,41 @@ impl TokenManager {
             creds.account_id = crate::provider::derive_account_id(&creds);
         }
         let _order = inner.persist_lock.lock().await;
+        let new_id = creds.refresh_token_id();
+        {
+            // An old copy of tokens the broker already rotated (importing the same
+            // auth.json twice, say) must not be adopted: spending it would look
+            // like reuse and revoke the whole family.
+            let st = inner.lock();
+            if st.spent.contains(&new_id) {
+                return Err(ErrorFrame::new(
+                    ErrorCode::BadRequest,
+                    "this refresh token was already spent by the broker, which holds a newer one",
+                )
+                .with_hint(
+                    "nothing to import: the broker's login is newer (see `brokerctl status`)",
+                ));
+            }
+            if let Some(current) = st.creds.as_ref().filter(|c| c.refresh_token_id() == new_id) {
+                if let Some(r) = &st.relogin {
+                    return Err(ErrorFrame::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "the provider already refused this refresh token ({})",
+                            r.reason
+                        ),
+                    )
+                    .with_hint(errors::relogin_hint(&inner.account)));
+                }
+                // The broker already holds this very login: nothing changes.
+                return Ok(current
+                    .access_token
+                    .as_ref()
+                    .and(current.expires_at)
+                    .map(unix_secs)
+                    .unwrap_or(0));
+            }
+        }
         let snapshot = {
             let st = inner.lock();
             let mut p = st.persisted(&inner.account);

@@ -24,7 +24,22 @@ pub(super) fn start(inner: &Arc<Inner>, st: &mut State, trigger: &'static str) {
     });
 }
 
+/// Clears `refreshing` if the refresh task unwinds, so that a bug (or a panic
+/// on absurd server input) can never leave every waiter hanging and the
+/// scheduler idle.
+struct ClearOnPanic<'a>(&'a Arc<Inner>);
+
+impl Drop for ClearOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().refreshing = false;
+            self.0.bump();
+        }
+    }
+}
+
 async fn run(inner: Arc<Inner>, generation: u64) {
+    let _guard = ClearOnPanic(&inner);
     let creds = {
         let st = inner.lock();
         if st.generation != generation {
@@ -97,10 +112,11 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
             st.refreshing = false;
             None
         } else {
-            Some(st.persisted(&inner.account))
+            let spent = st.creds.as_ref().map(Credentials::refresh_token_id);
+            Some((st.persisted(&inner.account), spent))
         }
     };
-    let Some(mut snapshot) = current else {
+    let Some((mut snapshot, spent_id)) = current else {
         inner.bump();
         tracing::info!("discarding a refresh result for replaced credentials");
         return;
@@ -112,6 +128,11 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
             }
             // Persist before reply: the new state is written while the old one is
             // still what waiters see.
+            if let Some(spent_id) = spent_id.filter(|id| *id != creds.refresh_token_id()) {
+                if !snapshot.spent_refresh_tokens.contains(&spent_id) {
+                    snapshot.spent_refresh_tokens.push(spent_id);
+                }
+            }
             snapshot.credentials = Some((&creds).into());
             snapshot.refresh_in_flight = None;
             snapshot.refresh_count += 1;
@@ -144,11 +165,21 @@ fn succeed(
     now: std::time::SystemTime,
 ) {
     let token_id = creds.token_id().unwrap_or_default();
+    // A token that is dead on arrival (a provider answering `expires_in: 0`, or
+    // this machine's clock far ahead of the server's) would make the next
+    // refresh due at once, forever. Keep the rotated tokens, but pace the next
+    // attempt with the backoff and say why.
+    let dead_on_arrival = creds.remaining(now).is_none();
     let mut st = inner.lock();
-    let rotated = st
+    let spent = st
         .creds
         .as_ref()
-        .is_some_and(|old| !old.same_refresh_token(&creds));
+        .filter(|old| !old.same_refresh_token(&creds))
+        .map(Credentials::refresh_token_id);
+    let rotated = spent.is_some();
+    if let Some(spent) = spent {
+        st.record_spent(spent);
+    }
     st.creds = Some(creds);
     st.generation += 1;
     st.refreshing = false;
@@ -156,8 +187,25 @@ fn succeed(
     st.marker = None;
     st.refresh_count += 1;
     st.last_refresh_at = Some(now);
-    st.backoff.reset();
-    st.last_error = None;
+    if dead_on_arrival {
+        let delay = st.backoff.fail(now, None);
+        tracing::warn!(
+            retry_in_ms = delay.as_millis() as u64,
+            "the provider issued an access token that is already expired"
+        );
+        st.last_error = Some(LastError {
+            code: "token_already_expired".to_string(),
+            message: "the provider issued an access token that is already expired".to_string(),
+            hint: Some(
+                "check this machine's clock (timedatectl); the broker retries with backoff"
+                    .to_string(),
+            ),
+            at: unix_secs(now),
+        });
+    } else {
+        st.backoff.reset();
+        st.last_error = None;
+    }
     match saved {
         Ok(()) => {
             st.degraded = None;

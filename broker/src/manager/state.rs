@@ -65,7 +65,12 @@ pub(crate) struct State {
     pub next_refresh_at: Option<SystemTime>,
     /// The served token's fingerprint, computed once per token.
     pub token_id_memo: TokenIdMemo,
+    /// Fingerprints of recently spent refresh tokens (see `PersistedState`).
+    pub spent: std::collections::VecDeque<String>,
 }
+
+/// How many spent refresh-token fingerprints are remembered.
+const SPENT_MEMORY: usize = 32;
 
 impl State {
     /// State restored from disk (or empty).
@@ -94,12 +99,14 @@ impl State {
             persist_pending: false,
             next_refresh_at: None,
             token_id_memo: TokenIdMemo::default(),
+            spent: Default::default(),
         };
         if let Some(p) = persisted {
             state.creds = p.credentials();
             state.relogin = p.relogin.clone();
             state.refresh_count = p.refresh_count;
             state.last_refresh_at = p.last_refresh_time();
+            state.spent = p.spent_refresh_tokens.iter().cloned().collect();
             if let Some(marker) = p.refresh_in_flight {
                 // A refresh was in flight when the previous broker stopped: the
                 // server may have rotated the token. Retry promptly once (servers
@@ -163,7 +170,19 @@ impl State {
             relogin: self.relogin.clone(),
             refresh_count: self.refresh_count,
             last_refresh_at: self.last_refresh_at.map(unix_secs),
+            spent_refresh_tokens: self.spent.iter().cloned().collect(),
         }
+    }
+
+    /// Remembers that the refresh token with this fingerprint was spent.
+    pub fn record_spent(&mut self, refresh_token_id: String) {
+        if self.spent.contains(&refresh_token_id) {
+            return;
+        }
+        if self.spent.len() >= SPENT_MEMORY {
+            self.spent.pop_front();
+        }
+        self.spent.push_back(refresh_token_id);
     }
 
     /// The login state for `status`.

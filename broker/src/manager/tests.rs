@@ -410,3 +410,52 @@ async fn clock_jump_while_asleep_is_noticed_by_the_scheduler_without_any_request
     assert_eq!(grant.access_token.expose_secret(), "at-1");
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn importing_an_already_spent_refresh_token_is_refused_and_the_current_one_is_a_no_op() {
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    // Rotate rt-0 → rt-1.
+    f.manager.unauthorized(&first.token_id).await.unwrap();
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+
+    // An old copy holding rt-0 (already spent): refused, state untouched.
+    let err = f
+        .manager
+        .adopt(creds(&f.clock, lifetime))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+    assert!(err.message.contains("already spent"), "{err}");
+    let current = f.manager.current_credentials().unwrap();
+    assert_eq!(current.refresh_token.expose_secret(), "rt-1");
+
+    // The very login the broker holds: accepted without any change.
+    let mut same = creds(&f.clock, lifetime);
+    same.refresh_token = "rt-1".to_string().into();
+    same.access_token = Some("other-at".to_string().into());
+    f.manager.adopt(same).await.unwrap();
+    let after = f.manager.token(Duration::ZERO).await.unwrap();
+    assert_eq!(after.access_token.expose_secret(), "at-1");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_token_dead_on_arrival_does_not_cause_a_refresh_loop() {
+    let f = fixture(
+        |c| Scripted::new(c, Duration::ZERO),
+        Duration::from_secs(600),
+    )
+    .await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    let err = f.manager.unauthorized(&first.token_id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::UpstreamUnavailable, "{err}");
+    // The scheduler paces further attempts with the backoff instead of looping.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(f.refresher.calls.load(Ordering::SeqCst) <= 2);
+    assert_eq!(
+        f.manager.status().last_error.unwrap().code,
+        "token_already_expired"
+    );
+}

@@ -169,7 +169,7 @@ fn session_credentials(
         .unwrap_or(now + DEFAULT_LIFETIME);
     let refresh_hint_at = refresh_in.map(|secs| {
         let secs = Duration::from_secs(secs);
-        now + secs.saturating_sub(REFRESH_IN_MARGIN).max(secs / 2)
+        crate::clock::add(now, secs.saturating_sub(REFRESH_IN_MARGIN).max(secs / 2))
     });
     let mut metadata = current.metadata.clone();
     if let Some(api) = api_base {

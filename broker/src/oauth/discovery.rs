@@ -82,7 +82,9 @@ impl Discovery {
                 false,
             ));
         }
-        let doc: DiscoveryDocument = resp.json().await.map_err(|_| {
+        // Bounded like every other answer read from the network.
+        let body = super::token_request::read_bounded(resp).await?;
+        let doc: DiscoveryDocument = serde_json::from_slice(&body).map_err(|_| {
             RefreshError::transient(
                 "discovery_unparsable",
                 format!("OIDC discovery at {url} did not return a discovery document"),

@@ -66,9 +66,9 @@ pub fn merge_token_response(
         .refresh_token
         .or_else(|| previous.map(|p| p.refresh_token.clone()))?;
     let expires_at = match resp.expires_in {
-        Some(secs) => whole_seconds(now + Duration::from_secs(secs)),
+        Some(secs) => whole_seconds(crate::clock::add_secs(now, secs)),
         None => jwt::expiry(access_token.expose_secret())
-            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+            .map(crate::clock::from_unix_secs)
             .unwrap_or(whole_seconds(now + DEFAULT_LIFETIME)),
     };
     let id_token = resp

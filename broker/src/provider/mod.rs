@@ -140,6 +140,10 @@ impl ProviderSpec {
         }
         // Endpoints the user wrote explicitly are trusted by definition; their hosts
         // join the allow-list so that discovery from that issuer keeps working.
+        // Even the generic preset gets a list this way: endpoints learned from a
+        // discovery document must stay on the hosts the user named (or listed in
+        // `allowed_hosts`), so a tampered document cannot receive the refresh
+        // token.
         let explicit = [
             &file.issuer,
             &file.token_endpoint,
@@ -148,12 +152,10 @@ impl ProviderSpec {
             &file.revocation_endpoint,
             &file.exchange_endpoint,
         ];
-        if !allowed_hosts.is_empty() {
-            for value in explicit.iter().filter_map(|v| v.as_deref()) {
-                if let Ok(url) = Url::parse(value) {
-                    if let Some(host) = url.host_str() {
-                        allowed_hosts.push(host.trim_matches(['[', ']']).to_string());
-                    }
+        for value in explicit.iter().filter_map(|v| v.as_deref()) {
+            if let Ok(url) = Url::parse(value) {
+                if let Some(host) = url.host_str() {
+                    allowed_hosts.push(host.trim_matches(['[', ']']).to_string());
                 }
             }
         }
@@ -346,6 +348,21 @@ mod tests {
             file: parse(text, "t.toml")?,
             source: Some("t.toml".into()),
         })
+    }
+
+    #[test]
+    fn generic_discovery_is_pinned_to_the_configured_hosts() {
+        let s =
+            spec("preset='generic'\nclient_id='c'\nissuer='https://login.example.com'\n").unwrap();
+        let ok = |u: &str| check_endpoint(&Url::parse(u).unwrap(), &s.allowed_hosts);
+        assert!(ok("https://login.example.com/token").is_ok());
+        assert!(ok("https://evil.example.net/token").is_err());
+        let s = spec("preset='generic'\nclient_id='c'\nissuer='https://login.example.com'\nallowed_hosts=['tokens.example.org']\n").unwrap();
+        assert!(check_endpoint(
+            &Url::parse("https://tokens.example.org/t").unwrap(),
+            &s.allowed_hosts
+        )
+        .is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::credentials::Credentials;
 use crate::manager::TokenManager;
 use oauth_broker_proto::{ErrorCode, ErrorFrame, ExposeSecret, ImportTokens, Response};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Validates, persists and adopts imported tokens.
 pub async fn handle(manager: &TokenManager, tokens: ImportTokens) -> Response {
@@ -36,7 +36,7 @@ fn credentials_from_import(t: ImportTokens) -> Result<Credentials, ErrorFrame> {
                 .as_ref()
                 .and_then(|a| crate::jwt::expiry(a.expose_secret()))
         })
-        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        .map(crate::clock::from_unix_secs);
     let (access_token, expires_at) = match (access_token, expires_at) {
         (Some(a), Some(e)) if e > now => (Some(a), Some(e)),
         _ => (None, None),
