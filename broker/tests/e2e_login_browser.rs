@@ -61,7 +61,7 @@ fn browser_login_through_the_loopback_redirect() {
 }
 
 #[test]
-fn a_redirect_with_a_foreign_state_is_refused_and_its_code_never_used() {
+fn a_redirect_with_a_foreign_state_is_refused_and_the_login_keeps_waiting() {
     let setup = Setup::logged_in(FakeConfig {
         access_ttl: Duration::from_secs(300),
         ..FakeConfig::default()
@@ -72,28 +72,54 @@ fn a_redirect_with_a_foreign_state_is_refused_and_its_code_never_used() {
         .set_authorize_behavior(AuthorizeBehavior::WrongState);
     let (mut child, url) = start_browser_login(&setup);
 
-    let browser = setup.fake.browser_login(&url).unwrap();
-    assert_eq!(browser.callback_status, 400);
-    assert!(browser.callback_body.contains("state mismatch"));
-    let error = child.expect_event("error");
-    assert_eq!(error["code"], "bad_request");
-    assert!(error["message"]
-        .as_str()
-        .unwrap()
-        .contains("state mismatch"));
-    assert_eq!(child.finish().0, Some(1));
-
+    // Anything on this machine can hit the loopback port: a forged redirect
+    // gets a 400, its code is never exchanged, and the login goes on.
+    let forged = setup.fake.browser_login(&url).unwrap();
+    assert_eq!(forged.callback_status, 400);
+    assert!(
+        forged.callback_body.contains("state did not match"),
+        "{}",
+        forged.callback_body
+    );
     assert_eq!(
         setup.fake.stats().code_exchanges,
         0,
         "the code was not used"
     );
-    let after = setup.client().token(Duration::ZERO).unwrap();
+    let after_forgery = setup.client().token(Duration::ZERO).unwrap();
     assert_eq!(
-        after.token_id(),
+        after_forgery.token_id(),
         before.token_id(),
         "the old login is untouched"
     );
+
+    // The user's own redirect still completes the same login.
+    setup
+        .fake
+        .set_authorize_behavior(AuthorizeBehavior::Approve);
+    let real = setup.fake.browser_login(&url).unwrap();
+    assert_eq!(real.callback_status, 200, "{}", real.callback_body);
+    child.expect_event("logged_in");
+    assert_eq!(child.finish().0, Some(0));
+    assert_eq!(
+        setup.fake.stats().code_exchanges,
+        1,
+        "only the real code was exchanged"
+    );
+    let code_requests = setup
+        .fake
+        .token_requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("authorization_code"))
+        .count();
+    assert_eq!(code_requests, 1, "the forged code was never even tried");
+    let after = setup.client().token(Duration::ZERO).unwrap();
+    assert_ne!(
+        after.token_id(),
+        before.token_id(),
+        "the new login is served"
+    );
+    assert!(setup.fake.is_access_token_valid(after.expose_secret()));
 }
 
 #[test]

@@ -20,6 +20,7 @@ use super::{Ctx, Paste};
 use crate::oauth::TokenResponse;
 use crate::provider::{is_loopback_host, ProviderSpec};
 use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, SecretString};
+use std::time::Duration;
 use url::Url;
 
 /// Runs the browser login up to the token response.
@@ -110,8 +111,10 @@ async fn wait_for_code(
     state: &str,
 ) -> Result<SecretString, LoginFailure> {
     let runner = ctx.runner;
-    let timeout = runner.settings.browser_timeout();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let timeout = bounded_timeout(runner.settings.browser_timeout());
+    let now = tokio::time::Instant::now();
+    // Cannot fail after the bound; if it did, the login times out at once.
+    let deadline = now.checked_add(timeout).unwrap_or(now);
     let listener = async {
         match loopback {
             Some(listener) => listener.wait(state, &runner.account).await,
@@ -147,6 +150,16 @@ async fn wait_for_code(
             _ = ctx.cancel.cancelled() => return Err(LoginFailure::cancelled()),
         }
     }
+}
+
+/// Longest a browser login waits for its redirect, whatever the config says:
+/// `Instant + Duration` panics on overflow, and a login nobody finished within
+/// a day is abandoned anyway.
+const MAX_BROWSER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// The configured timeout, at most [`MAX_BROWSER_TIMEOUT`].
+fn bounded_timeout(configured: Duration) -> Duration {
+    configured.min(MAX_BROWSER_TIMEOUT)
 }
 
 /// The next pasted redirect; never resolves when pasting is not possible.
@@ -238,6 +251,18 @@ mod tests {
 
     fn params(url: &Url) -> Vec<(String, String)> {
         url.query_pairs().into_owned().collect()
+    }
+
+    #[test]
+    fn a_huge_configured_timeout_is_bounded_to_a_day() {
+        let settings = crate::config::LoginSettings {
+            browser_timeout_secs: u64::MAX,
+            ..Default::default()
+        };
+        let timeout = bounded_timeout(settings.browser_timeout());
+        assert_eq!(timeout, MAX_BROWSER_TIMEOUT);
+        assert!(tokio::time::Instant::now().checked_add(timeout).is_some());
+        assert_eq!(bounded_timeout(Duration::from_secs(600)).as_secs(), 600);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! before the status is trusted.
 
 use super::failure::LoginFailure;
-use super::pacing::{Pacing, Stop, DEFAULT_INTERVAL};
+use super::pacing::{clamp_expires_in, Pacing, Stop, DEFAULT_INTERVAL};
 use super::{Ctx, LoginRunner};
 use crate::config::BodyEncoding;
 use crate::oauth::token_request::{post_with_client_auth, read_bounded};
@@ -85,7 +85,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
         .map_err(|e| runner.failure("finding the token endpoint", &e))?;
 
     let device = authorize_device(runner, endpoint).await?;
-    let expires_in = device.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
+    let expires_in = clamp_expires_in(device.expires_in.unwrap_or(DEFAULT_EXPIRES_IN));
     let interval = device
         .interval
         .map(Duration::from_secs)

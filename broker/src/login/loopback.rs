@@ -6,7 +6,9 @@
 //! `localhost` to either. It speaks just enough HTTP/1 for one GET: anything
 //! but the callback path gets a 404 and the listener keeps waiting; the
 //! callback gets a small page saying what happened, and its `state` is checked
-//! before the code is accepted.
+//! before the code is accepted. A callback with a `state` that is not this
+//! login's gets a 400 and the listener keeps waiting too: any local process can
+//! reach the port, and must not be able to end (or hijack) the user's login.
 
 use super::failure::LoginFailure;
 use super::redirect::Redirect;
@@ -72,9 +74,10 @@ impl Loopback {
         self.port
     }
 
-    /// Serves requests until the redirect arrives on the callback path; answers
-    /// the browser with a page saying what happened and returns the code (after
-    /// the `state` check) or why the login failed.
+    /// Serves requests until the redirect with this login's `state` arrives on
+    /// the callback path; answers the browser with a page saying what happened
+    /// and returns the code or why the login failed. Never returns on its own
+    /// otherwise: the caller bounds the wait.
     pub async fn wait(
         &self,
         expected_state: &str,
@@ -120,6 +123,18 @@ impl Loopback {
                 .await;
                 continue;
             };
+            if !redirect.state_matches(expected_state) {
+                // The code (if any) is dropped unused.
+                tracing::warn!("loopback listener: ignored a redirect whose state is not this login's (a stale tab or another program); still waiting for the real one");
+                respond(
+                    &mut stream,
+                    400,
+                    "State did not match",
+                    "The state did not match: this redirect does not belong to the login oauth-broker is waiting for (a stale browser tab, or a request from another program). Its code was not used. The login keeps waiting: finish it in the tab that brokerctl relogin opened.",
+                )
+                .await;
+                continue;
+            }
             let result = redirect.into_code(expected_state, account);
             match &result {
                 Ok(_) => {
@@ -231,14 +246,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wrong_state_fails_the_login() {
+    async fn a_wrong_state_is_refused_and_the_login_keeps_waiting() {
         let lb = Loopback::bind(0, &[], "/cb", false).await.unwrap();
         let port = lb.port();
         let waiter = tokio::spawn(async move { lb.wait("st", "default").await });
-        let page = get(port, "/cb?code=c&state=forged").await;
+        let page = get(port, "/cb?code=forged-code&state=forged").await;
+        assert!(page.starts_with("HTTP/1.1 400"), "{page}");
+        assert!(page.contains("state did not match"), "{page}");
+        // Neither a forged denial nor a missing state ends the login.
+        let page = get(port, "/cb?error=access_denied&state=forged").await;
+        assert!(page.starts_with("HTTP/1.1 400"), "{page}");
+        let page = get(port, "/cb?code=c").await;
+        assert!(page.starts_with("HTTP/1.1 400"), "{page}");
+        assert!(!waiter.is_finished());
+        // The real redirect still completes it, with its own code.
+        let page = get(port, "/cb?code=real-code&state=st").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        let code = waiter.await.unwrap().unwrap();
+        assert_eq!(code.expose_secret(), "real-code");
+    }
+
+    #[tokio::test]
+    async fn a_denial_with_the_right_state_ends_the_login() {
+        let lb = Loopback::bind(0, &[], "/cb", false).await.unwrap();
+        let port = lb.port();
+        let waiter = tokio::spawn(async move { lb.wait("st", "default").await });
+        let page = get(port, "/cb?error=access_denied&state=st").await;
         assert!(page.starts_with("HTTP/1.1 400"), "{page}");
         let err = waiter.await.unwrap().unwrap_err();
-        assert!(err.message.contains("state mismatch"));
+        assert!(err.message.contains("access_denied"), "{}", err.message);
     }
 
     #[tokio::test]

@@ -66,8 +66,25 @@ pub struct LoginRunner {
     refresher: Arc<dyn Refresher>,
     clock: Arc<dyn Clock>,
     settings: LoginSettings,
-    active: Mutex<Option<Active>>,
+    active: Arc<Mutex<Option<Active>>>,
     next_id: AtomicU64,
+}
+
+/// Frees the "active login" slot of login `id` when dropped: however the
+/// login's task ends — its final event, a panic, or the runtime dropping it —
+/// the next `Relogin` is never refused as `busy` by a login that is gone.
+struct ReleaseSlot {
+    active: Arc<Mutex<Option<Active>>>,
+    id: u64,
+}
+
+impl Drop for ReleaseSlot {
+    fn drop(&mut self) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if active.as_ref().is_some_and(|a| a.id == self.id) {
+            *active = None;
+        }
+    }
 }
 
 /// The events of a started login. Dropping it cancels the login (while it
@@ -117,7 +134,7 @@ impl LoginRunner {
             refresher,
             clock,
             settings,
-            active: Mutex::new(None),
+            active: Arc::new(Mutex::new(None)),
             next_id: AtomicU64::new(1),
         })
     }
@@ -158,6 +175,10 @@ impl LoginRunner {
         let cancel = CancellationToken::new();
         let runner = self.clone();
         let token = cancel.clone();
+        let slot = ReleaseSlot {
+            active: self.active.clone(),
+            id,
+        };
         tokio::spawn(async move {
             tracing::info!(account = %runner.account, method = ?method, "login started");
             let final_event = runner.run(method, &events_tx, &token, paste_rx).await;
@@ -173,12 +194,7 @@ impl LoginRunner {
             // Publish the outcome, free the slot, then end the stream: a client
             // that starts another login after the final event is never busy.
             let _ = outcome_tx.send(Some(final_event.clone()));
-            {
-                let mut active = runner.active();
-                if active.as_ref().is_some_and(|a| a.id == id) {
-                    *active = None;
-                }
-            }
+            drop(slot);
             let _ = events_tx.send(final_event);
         });
         Ok(LoginStream {
@@ -322,5 +338,44 @@ impl LoginRunner {
     /// A classified failure met during `what`.
     fn failure(&self, what: &str, e: &RefreshError) -> LoginFailure {
         LoginFailure::from_refresh_error(what, e, &self.account, &self.provider.config_source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn occupied(id: u64) -> Arc<Mutex<Option<Active>>> {
+        let (_tx, outcome) = watch::channel(None);
+        Arc::new(Mutex::new(Some(Active {
+            id,
+            paste: None,
+            outcome,
+        })))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_login_task_still_frees_the_slot() {
+        let active = occupied(7);
+        let slot = ReleaseSlot {
+            active: active.clone(),
+            id: 7,
+        };
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            panic!("a bug in a login flow");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(active.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_finished_login_never_frees_a_newer_ones_slot() {
+        let active = occupied(8);
+        drop(ReleaseSlot {
+            active: active.clone(),
+            id: 7,
+        });
+        assert_eq!(active.lock().unwrap().as_ref().map(|a| a.id), Some(8));
     }
 }

@@ -16,7 +16,7 @@
 
 use super::exchange::{redeem_code, CodeGrant};
 use super::failure::LoginFailure;
-use super::pacing::{Pacing, Stop, DEFAULT_INTERVAL};
+use super::pacing::{clamp_expires_in, Pacing, Stop, DEFAULT_INTERVAL};
 use super::{Ctx, LoginRunner};
 use crate::config::BodyEncoding;
 use crate::oauth::token_request::read_bounded;
@@ -89,7 +89,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
         .map_err(|e| runner.failure("finding the token endpoint", &e))?;
 
     let code = request_user_code(runner, user_code_url).await?;
-    let expires_in = code.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS);
+    let expires_in = clamp_expires_in(code.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS));
     let interval = code
         .interval
         .map(Duration::from_secs)

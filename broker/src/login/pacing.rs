@@ -15,6 +15,19 @@ pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// Upper bound of the interval after timeouts doubled it.
 const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest interval taken from a server (or grown by `slow_down`). The values
+/// come from the network: an absurd one must neither stall the login forever
+/// nor overflow `Instant + Duration`, which panics.
+pub const MAX_SERVER_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Longest validity of a user code taken from a server; RFC 8628 examples use
+/// 15–30 minutes, and nobody waits at a terminal longer than this.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(60 * 60);
+
+/// A server's `expires_in` (seconds), clamped to [`MAX_EXPIRES_IN`]: what the
+/// user is told and how long the broker polls are then the same.
+pub fn clamp_expires_in(secs: u64) -> u64 {
+    secs.min(MAX_EXPIRES_IN.as_secs())
+}
 
 /// Why polling stops before an answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,13 +49,18 @@ pub struct Pacing {
 }
 
 impl Pacing {
-    /// Pacing for a code valid `expires_in` from now, polled every `interval`
-    /// (at least one second), tolerating `max_failures` transient failures in a
-    /// row.
+    /// Pacing for a code valid `expires_in` from now (at most
+    /// [`MAX_EXPIRES_IN`]), polled every `interval` (one second to
+    /// [`MAX_SERVER_INTERVAL`]), tolerating `max_failures` transient failures
+    /// in a row.
     pub fn new(interval: Duration, expires_in: Duration, max_failures: u32) -> Pacing {
+        let now = Instant::now();
         Pacing {
-            interval: interval.max(Duration::from_secs(1)),
-            deadline: Instant::now() + expires_in,
+            interval: interval.clamp(Duration::from_secs(1), MAX_SERVER_INTERVAL),
+            // Cannot fail after the clamp; if it did, the code counts as expired.
+            deadline: now
+                .checked_add(expires_in.min(MAX_EXPIRES_IN))
+                .unwrap_or(now),
             failures: 0,
             max_failures,
             extra_wait: Duration::ZERO,
@@ -63,7 +81,7 @@ impl Pacing {
     /// `slow_down`: 5 s more, for the rest of this login.
     pub fn slow_down(&mut self) {
         self.answered();
-        self.interval += SLOW_DOWN_STEP;
+        self.interval = (self.interval + SLOW_DOWN_STEP).min(MAX_SERVER_INTERVAL);
     }
 
     /// A transient failure; `timeout` doubles the interval, `retry_after`
@@ -75,7 +93,8 @@ impl Pacing {
             return false;
         }
         if timeout {
-            self.interval = (self.interval * 2).min(MAX_INTERVAL);
+            // Doubling never shortens an interval the server asked for.
+            self.interval = (self.interval * 2).min(MAX_INTERVAL).max(self.interval);
         }
         self.extra_wait = retry_after
             .unwrap_or(Duration::ZERO)
@@ -97,7 +116,9 @@ impl Pacing {
     /// Waits for the next poll. Errs (at the deadline, not later) when the code
     /// expires first, or at once when the login is cancelled.
     pub async fn wait(&self, cancel: &CancellationToken) -> Result<(), Stop> {
-        let wake = Instant::now() + self.interval + self.extra_wait;
+        let wake = Instant::now()
+            .checked_add(self.interval + self.extra_wait)
+            .unwrap_or(self.deadline);
         let expires_first = wake >= self.deadline;
         tokio::select! {
             _ = cancel.cancelled() => Err(Stop::Cancelled),
@@ -139,6 +160,32 @@ mod tests {
     fn zero_interval_is_raised_to_one_second() {
         let p = Pacing::new(Duration::ZERO, Duration::from_secs(5), 1);
         assert_eq!(p.interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn absurd_server_values_are_clamped_instead_of_panicking() {
+        let mut p = Pacing::new(Duration::MAX, Duration::MAX, 1);
+        assert_eq!(p.interval(), MAX_SERVER_INTERVAL);
+        assert!(p.remaining() <= MAX_EXPIRES_IN);
+        assert!(!p.expired());
+        p.slow_down();
+        assert_eq!(p.interval(), MAX_SERVER_INTERVAL);
+        assert!(p.failed(true, Some(Duration::MAX)));
+        assert_eq!(p.interval(), MAX_SERVER_INTERVAL);
+        let p = Pacing::new(
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(u64::MAX),
+            1,
+        );
+        assert!(p.remaining() <= MAX_EXPIRES_IN);
+        assert_eq!(clamp_expires_in(u64::MAX), 3600);
+        assert_eq!(clamp_expires_in(900), 900);
+    }
+
+    #[tokio::test]
+    async fn a_long_interval_still_ends_at_the_expiry() {
+        let p = Pacing::new(Duration::MAX, Duration::from_millis(100), 1);
+        assert_eq!(p.wait(&CancellationToken::new()).await, Err(Stop::Expired));
     }
 
     #[tokio::test]

@@ -102,6 +102,15 @@ impl Redirect {
         }
     }
 
+    /// Whether the redirect carries the `state` of the login this broker
+    /// started (a missing one never matches).
+    pub fn state_matches(&self, expected_state: &str) -> bool {
+        let (Redirect::Code { state, .. } | Redirect::Error { state, .. }) = self;
+        state
+            .as_deref()
+            .is_some_and(|got| state_matches(expected_state, got))
+    }
+
     /// Checks `state` and turns the redirect into the code to exchange. A
     /// missing or different `state` means the redirect does not belong to the
     /// login this broker started (CSRF, or a stale tab): the code is never
@@ -111,22 +120,14 @@ impl Redirect {
         expected_state: &str,
         account: &str,
     ) -> Result<SecretString, LoginFailure> {
-        let state_ok = |state: &Option<String>| {
-            state
-                .as_deref()
-                .is_some_and(|got| state_matches(expected_state, got))
-        };
+        if !self.state_matches(expected_state) {
+            return Err(state_mismatch(account));
+        }
         match self {
-            Redirect::Code { code, state } if state_ok(&state) => Ok(code),
-            Redirect::Code { .. } => Err(state_mismatch(account)),
+            Redirect::Code { code, .. } => Ok(code),
             Redirect::Error {
-                error,
-                description,
-                state,
+                error, description, ..
             } => {
-                if !state_ok(&state) {
-                    return Err(state_mismatch(account));
-                }
                 let detail = description.map(|d| format!(": {d}")).unwrap_or_default();
                 Err(LoginFailure::retry_login(
                     account,
@@ -206,7 +207,15 @@ mod tests {
         assert_eq!(err.code, ErrorCode::BadRequest);
         assert!(err.message.contains("state mismatch"), "{}", err.message);
         let missing = Redirect::from_query("code=abc").unwrap();
+        assert!(!missing.state_matches("good"));
         assert!(missing.into_code("good", "default").is_err());
+        let forged_denial = Redirect::from_query("error=access_denied&state=evil").unwrap();
+        assert!(!forged_denial.state_matches("good"));
+        assert!(forged_denial
+            .into_code("good", "default")
+            .unwrap_err()
+            .message
+            .contains("state mismatch"));
         let denied =
             Redirect::from_query("error=access_denied&error_description=no&state=good").unwrap();
         let err = denied.into_code("good", "default").unwrap_err();

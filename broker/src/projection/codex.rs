@@ -17,10 +17,14 @@ use crate::config::ProjectionKind;
 use crate::credentials::Credentials;
 use oauth_broker_proto::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Codex refreshes on its own 5 minutes before `exp`; stay 5 more ahead.
 const DEFAULT_MARGIN: Duration = Duration::from_secs(10 * 60);
+
+/// Latest believable JWT `exp` (early 2106). The claim comes from the token
+/// the server issued; a larger one is garbage, not a date.
+const MAX_PLAUSIBLE_EXP: u64 = u32::MAX as u64;
 
 /// The `codex` projection kind.
 pub struct Codex;
@@ -35,13 +39,14 @@ impl ToolFormat for Codex {
     }
 
     /// Codex judges the token by its JWT `exp`, not by what the token
-    /// endpoint said: use the same clock.
+    /// endpoint said: use the same clock. An absurd `exp` counts as unknown
+    /// (then the token endpoint's expiry is all there is).
     fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
         creds
             .access_token
             .as_ref()
             .and_then(|t| crate::jwt::expiry(t.expose_secret()))
-            .map(crate::clock::from_unix_secs)
+            .and_then(exp_time)
             .or(creds.expires_at)
     }
 
@@ -102,6 +107,15 @@ impl ToolFormat for Codex {
         file.insert("last_refresh".into(), rfc3339(creds.obtained_at).into());
         Ok(file)
     }
+}
+
+/// The time a JWT `exp` claim names; `None` when it is not a believable date
+/// (`UNIX_EPOCH + Duration` would panic on the largest values).
+fn exp_time(exp: u64) -> Option<SystemTime> {
+    if exp > MAX_PLAUSIBLE_EXP {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
 /// The JWT `sub` claim of a token, if it is a JWT.
@@ -180,6 +194,17 @@ mod tests {
         assert_eq!(identity.account_id.as_deref(), Some("acct-1"));
         assert_eq!(identity.subject.as_deref(), Some("user-1"));
         assert_eq!(refresh.unwrap().expose_secret(), PLACEHOLDER_REFRESH_TOKEN);
+    }
+
+    #[test]
+    fn an_absurd_exp_counts_as_unknown() {
+        for exp in [u64::MAX, u64::MAX / 2, MAX_PLAUSIBLE_EXP + 1] {
+            let mut c = creds();
+            c.access_token = Some(jwt(json!({"sub": "user-1", "exp": exp})).into());
+            assert_eq!(Codex.tool_expiry(&c), c.expires_at, "exp {exp}");
+            c.expires_at = None;
+            assert_eq!(Codex.tool_expiry(&c), None, "exp {exp}");
+        }
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! A [`ToolFormat`] knows one tool's file (one file per kind: `codex.rs`,
 //! `claude_code.rs`); a [`Target`] is one configured file of that format and
 //! does the I/O. Everything here is blocking file I/O: the runner in `mod.rs`
-//! calls it on the blocking pool.
+//! calls it on the blocking pool. [`Target::status`] and
+//! [`Target::is_stopped`] are the exception: they are called on the async
+//! workers (`status` serves every client's `Status` request), so they read
+//! state that is never locked across file I/O — a slow disk (an NFS home)
+//! must not stall token serving.
 
 use super::file::{self, Stamp};
 use crate::config::ProjectionKind;
@@ -16,6 +20,7 @@ use oauth_broker_proto::{
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -81,20 +86,29 @@ pub struct Target {
     format: Box<dyn ToolFormat>,
     path: PathBuf,
     margin: Duration,
-    state: Mutex<TargetState>,
+    /// Held across the file I/O, so that a sync and a restore never interleave.
+    io: Mutex<IoState>,
+    /// Set by a restore (under `io`): the file is the tool's again until the
+    /// broker restarts.
+    stopped: AtomicBool,
+    /// What `status` shows. Locked only to read or update it, never across
+    /// I/O (when both are held, `io` is taken first).
+    report: Mutex<Report>,
 }
 
 #[derive(Default)]
-struct TargetState {
+struct IoState {
     /// Our last write: the token it carried and the file version it produced.
     written: Option<(String, Stamp)>,
+}
+
+#[derive(Default)]
+struct Report {
     last_write_at: Option<SystemTime>,
     last_error: Option<String>,
     /// A condition that is not a failure of the last write (tokens too short
     /// for the margin); shown while there is no error.
     warning: Option<String>,
-    /// Set by a restore: the file is the tool's again until the broker restarts.
-    stopped: bool,
 }
 
 /// What a write attempt did.
@@ -116,7 +130,9 @@ impl Target {
             format,
             path,
             margin,
-            state: Mutex::new(TargetState::default()),
+            io: Mutex::new(IoState::default()),
+            stopped: AtomicBool::new(false),
+            report: Mutex::new(Report::default()),
         }
     }
 
@@ -150,35 +166,37 @@ impl Target {
     /// token and nobody touched it since our write; otherwise checks whose file
     /// it is, backs up the tool's own login the first time, and writes.
     pub fn sync(&self, creds: &Credentials, now: SystemTime) -> Result<Synced, String> {
-        let mut state = self.lock();
-        if state.stopped {
+        let mut io = self.lock_io();
+        if self.is_stopped() {
             return Ok(Synced::Idle);
         }
         let Some(token_id) = creds.token_id() else {
             return Ok(Synced::Idle);
         };
-        let result = self.write_if_needed(&mut state, creds, &token_id);
+        let result = self.write_if_needed(&mut io, creds, &token_id);
+        // The I/O is done: publish what status shows.
+        let mut report = self.lock_report();
         match &result {
             Ok(Synced::Written) => {
-                state.last_write_at = Some(now);
-                state.last_error = None;
+                report.last_write_at = Some(now);
+                report.last_error = None;
                 let enough = self
                     .format
                     .tool_expiry(creds)
                     .is_some_and(|e| e.duration_since(now).is_ok_and(|left| left > self.margin));
                 if enough {
-                    state.warning = None;
+                    report.warning = None;
                 }
             }
             Ok(_) => {}
-            Err(e) => state.last_error = Some(e.clone()),
+            Err(e) => report.last_error = Some(e.clone()),
         }
         result
     }
 
     fn write_if_needed(
         &self,
-        state: &mut TargetState,
+        state: &mut IoState,
         creds: &Credentials,
         token_id: &str,
     ) -> Result<Synced, String> {
@@ -279,7 +297,7 @@ impl Target {
         &self,
         broker_refresh_token: Option<&SecretString>,
     ) -> Result<ProjectionRestored, String> {
-        let mut state = self.lock();
+        let mut io = self.lock_io();
         let path = self.path.display();
         let backup = file::backup_path(&self.path);
         let backup_bytes = file::read(&backup)
@@ -319,10 +337,11 @@ impl Target {
                 }
             }
         };
-        state.stopped = true;
-        state.written = None;
-        state.warning = None;
-        state.last_error = Some(
+        self.stopped.store(true, Ordering::SeqCst);
+        io.written = None;
+        let mut report = self.lock_report();
+        report.warning = None;
+        report.last_error = Some(
             "stopped by `brokerctl project --restore`: brokerd writes this file again after a restart unless the [[project]] entry is removed".to_string(),
         );
         tracing::info!(kind = self.kind(), path = %path, outcome = ?outcome, "projection target restored and stopped");
@@ -342,31 +361,36 @@ impl Target {
             self.margin.as_secs(),
             self.kind()
         );
-        let mut state = self.lock();
-        if state.warning.as_deref() != Some(message.as_str()) {
+        let mut report = self.lock_report();
+        if report.warning.as_deref() != Some(message.as_str()) {
             tracing::warn!(kind = self.kind(), path = %self.path.display(), lifetime_secs = lifetime, margin_secs = self.margin.as_secs(), "tokens live too short for the projection margin");
-            state.warning = Some(message);
+            report.warning = Some(message);
         }
     }
 
-    /// Whether a restore stopped this target.
+    /// Whether a restore stopped this target. Never waits for file I/O.
     pub fn is_stopped(&self) -> bool {
-        self.lock().stopped
+        self.stopped.load(Ordering::SeqCst)
     }
 
-    /// The status line of this target.
+    /// The status line of this target, as of the last finished sync or
+    /// restore. Never waits for file I/O.
     pub fn status(&self) -> ProjectionStatus {
-        let state = self.lock();
+        let report = self.lock_report();
         ProjectionStatus {
             kind: self.kind().to_string(),
             path: self.path.display().to_string(),
-            last_write_at: state.last_write_at.map(crate::clock::unix_secs),
-            last_error: state.last_error.clone().or_else(|| state.warning.clone()),
+            last_write_at: report.last_write_at.map(crate::clock::unix_secs),
+            last_error: report.last_error.clone().or_else(|| report.warning.clone()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, TargetState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_io(&self) -> MutexGuard<'_, IoState> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_report(&self) -> MutexGuard<'_, Report> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -460,6 +484,30 @@ mod tests {
             PLACEHOLDER_REFRESH_TOKEN
         );
         assert!(!file::backup_path(t.path()).exists());
+    }
+
+    #[test]
+    fn status_never_waits_for_a_sync_in_progress() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = std::sync::Arc::new(target(tmp.path()));
+        let now = SystemTime::now();
+        t.sync(&creds("acct-1", "a", now), now).unwrap();
+        // A sync stuck in a slow write holds the I/O lock.
+        let io = t.lock_io();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = t.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((reader.status(), reader.is_stopped()));
+        });
+        let (status, stopped) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("status waited for the file I/O");
+        assert!(status.last_write_at.is_some());
+        assert_eq!(status.last_error, None);
+        assert!(!stopped);
+        t.warn_short_lifetime(&creds("acct-1", "a", now));
+        assert!(t.status().last_error.unwrap().contains("too short"));
+        drop(io);
     }
 
     #[test]
