@@ -17,6 +17,10 @@ use std::time::Duration;
 const START_BROKER_HINT: &str =
     "start the broker (`systemctl --user start oauth-broker` or run `brokerd`), or point OAUTH_BROKER_SOCKET at its socket";
 
+/// Hint for [`Error::UntrustedPeer`].
+const UNTRUSTED_PEER_HINT: &str =
+    "point XDG_RUNTIME_DIR or OAUTH_BROKER_SOCKET at a directory only you can write, for both brokerd and its clients, and report the socket's owner to the administrator";
+
 /// Everything that can go wrong talking to the broker.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -116,6 +120,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The socket is served by another (non-root) user: an impostor may have
+    /// created the socket's directory first (easy under `/tmp`), so nothing is
+    /// sent to it.
+    UntrustedPeer {
+        /// The socket connected to.
+        path: PathBuf,
+        /// The uid of the process serving it.
+        uid: u32,
+    },
 }
 
 impl Error {
@@ -174,7 +187,8 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Io { .. }
             | Error::Protocol { .. }
-            | Error::Config { .. } => return None,
+            | Error::Config { .. }
+            | Error::UntrustedPeer { .. } => return None,
         })
     }
 
@@ -237,6 +251,7 @@ impl Error {
             Error::Unreachable { .. } => Some(START_BROKER_HINT),
             Error::Timeout { .. } => Some("the broker may be stuck; check `brokerctl status`"),
             Error::Io { .. } => Some("the broker may have restarted; retry"),
+            Error::UntrustedPeer { .. } => Some(UNTRUSTED_PEER_HINT),
             Error::Protocol { .. } | Error::Config { .. } => None,
         }
     }
@@ -343,6 +358,13 @@ impl fmt::Display for Error {
                 after.as_secs_f64()
             )?,
             Error::Io { source } => write!(f, "connection to oauth-broker failed: {source}")?,
+            Error::UntrustedPeer { path, uid } => write!(
+                f,
+                "the socket at {} is served by uid {uid}, not by this user or root — refusing \
+                 to talk to it (a fallback socket under /tmp could have been created by another \
+                 user)",
+                path.display()
+            )?,
         }
         if let Some(hint) = self.hint() {
             f.write_str(" (hint: ")?;

@@ -3,11 +3,12 @@
 //! The blocking and the async client share these functions, so both map every
 //! response (and every error frame) the same way.
 
+use crate::token::expiry_from_unix_secs;
 use crate::{AccessToken, Error};
 use oauth_broker_proto::{
     ErrorCode, ErrorFrame, LoginEvent, ProjectionRestored, Response, StatusReport, Welcome,
 };
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Checks the answer to `Hello`.
 pub(crate) fn welcome(response: Response) -> Result<Welcome, Error> {
@@ -46,7 +47,8 @@ pub(crate) fn status(response: Response) -> Result<StatusReport, Error> {
 pub(crate) fn imported(response: Response) -> Result<Option<SystemTime>, Error> {
     match response {
         Response::Imported { expires_at: 0 } => Ok(None),
-        Response::Imported { expires_at } => Ok(Some(UNIX_EPOCH + Duration::from_secs(expires_at))),
+        // Clamped: an absurd expiry from the broker must not panic the client.
+        Response::Imported { expires_at } => Ok(Some(expiry_from_unix_secs(expires_at))),
         other => expected("imported", other),
     }
 }
@@ -163,7 +165,8 @@ pub(crate) fn too_large(len: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oauth_broker_proto::LoginEvent;
+    use oauth_broker_proto::{LoginEvent, SecretString, TokenGrant};
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn error_frames_become_typed_errors_anywhere() {
@@ -210,6 +213,27 @@ mod tests {
             imported(Response::Imported { expires_at: 10 }).unwrap(),
             Some(UNIX_EPOCH + Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn absurd_expiries_from_the_broker_do_not_panic() {
+        let latest = UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX));
+        assert_eq!(
+            imported(Response::Imported {
+                expires_at: u64::MAX
+            })
+            .unwrap(),
+            Some(latest)
+        );
+        let grant = TokenGrant {
+            access_token: SecretString::from("tok"),
+            token_type: "Bearer".into(),
+            expires_at: u64::MAX,
+            token_id: "0123456789ab".into(),
+            scopes: Vec::new(),
+            metadata: Default::default(),
+        };
+        assert_eq!(token(Response::Token(grant)).unwrap().expires_at(), latest);
     }
 
     #[test]

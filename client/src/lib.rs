@@ -67,6 +67,7 @@ mod deadline;
 mod discovery;
 mod error;
 mod exchange;
+mod peer;
 mod retry;
 mod token;
 

@@ -91,12 +91,28 @@ impl From<TokenGrant> for AccessToken {
         AccessToken {
             secret: grant.access_token,
             token_type: grant.token_type,
-            expires_at: UNIX_EPOCH + Duration::from_secs(grant.expires_at),
+            expires_at: expiry_from_unix_secs(grant.expires_at),
             token_id: grant.token_id,
             scopes: grant.scopes,
             metadata: grant.metadata,
         }
     }
+}
+
+/// The latest expiry this client believes: the year 2106. The answer comes
+/// from another process, so an absurd value (`u64::MAX`) must not panic the way
+/// `UNIX_EPOCH + Duration` does when the sum overflows `SystemTime`.
+const MAX_EXPIRY_SECS: u64 = u32::MAX as u64;
+
+/// The wall-clock time of an expiry sent as seconds since the Unix epoch,
+/// clamped to [`MAX_EXPIRY_SECS`] (and, on a platform whose `SystemTime` ends
+/// earlier, to the latest time it can hold that fits in 32 bits) instead of
+/// overflowing.
+pub(crate) fn expiry_from_unix_secs(secs: u64) -> SystemTime {
+    let at = |secs: u64| UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    at(secs.min(MAX_EXPIRY_SECS))
+        .or_else(|| at(i32::MAX as u64))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 impl fmt::Debug for AccessToken {
@@ -158,6 +174,20 @@ mod tests {
         let old = token("Bearer", 1);
         assert_eq!(old.remaining(), Duration::ZERO);
         assert!(old.is_expired());
+    }
+
+    #[test]
+    fn an_absurd_expiry_is_clamped_instead_of_panicking() {
+        let t = token("Bearer", u64::MAX);
+        let latest = UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX));
+        assert_eq!(t.expires_at(), latest);
+        assert!(!t.is_expired());
+        assert_eq!(expiry_from_unix_secs(u64::from(u32::MAX) + 1), latest);
+        assert_eq!(
+            expiry_from_unix_secs(1_800_000_000),
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+        );
+        assert!(format!("{t:?}").contains("expires_at"));
     }
 
     #[test]

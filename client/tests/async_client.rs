@@ -222,3 +222,18 @@ fn futures_are_send(mut client: Client, token: oauth_broker_client::AccessToken)
     send(client.logout());
     send(client.relogin(None, |_| {}));
 }
+
+#[tokio::test]
+async fn debug_of_a_client_never_shows_the_last_answer() {
+    let fake = FakeBroker::start(simple("tok-SECRET-debug"));
+    let mut client = client(&fake).await;
+    let token = client.token(Duration::ZERO).await.unwrap();
+    assert_eq!(token.expose_secret(), "tok-SECRET-debug");
+    let as_numbers = format!("{:?}", b"tok-SECRET-debug".as_slice()).replace(' ', "");
+    let as_numbers = as_numbers.trim_matches(['[', ']']);
+    for debug in [format!("{client:?}"), format!("{client:#?}")] {
+        assert!(!debug.contains("SECRET"), "{debug}");
+        let squeezed: String = debug.split_whitespace().collect();
+        assert!(!squeezed.contains(as_numbers), "{debug}");
+    }
+}

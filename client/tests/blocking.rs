@@ -515,3 +515,32 @@ fn garbage_from_the_broker_is_a_protocol_error() {
         "each protocol error drops the connection"
     );
 }
+
+/// Whether `debug` shows `secret`, as text or as the list of its bytes (how a
+/// `Vec<u8>` buffer prints).
+fn debug_shows(debug: &str, secret: &str) -> bool {
+    let as_numbers = format!("{:?}", secret.as_bytes()).replace(' ', "");
+    let as_numbers = as_numbers.trim_matches(['[', ']']);
+    debug.contains(secret)
+        || debug
+            .split_whitespace()
+            .collect::<String>()
+            .contains(as_numbers)
+}
+
+#[test]
+fn debug_of_a_client_never_shows_the_last_answer() {
+    let fake = FakeBroker::start(simple("tok-SECRET-debug"));
+    let mut client = client(&fake);
+    let token = client.token(Duration::ZERO).unwrap();
+    assert_eq!(token.expose_secret(), "tok-SECRET-debug");
+    for debug in [format!("{client:?}"), format!("{client:#?}")] {
+        assert!(!debug_shows(&debug, "tok-SECRET-debug"), "{debug}");
+        assert!(debug.contains("buffered_bytes"), "{debug}");
+    }
+    // The check itself would notice a printed buffer.
+    assert!(debug_shows(
+        &format!("{:?}", b"x tok-SECRET-debug y".to_vec()),
+        "tok-SECRET-debug"
+    ));
+}

@@ -9,8 +9,15 @@
 //!   server, for running the real Codex CLI and SDKs offline.
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
+//! * [`bench`] — the benchmark behind the README's "Performance" table
+//!   (`cargo run --release -p oauth-broker-tests --bin bench`);
+//! * [`storm_demo`] — N programs sharing one login with and without the broker
+//!   (`cargo run --release -p oauth-broker-tests --bin storm-demo`), on
+//!   [`direct_oauth`], the refresh-it-yourself client of the status quo;
+//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two.
 //!
-//! Both exist so that the end-to-end tests in `broker/tests/` can assert exact
+//! The fake servers and the harness exist so that the end-to-end tests in
+//! `broker/tests/` can assert exact
 //! facts ("exactly one refresh per access-token lifetime", "zero reuse
 //! detections") against something that punishes a wrong broker the way a real
 //! server would, without any network access beyond loopback.

@@ -9,11 +9,14 @@
 //! length, so they are set once.
 
 use crate::deadline::Deadline;
-use crate::{exchange, Error};
+use crate::{exchange, peer, Error};
 use oauth_broker_proto::{
-    decode_payload, encode_frame, frame_len, FrameError, Hello, Response, Welcome, FRAME_HEADER_LEN,
+    decode_payload, encode_frame, frame_len, FrameError, Hello, Response, TokenGrant, Welcome,
+    FRAME_HEADER_LEN,
 };
+use secrecy::zeroize::Zeroize;
 use serde::Serialize;
+use std::fmt;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -23,11 +26,14 @@ use std::time::Duration;
 const READ_CHUNK: usize = 8 * 1024;
 
 /// A connection that completed the handshake.
-#[derive(Debug)]
+///
+/// Its `Debug` (part of the public `Client`'s) shows how much is buffered, never
+/// the bytes: they are answers, i.e. access tokens.
 pub(crate) struct Connection {
     stream: UnixStream,
     /// Received bytes not yet consumed: `inbox[start..end]`. Zero-initialised
-    /// space after `end` is where the next read goes.
+    /// space after `end` is where the next read goes. Consumed bytes are zeroed
+    /// at once, so no token outlives its frame in here.
     inbox: Vec<u8>,
     start: usize,
     end: usize,
@@ -53,6 +59,8 @@ impl Connection {
                 }
             }
         })?;
+        // Before anything is sent: the socket might be an impostor's.
+        peer::check(path, peer::peer_uid(&stream).map_err(io_error)?)?;
         let mut conn = Connection {
             stream,
             inbox: vec![0; READ_CHUNK],
@@ -103,7 +111,8 @@ impl Connection {
             self.fill(total, deadline)?;
         }
         let payload = &self.inbox[self.start + FRAME_HEADER_LEN..self.start + total];
-        let parsed = decode_payload(payload).map_err(|_| exchange::malformed());
+        let parsed = decode_response(payload).map_err(|_| exchange::malformed());
+        self.inbox[self.start..self.start + total].zeroize();
         self.start += total;
         if self.start == self.end {
             self.start = 0;
@@ -118,11 +127,18 @@ impl Connection {
         if self.inbox.len() - self.start < frame_total {
             // Move the unread bytes to the front and grow to the frame's size
             // (at most one maximal frame: `frame_len` refused larger ones).
+            // The moved bytes' old copies are zeroed, and growing copies into
+            // a new buffer so that the old one is zeroed before it is freed.
             self.inbox.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
+            let unread = self.end - self.start;
+            self.inbox[unread..self.end].zeroize();
+            self.end = unread;
             self.start = 0;
             if self.inbox.len() < frame_total {
-                self.inbox.resize(frame_total, 0);
+                let mut bigger = vec![0; frame_total];
+                bigger[..unread].copy_from_slice(&self.inbox[..unread]);
+                self.inbox.zeroize();
+                self.inbox = bigger;
             }
         }
         loop {
@@ -144,6 +160,40 @@ impl Connection {
             }
         }
     }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("stream", &self.stream)
+            .field("buffered_bytes", &(self.end - self.start))
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connection {
+    /// Unread answers may hold tokens: zero them before the memory is freed.
+    fn drop(&mut self) {
+        self.inbox.zeroize();
+    }
+}
+
+/// Parses an answer. A token answer — the hot path — is parsed straight into
+/// its [`TokenGrant`] when the tag comes first, as the broker always sends it:
+/// serde parses internally tagged enums by first copying the whole object into
+/// an intermediate tree, which costs more than the parse itself. Anything else,
+/// or a token answer in another key order, takes the general path.
+fn decode_response(payload: &[u8]) -> Result<Response, FrameError> {
+    const TOKEN_TAG: &[u8] = br#"{"type":"token","#;
+    if payload.starts_with(TOKEN_TAG) {
+        // The extra `type` key is ignored like any unknown field.
+        if let Ok(grant) = serde_json::from_slice::<TokenGrant>(payload) {
+            return Ok(Response::Token(grant));
+        }
+    }
+    decode_payload(payload)
 }
 
 /// The timeout currently set on one direction of the socket.
@@ -313,6 +363,52 @@ mod tests {
         assert_eq!((conn.start, conn.end), (0, 0));
     }
 
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn consumed_answers_are_zeroed_and_debug_shows_no_bytes() {
+        let (mut conn, mut broker) = pair();
+        conn.inbox = vec![0; READ_CHUNK];
+        let mut bytes = error_frame("first-SECRET-A");
+        bytes.extend(error_frame("second-SECRET-B"));
+        broker.write_all(&bytes).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(5), "request");
+        assert_eq!(message_of(conn.recv(&deadline).unwrap()), "first-SECRET-A");
+        assert!(!contains(&conn.inbox, b"SECRET-A"));
+        // One read brought both frames: the second waits in the inbox...
+        assert!(contains(&conn.inbox, b"SECRET-B"));
+        // ...and `Debug` shows neither it nor its bytes, only how many there are.
+        let debug = format!("{conn:?} {conn:#?}");
+        let as_numbers = format!("{:?}", b"SECRET-B".as_slice()).replace(' ', "");
+        let as_numbers = as_numbers.trim_matches(['[', ']']);
+        assert!(!debug.contains("SECRET"), "{debug}");
+        assert!(
+            !debug
+                .split_whitespace()
+                .collect::<String>()
+                .contains(as_numbers),
+            "{debug}"
+        );
+        assert!(debug.contains(&format!("buffered_bytes: {}", conn.end - conn.start)));
+        assert_eq!(message_of(conn.recv(&deadline).unwrap()), "second-SECRET-B");
+        assert!(conn.inbox.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_grown_inbox_holds_no_copy_of_consumed_answers() {
+        let (mut conn, mut broker) = pair();
+        // Longer than the 16 byte inbox: read in pieces, moved and grown.
+        broker
+            .write_all(&error_frame("a message longer than sixteen bytes, SECRET"))
+            .unwrap();
+        let deadline = Deadline::after(Duration::from_secs(5), "request");
+        conn.recv(&deadline).unwrap();
+        assert!(conn.inbox.len() > 16);
+        assert!(conn.inbox.iter().all(|&b| b == 0));
+    }
+
     #[test]
     fn a_frame_split_across_reads_is_reassembled() {
         let (mut conn, mut broker) = pair();
@@ -353,6 +449,41 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(conn);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn token_answers_parse_the_same_on_the_fast_path() {
+        use oauth_broker_proto::{ExposeSecret, SecretString};
+        let grant = TokenGrant {
+            access_token: SecretString::from("tok-123".to_owned()),
+            token_type: "Bearer".into(),
+            expires_at: 1_800_000_000,
+            token_id: "0123456789ab".into(),
+            scopes: vec!["openid".into()],
+            metadata: [("account_id".to_string(), "acct".to_string())].into(),
+        };
+        let frame = encode_frame(&Response::Token(grant)).unwrap();
+        let payload = &frame[FRAME_HEADER_LEN..];
+        assert!(payload.starts_with(br#"{"type":"token","#));
+        for parsed in [decode_response(payload), decode_payload(payload)] {
+            let Ok(Response::Token(got)) = parsed else {
+                panic!("not a token answer")
+            };
+            assert_eq!(got.access_token.expose_secret(), "tok-123");
+            assert_eq!(got.expires_at, 1_800_000_000);
+            assert_eq!(got.token_id, "0123456789ab");
+            assert_eq!(got.scopes, ["openid"]);
+            assert_eq!(got.metadata["account_id"], "acct");
+        }
+        // Another key order, an error frame and garbage take the general path.
+        let reordered = br#"{"access_token":"t","expires_at":1,"token_id":"x","type":"token"}"#;
+        assert!(matches!(decode_response(reordered), Ok(Response::Token(_))));
+        let error = error_frame("nope");
+        assert!(matches!(
+            decode_response(&error[FRAME_HEADER_LEN..]),
+            Ok(Response::Error(_))
+        ));
+        assert!(decode_response(br#"{"type":"token","access_token":"#).is_err());
     }
 
     #[test]

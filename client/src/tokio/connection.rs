@@ -1,7 +1,7 @@
 //! One framed connection to the broker over a tokio `UnixStream`.
 
 use crate::deadline::Deadline;
-use crate::{exchange, Error};
+use crate::{exchange, peer, Error};
 use ::tokio::io::AsyncWriteExt;
 use ::tokio::net::UnixStream;
 use ::tokio::time::{sleep, timeout};
@@ -36,6 +36,12 @@ impl Connection {
                     path: path.to_path_buf(),
                     source,
                 })?;
+        // Before anything is sent: the socket might be an impostor's.
+        let peer_uid = stream
+            .peer_cred()
+            .map_err(|source| Error::Io { source })?
+            .uid();
+        peer::check(path, peer_uid)?;
         let handshake = Deadline::after(deadline.remaining()?, "handshake");
         let hello = encode_frame(&Hello::new(client_name))
             .map_err(|_| Error::protocol("client name too long for a frame"))?;

@@ -127,9 +127,8 @@ pub fn throughput(
         .into_iter()
         .map(|mut stream| {
             let (start, stop) = (start.clone(), stop.clone());
-            std::thread::Builder::new()
-                .stack_size(128 * 1024)
-                .spawn(move || -> std::io::Result<u64> {
+            std::thread::Builder::new().stack_size(128 * 1024).spawn(
+                move || -> std::io::Result<u64> {
                     let request = vec![b'x'; request_len];
                     let mut response = vec![0u8; response_len];
                     start.wait();
@@ -140,7 +139,8 @@ pub fn throughput(
                         done += 1;
                     }
                     Ok(done)
-                })
+                },
+            )
         })
         .collect::<std::io::Result<_>>()?;
     let cpu_before = super::cpu::used(None)?;

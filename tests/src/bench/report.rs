@@ -125,12 +125,13 @@ impl Report {
                     if t.clients == 1 { "" } else { "s" }
                 ),
                 format!(
-                    "async client, one thread: **{}/s** ({} CPU per token) · blocking client, a thread each: {}/s ({} CPU per token; raw ping-pong limit for {} threads: {}/s)",
+                    "async client, one thread: **{}/s** ({} CPU per token) · blocking client, a thread each: {}/s ({} CPU per token; raw ping-pong limit for {} thread{}: {}/s)",
                     thousands(t.tasks.per_second().round() as u64),
                     Human(t.tasks.cpu_per_token()),
                     thousands(t.threads.per_second().round() as u64),
                     Human(t.threads.cpu_per_token()),
                     t.clients,
+                    if t.clients == 1 { "" } else { "s" },
                     thousands(t.raw.per_second().round() as u64),
                 ),
                 target,
@@ -153,9 +154,10 @@ impl Report {
                 self.storm.clients
             ),
             format!(
-                "all served {} after resume (first {}); {} refresh{}, {} distinct token{}; one token-endpoint round trip p50 {}",
+                "all served {} after resume (first {}; a single waiting client: {}); {} refresh{}, {} distinct token{}; one token-endpoint round trip p50 {}",
                 Human(self.storm.all_served),
                 Human(self.storm.first_served),
+                Human(self.storm.single_client),
                 self.storm.refreshes,
                 if self.storm.refreshes == 1 { "" } else { "es" },
                 self.storm.distinct_tokens,

@@ -38,8 +38,7 @@ impl BenchBroker {
             ..FakeConfig::default()
         });
         let mut spec = BrokerSpec::new(brokerd, &env, config_for(&fake));
-        spec.rust_log = std::env::var("TMP_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-        for k in ["TMP_CT", "TMP_W"] { if let Ok(v) = std::env::var(k) { spec = spec.with_env(k, v); } }
+        spec.rust_log = "info".to_owned();
         let broker = BrokerProcess::start(spec)?;
         Ok(BenchBroker { broker, fake, env })
     }

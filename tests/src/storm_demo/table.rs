@@ -70,6 +70,13 @@ pub fn render(config: &DemoConfig, status_quo: &SideResult, broker: &SideResult)
     for (what, left, right) in rows {
         let _ = writeln!(out, "{what:<44} {left:>24} {right:>16}");
     }
+    let _ = writeln!(
+        out,
+        "\nStatus quo: the first program to refresh rotates the refresh token; the next one\n\
+         presents the old one, the server takes that for theft and revokes the whole login.\n\
+         With the broker: one refresher, ahead of expiry (at 75–80 % of each token's life):\n\
+         no refresh token is ever presented twice, and nobody waits for one."
+    );
     out
 }
 

@@ -1,0 +1,54 @@
+//! Keeps the benchmark (`--bin bench`) working: every measurement runs with
+//! tiny counts against the real brokerd and brokerctl. No timing is asserted —
+//! only what must hold however fast the machine is (one refresh for the whole
+//! storm, one token for every waiter, a complete table).
+
+mod common;
+
+use common::{brokerctl, brokerd};
+use oauth_broker_tests::bench::{self, BenchConfig};
+use oauth_broker_tests::binaries::Binaries;
+
+#[test]
+fn every_measurement_runs_and_the_table_is_complete() {
+    let binaries = Binaries::new(brokerd(), brokerctl());
+    let config = BenchConfig::smoke();
+    let report = bench::run(&binaries, &config, |_| {}).expect("the benchmark runs");
+
+    assert_eq!(report.raw.samples, config.round_trips);
+    assert_eq!(report.cached.samples, config.round_trips);
+    assert_eq!(report.fresh_connection.samples, config.fresh_connections);
+    assert_eq!(report.client_cache.samples, config.cache_hits);
+    assert_eq!(report.brokerctl.samples, config.brokerctl_runs);
+    assert_eq!(report.startup.samples, config.startups);
+    assert_eq!(report.throughput.len(), config.throughput_clients.len());
+    assert!(report
+        .throughput
+        .iter()
+        .all(|t| t.raw.requests > 0 && t.threads.requests > 0 && t.tasks.requests > 0));
+    assert!(report.frames.request > 4 && report.frames.response > report.frames.request);
+
+    // Single flight, whatever the speed: one refresh, one token for everybody.
+    assert_eq!(report.storm.clients, config.storm_clients);
+    assert_eq!(report.storm.refreshes, 1, "{:?}", report.storm);
+    assert_eq!(report.storm.distinct_tokens, 1, "{:?}", report.storm);
+
+    assert!(report.memory.idle_kib > 0);
+    assert!(report.memory.busy_kib > 0);
+
+    let table = report.markdown();
+    assert_eq!(report.verdicts().len(), 8);
+    for row in [
+        "Raw Unix-socket ping-pong",
+        "Cached token",
+        "fresh connection",
+        "Client-side cache",
+        "Throughput",
+        "brokerctl token",
+        "Refresh storm",
+        "start-to-ready",
+        "resident memory",
+    ] {
+        assert!(table.contains(row), "{row} missing from:\n{table}");
+    }
+}
