@@ -81,3 +81,32 @@ fn no_token_in_trace_logs_or_stderr() {
         logs.len()
     );
 }
+
+#[test]
+fn a_server_echoing_the_refresh_token_in_its_error_does_not_leak_it() {
+    use common::{fake_with_ttl, Setup};
+    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(300)));
+    let refresh_token = setup.grant.as_ref().unwrap().refresh_token.clone().unwrap();
+    setup.fake.push_fault(Fault::Custom {
+        status: 400,
+        content_type: "application/json".to_string(),
+        body: serde_json::json!({
+            "error": "invalid_request",
+            "error_description": format!("malformed refresh_token {refresh_token}"),
+        })
+        .to_string(),
+    });
+    let mut client = setup.client();
+    let token = client.token(Duration::ZERO).unwrap();
+    let err = client.unauthorized(&token).unwrap_err();
+    assert!(!err.to_string().contains(&refresh_token), "{err}");
+    let out = setup.ctl(&["status", "--json"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("invalid_request"), "{status}");
+    assert!(status.contains("[REDACTED]"), "{status}");
+    assert!(!status.contains(&refresh_token));
+    assert!(
+        !setup.logs().contains(&refresh_token),
+        "the echoed token reached the logs"
+    );
+}

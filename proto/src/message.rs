@@ -38,7 +38,10 @@ pub struct Welcome {
 
 /// A request after the handshake. Each gets exactly one [`Response`], except
 /// `Relogin`, which streams [`Response::Login`] events up to a final one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// `Debug` is written by hand: a pasted redirect URL carries an authorization
+/// code, which must not show up in a debug print.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// An access token valid for at least `min_valid_secs` more seconds (capped by
@@ -109,6 +112,32 @@ pub enum Response {
     ProjectRestored(ProjectionRestored),
     /// The request failed.
     Error(ErrorFrame),
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Token { min_valid_secs } => f
+                .debug_struct("Token")
+                .field("min_valid_secs", min_valid_secs)
+                .finish(),
+            Request::Unauthorized { token_id } => f
+                .debug_struct("Unauthorized")
+                .field("token_id", token_id)
+                .finish(),
+            Request::Status => f.write_str("Status"),
+            Request::Import { tokens } => f.debug_struct("Import").field("tokens", tokens).finish(),
+            Request::Relogin { method } => {
+                f.debug_struct("Relogin").field("method", method).finish()
+            }
+            Request::CompleteLogin { .. } => f
+                .debug_struct("CompleteLogin")
+                .field("redirect_url", &"[REDACTED]")
+                .finish(),
+            Request::Logout => f.write_str("Logout"),
+            other => f.write_str(other.name()),
+        }
+    }
 }
 
 impl Request {

@@ -74,3 +74,13 @@ fn fingerprint_is_12_hex_digits_and_not_the_token() {
         "ba7816bf8f01"
     );
 }
+
+#[test]
+fn debug_of_a_complete_login_request_hides_the_authorization_code() {
+    let request = oauth_broker_proto::Request::CompleteLogin {
+        redirect_url: "http://127.0.0.1:1455/cb?code=SECRET-CODE&state=s".to_string(),
+    };
+    let printed = format!("{request:?} {request:#?}");
+    assert!(!printed.contains("SECRET-CODE"), "{printed}");
+    assert!(printed.contains("CompleteLogin"));
+}

@@ -194,7 +194,11 @@ impl Refresher for CopilotRefresher {
         &'a self,
         current: &'a Credentials,
     ) -> BoxFuture<'a, Result<Credentials, RefreshError>> {
-        Box::pin(self.exchange(current))
+        Box::pin(async move {
+            self.exchange(current)
+                .await
+                .map_err(|e| e.redacting(current))
+        })
     }
 
     fn revoke<'a>(&'a self, current: &'a Credentials) -> BoxFuture<'a, bool> {

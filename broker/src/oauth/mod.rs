@@ -101,6 +101,30 @@ impl RefreshError {
     pub fn is_ambiguous(&self) -> bool {
         matches!(self.class, ErrorClass::Transient { ambiguous: true })
     }
+
+    /// Removes the credentials that were sent from the texts of this error. A
+    /// server's `error_description` is quoted in messages, logs and `status`,
+    /// and a careless server may echo the submitted token in it.
+    pub fn redacting(mut self, creds: &Credentials) -> Self {
+        use oauth_broker_proto::ExposeSecret;
+        let secrets = [
+            Some(&creds.refresh_token),
+            creds.access_token.as_ref(),
+            creds.id_token.as_ref(),
+        ];
+        for secret in secrets.into_iter().flatten() {
+            let secret = secret.expose_secret();
+            // Short values cannot be tokens and would mangle ordinary words.
+            if secret.len() >= 8 {
+                self.message = self.message.replace(secret, "[REDACTED]");
+                self.reason = self.reason.replace(secret, "[REDACTED]");
+                if let Some(hint) = &mut self.hint {
+                    *hint = hint.replace(secret, "[REDACTED]");
+                }
+            }
+        }
+        self
+    }
 }
 
 impl fmt::Display for RefreshError {

@@ -127,7 +127,11 @@ impl Refresher for OAuthRefresher {
         &'a self,
         current: &'a Credentials,
     ) -> BoxFuture<'a, Result<Credentials, RefreshError>> {
-        Box::pin(self.do_refresh(current))
+        Box::pin(async move {
+            self.do_refresh(current)
+                .await
+                .map_err(|e| e.redacting(current))
+        })
     }
 
     fn revoke<'a>(&'a self, current: &'a Credentials) -> BoxFuture<'a, bool> {
