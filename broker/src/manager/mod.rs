@@ -143,7 +143,7 @@ impl TokenManager {
             access_token_expires_at: creds
                 .and_then(|c| c.access_token.as_ref().and(c.expires_at))
                 .map(unix_secs),
-            token_id: creds.and_then(|c| c.token_id()),
+            token_id: st.current_token_id(),
             scopes: creds.map(|c| c.scopes.clone()).unwrap_or_default(),
             last_refresh_at: st.last_refresh_at.map(unix_secs),
             next_refresh_at: if st.relogin.is_none() {

@@ -259,7 +259,7 @@ impl State {
         let Some(creds) = &self.creds else {
             return Decision::Fail(errors::not_logged_in(account));
         };
-        let current = creds.token_id();
+        let current = self.current_token_id();
         let valid = creds.remaining(now).is_some();
         if valid && (current.as_deref() != Some(token_id) || self.generation > start_generation) {
             return Decision::Serve(self.grant(creds));
@@ -325,6 +325,14 @@ impl State {
     fn grant(&self, creds: &Credentials) -> TokenGrant {
         let token_id = self.token_id_memo.token_id(self.generation, creds);
         grant(creds, token_id)
+    }
+
+    /// The current access token's fingerprint, through the same memo as the
+    /// grants (so a 401 report or a status costs no hashing either).
+    pub fn current_token_id(&self) -> Option<String> {
+        let creds = self.creds.as_ref()?;
+        creds.access_token.as_ref()?;
+        Some(self.token_id_memo.token_id(self.generation, creds))
     }
 }
 
