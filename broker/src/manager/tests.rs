@@ -34,6 +34,15 @@ impl Scripted {
     }
 }
 
+impl Scripted {
+    /// A refresher whose every call waits until the test releases it.
+    fn gated(clock: Arc<OffsetClock>, lifetime: Duration) -> Self {
+        let mut s = Scripted::new(clock, lifetime);
+        s.gate = Some(Arc::new(Semaphore::new(0)));
+        s
+    }
+}
+
 impl Refresher for Scripted {
     fn refresh<'a>(
         &'a self,
@@ -94,6 +103,27 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+impl Fixture {
+    /// Waits until the (gated) refresher has been called.
+    async fn refresh_called(&self) {
+        while self.refresher.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Lets one held refresh call answer.
+    fn release_refresh(&self) {
+        self.refresher.gate.as_ref().unwrap().add_permits(1);
+    }
+
+    /// Waits for the refresh to start (so every request has reached the
+    /// wait), then lets it answer.
+    async fn release_the_refresh_once_called(&self) {
+        self.refresh_called().await;
+        self.release_refresh();
+    }
+}
+
 async fn fixture(
     refresher: impl FnOnce(Arc<OffsetClock>) -> Scripted,
     lifetime: Duration,
@@ -127,15 +157,7 @@ async fn fixture(
 #[tokio::test]
 async fn concurrent_requests_after_expiry_cause_one_refresh() {
     let lifetime = Duration::from_secs(600);
-    let f = fixture(
-        |c| {
-            let mut s = Scripted::new(c, lifetime);
-            s.gate = Some(Arc::new(Semaphore::new(0)));
-            s
-        },
-        lifetime,
-    )
-    .await;
+    let f = fixture(|c| Scripted::gated(c, lifetime), lifetime).await;
     f.clock.advance_millis(601_000);
     let mut handles = Vec::new();
     for _ in 0..100 {
@@ -143,10 +165,7 @@ async fn concurrent_requests_after_expiry_cause_one_refresh() {
         handles.push(tokio::spawn(async move { m.token(Duration::ZERO).await }));
     }
     // Let every request reach the wait, then release the single refresh.
-    while f.refresher.calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    f.refresher.gate.as_ref().unwrap().add_permits(1);
+    f.release_the_refresh_once_called().await;
     for h in handles {
         let grant = h.await.unwrap().unwrap();
         assert_eq!(grant.access_token.expose_secret(), "at-1");
@@ -202,15 +221,7 @@ async fn min_valid_beyond_lifetime_does_not_loop() {
 #[tokio::test]
 async fn unauthorized_reports_for_one_token_coalesce() {
     let lifetime = Duration::from_secs(600);
-    let f = fixture(
-        |c| {
-            let mut s = Scripted::new(c, lifetime);
-            s.gate = Some(Arc::new(Semaphore::new(0)));
-            s
-        },
-        lifetime,
-    )
-    .await;
+    let f = fixture(|c| Scripted::gated(c, lifetime), lifetime).await;
     let first = f.manager.token(Duration::ZERO).await.unwrap();
     let mut handles = Vec::new();
     for _ in 0..50 {
@@ -218,10 +229,7 @@ async fn unauthorized_reports_for_one_token_coalesce() {
         let id = first.token_id.clone();
         handles.push(tokio::spawn(async move { m.unauthorized(&id).await }));
     }
-    while f.refresher.calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    f.refresher.gate.as_ref().unwrap().add_permits(1);
+    f.release_the_refresh_once_called().await;
     for h in handles {
         assert_eq!(
             h.await.unwrap().unwrap().access_token.expose_secret(),
@@ -296,15 +304,7 @@ async fn clock_jump_while_a_proactive_refresh_is_scheduled_refreshes_once_for_ev
     // get the dead token, and the scheduled refresh and the demand refresh
     // must be one and the same.
     let lifetime = Duration::from_secs(3600);
-    let f = fixture(
-        |c| {
-            let mut s = Scripted::new(c, lifetime);
-            s.gate = Some(Arc::new(Semaphore::new(0)));
-            s
-        },
-        lifetime,
-    )
-    .await;
+    let f = fixture(|c| Scripted::gated(c, lifetime), lifetime).await;
     assert!(f.manager.status().next_refresh_at.is_some());
     f.clock.advance_millis(2 * 3600 * 1000);
     assert_eq!(
@@ -316,10 +316,7 @@ async fn clock_jump_while_a_proactive_refresh_is_scheduled_refreshes_once_for_ev
         let m = f.manager.clone();
         handles.push(tokio::spawn(async move { m.token(Duration::ZERO).await }));
     }
-    while f.refresher.calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    f.refresher.gate.as_ref().unwrap().add_permits(1);
+    f.release_the_refresh_once_called().await;
     let now = crate::clock::unix_secs(f.clock.now());
     for h in handles {
         let grant = h.await.unwrap().unwrap();
@@ -335,24 +332,14 @@ async fn clock_jump_during_an_in_flight_refresh_makes_requests_wait_for_it() {
     // the cached token's expiry: requests arriving now must wait for the new
     // token instead of being served the cached one, which just died.
     let lifetime = Duration::from_secs(600);
-    let f = fixture(
-        |c| {
-            let mut s = Scripted::new(c, lifetime);
-            s.gate = Some(Arc::new(Semaphore::new(0)));
-            s
-        },
-        lifetime,
-    )
-    .await;
+    let f = fixture(|c| Scripted::gated(c, lifetime), lifetime).await;
     let first = f.manager.token(Duration::ZERO).await.unwrap();
     let reporter = {
         let m = f.manager.clone();
         let id = first.token_id.clone();
         tokio::spawn(async move { m.unauthorized(&id).await })
     };
-    while f.refresher.calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    f.refresh_called().await;
     f.clock.advance_millis(601_000);
     let waiter = {
         let m = f.manager.clone();
@@ -362,7 +349,7 @@ async fn clock_jump_during_an_in_flight_refresh_makes_requests_wait_for_it() {
         tokio::task::yield_now().await;
     }
     assert!(!waiter.is_finished(), "served the expired cached token");
-    f.refresher.gate.as_ref().unwrap().add_permits(1);
+    f.release_refresh();
     let grant = waiter.await.unwrap().unwrap();
     assert_eq!(grant.access_token.expose_secret(), "at-1");
     assert!(grant.expires_at > crate::clock::unix_secs(f.clock.now()));
