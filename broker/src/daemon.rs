@@ -134,7 +134,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !projections.is_empty() {
         manager.attach_projections(Arc::new(projections.clone()));
     }
-    let server = tokio::spawn(server::serve_with_login(
+    let server = tokio::spawn(server::serve(
         listener,
         manager.clone(),
         Some(login),

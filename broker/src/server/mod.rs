@@ -23,20 +23,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Serves `listener` until `shutdown` is cancelled, without interactive
-/// logins (`Relogin` is answered with an error).
-pub async fn serve(
-    listener: UnixListener,
-    manager: TokenManager,
-    settings: ServerSettings,
-    shutdown: CancellationToken,
-) {
-    serve_with_login(listener, manager, None, settings, shutdown).await
-}
-
 /// Serves `listener` until `shutdown` is cancelled; `login` runs the logins
-/// that `Relogin` asks for.
-pub async fn serve_with_login(
+/// that `Relogin` asks for (without one, `Relogin` is answered with an error).
+pub async fn serve(
     listener: UnixListener,
     manager: TokenManager,
     login: Option<Arc<LoginRunner>>,
