@@ -6,9 +6,11 @@
 
 mod projection_support;
 
+use oauth_broker_client::proto::ProjectionStatus;
+use oauth_broker_tests::fake_server::IssuedTokens;
 use projection_support::*;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const CODEX_ACCESS: &[&str] = &["tokens", "access_token"];
@@ -36,23 +38,39 @@ fn codex_login(account: &str, refresh_token: &str, grant_id_token: &str) -> Stri
     .to_string()
 }
 
-#[test]
-fn codex_file_follows_every_refresh_and_never_holds_a_real_refresh_token() {
-    let p = Projected::start_with(
-        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(Duration::from_secs(3))),
+/// Starts brokerd with the Codex target of [`codex_toml`] and `ttl` tokens,
+/// after placing the tool's own login there: `login(grant)` is the
+/// `auth.json` text (see [`codex_login`]).
+fn start_with_codex_login(ttl: Duration, login: impl FnOnce(&IssuedTokens) -> String) -> Projected {
+    Projected::start_with(
+        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(ttl)),
         oauth_broker_tests::harness::TestEnv::new(),
         codex_toml(),
         |env, grant| {
             let dir = env.path("codex-home");
             fs::create_dir(&dir).unwrap();
-            let id_token = grant.id_token.clone().unwrap();
-            fs::write(
-                dir.join("auth.json"),
-                codex_login("acct-test", "codex-own-refresh", &id_token),
-            )
-            .unwrap();
+            fs::write(dir.join("auth.json"), login(grant)).unwrap();
         },
-    );
+    )
+}
+
+/// Waits (up to 10 s) until the target at `path` reports an error, and
+/// returns its status; panics with `what` if it never does.
+fn wait_target_error(p: &Projected, path: &Path, what: &str) -> ProjectionStatus {
+    oauth_broker_tests::harness::Backoff::new(Duration::from_secs(10))
+        .until(|| {
+            let s = p.target_status(path);
+            s.last_error.is_some().then_some(s)
+        })
+        .expect(what)
+}
+
+#[test]
+fn codex_file_follows_every_refresh_and_never_holds_a_real_refresh_token() {
+    let p = start_with_codex_login(Duration::from_secs(3), |grant| {
+        let id_token = grant.id_token.clone().unwrap();
+        codex_login("acct-test", "codex-own-refresh", &id_token)
+    });
     let path = codex_path(&p);
     let mut seen = Vec::new();
     for round in 0..3 {
@@ -166,28 +184,12 @@ fn claude_code_file_keeps_other_entries_and_is_rewritten_after_a_wipe() {
 
 #[test]
 fn another_accounts_file_is_left_alone_until_moved_aside() {
-    let p = Projected::start_with(
-        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(Duration::from_secs(30))),
-        oauth_broker_tests::harness::TestEnv::new(),
-        codex_toml(),
-        |env, _| {
-            let dir = env.path("codex-home");
-            fs::create_dir(&dir).unwrap();
-            fs::write(
-                dir.join("auth.json"),
-                codex_login("acct-someone-else", "their-refresh", "not-a-jwt"),
-            )
-            .unwrap();
-        },
-    );
+    let p = start_with_codex_login(Duration::from_secs(30), |_| {
+        codex_login("acct-someone-else", "their-refresh", "not-a-jwt")
+    });
     let path = codex_path(&p);
     let foreign = fs::read(&path).unwrap();
-    let status = oauth_broker_tests::harness::Backoff::new(Duration::from_secs(10))
-        .until(|| {
-            let s = p.target_status(&path);
-            s.last_error.is_some().then_some(s)
-        })
-        .expect("the refusal is reported");
+    let status = wait_target_error(&p, &path, "the refusal is reported");
     let why = status.last_error.unwrap();
     assert!(
         why.contains("acct-someone-else") && why.contains("acct-test"),
@@ -223,24 +225,13 @@ fn another_accounts_file_is_left_alone_until_moved_aside() {
 
 #[test]
 fn restore_gives_the_tools_own_login_back_and_stops_writing() {
-    let p = Projected::start_with(
-        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(Duration::from_secs(3))),
-        oauth_broker_tests::harness::TestEnv::new(),
-        codex_toml(),
-        |env, grant| {
-            let dir = env.path("codex-home");
-            fs::create_dir(&dir).unwrap();
-            fs::write(
-                dir.join("auth.json"),
-                codex_login(
-                    "acct-test",
-                    "codex-own-refresh",
-                    grant.id_token.as_deref().unwrap(),
-                ),
-            )
-            .unwrap();
-        },
-    );
+    let p = start_with_codex_login(Duration::from_secs(3), |grant| {
+        codex_login(
+            "acct-test",
+            "codex-own-refresh",
+            grant.id_token.as_deref().unwrap(),
+        )
+    });
     let path = codex_path(&p);
     p.wait_projected(&path, CODEX_ACCESS);
     let original =
@@ -290,12 +281,7 @@ fn a_failing_target_never_disturbs_token_service() {
     );
     let bad = p.env.path("blocker/codex/auth.json");
     let good = p.env.path("claude/.credentials.json");
-    let status = oauth_broker_tests::harness::Backoff::new(Duration::from_secs(10))
-        .until(|| {
-            let s = p.target_status(&bad);
-            s.last_error.is_some().then_some(s)
-        })
-        .expect("the failure is reported");
+    let status = wait_target_error(&p, &bad, "the failure is reported");
     let why = status.last_error.unwrap();
     assert!(why.contains(&bad.display().to_string()), "{why}");
     assert!(why.contains("Not a directory"), "{why}");

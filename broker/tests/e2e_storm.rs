@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::token_hammer::{hammer, result_line, Hammer};
 use common::{fake_with_ttl, stderr, Setup};
-use oauth_broker_client::Client;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,44 +25,24 @@ fn storm_child_entry() {
     };
     let run_for = Duration::from_millis(std::env::var("STORM_RUN_MS").unwrap().parse().unwrap());
     let deadline = Instant::now() + run_for;
-    let threads: Vec<_> = (0..THREADS_PER_PROCESS)
-        .map(|i| {
-            let socket = socket.clone();
-            std::thread::spawn(move || {
-                let mut client = Client::builder()
-                    .socket(&socket)
-                    .client_name(format!("storm-{i}"))
-                    .connect()
-                    .expect("connect");
-                let min_valid = if i % 2 == 0 {
+    let (total, ids) = hammer(
+        &socket,
+        deadline,
+        &Hammer {
+            threads: THREADS_PER_PROCESS,
+            name_prefix: "storm",
+            request_timeout: None,
+            min_valid: |i| {
+                if i % 2 == 0 {
                     Duration::ZERO
                 } else {
                     Duration::from_secs(30)
-                };
-                let mut ids = BTreeSet::new();
-                let mut requests = 0u64;
-                while Instant::now() < deadline {
-                    let token = client.token(min_valid).expect("token");
-                    assert!(!token.is_expired(), "served an expired token");
-                    ids.insert(token.token_id().to_string());
-                    requests += 1;
-                    std::thread::sleep(Duration::from_millis(5));
                 }
-                (requests, ids)
-            })
-        })
-        .collect();
-    let mut total = 0;
-    let mut ids = BTreeSet::new();
-    for t in threads {
-        let (n, seen) = t.join().expect("client thread");
-        total += n;
-        ids.extend(seen);
-    }
-    println!(
-        "STORM_RESULT {total} {}",
-        ids.into_iter().collect::<Vec<_>>().join(",")
+            },
+            pause: Duration::from_millis(5),
+        },
     );
+    println!("{}", result_line("STORM_RESULT", total, ids));
 }
 
 #[test]

@@ -26,12 +26,13 @@
 //! handlers.
 
 mod interop;
+#[path = "common/token_hammer.rs"]
+mod token_hammer;
 
 use interop::browser::{excerpt, Browser};
 use interop::login_process::LoginProcess;
 use interop::raw_connection::RawConnection;
 use interop::server::{OidcProvider, ServerOptions, TEST_USER_AGENT};
-use oauth_broker_client::Client;
 use oauth_broker_proto::{ErrorCode, ExposeSecret as _, Request, Response, TokenGrant};
 use oauth_broker_tests::harness::{BrokerProcess, BrokerSpec, TestEnv};
 use serde_json::Value;
@@ -39,6 +40,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use token_hammer::{hammer, result_line, Hammer};
 
 /// The public client registered at the server.
 const CLIENT_ID: &str = "oauth-broker-interop";
@@ -82,41 +84,18 @@ fn interop_child_entry() {
             .expect("INTEROP_RUN_MS is a number"),
     );
     let deadline = Instant::now() + run_for;
-    let threads: Vec<_> = (0..THREADS_PER_PROCESS)
-        .map(|i| {
-            let socket = socket.clone();
-            std::thread::spawn(move || {
-                let mut client = Client::builder()
-                    .socket(&socket)
-                    .client_name(format!("interop-{i}"))
-                    .request_timeout(Duration::from_secs(30))
-                    .connect()
-                    .expect("connect");
-                let min_valid = Duration::from_secs((i % 2) as u64);
-                let mut ids = BTreeSet::new();
-                let mut requests = 0u64;
-                while Instant::now() < deadline {
-                    let token = client.token(min_valid).expect("token");
-                    assert!(!token.is_expired(), "served an expired token");
-                    ids.insert(token.token_id().to_string());
-                    requests += 1;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                (requests, ids)
-            })
-        })
-        .collect();
-    let mut total = 0;
-    let mut ids = BTreeSet::new();
-    for t in threads {
-        let (n, seen) = t.join().expect("client thread");
-        total += n;
-        ids.extend(seen);
-    }
-    println!(
-        "INTEROP_RESULT {total} {}",
-        ids.into_iter().collect::<Vec<_>>().join(",")
+    let (total, ids) = hammer(
+        &socket,
+        deadline,
+        &Hammer {
+            threads: THREADS_PER_PROCESS,
+            name_prefix: "interop",
+            request_timeout: Some(Duration::from_secs(30)),
+            min_valid: |i| Duration::from_secs((i % 2) as u64),
+            pause: Duration::from_millis(10),
+        },
     );
+    println!("{}", result_line("INTEROP_RESULT", total, ids));
 }
 
 /// The whole scenario, in order, on one server and one broker.
@@ -231,6 +210,28 @@ http_timeout_secs = 5
         )
     }
 
+    /// The end of both logins (`flow` is `device` or `browser`): the
+    /// `logged_in` event, then brokerctl exits successfully.
+    fn finish_login(&self, login: &mut LoginProcess, flow: &str, started: Instant) {
+        let event = login.next_event(STEP_TIMEOUT);
+        assert_eq!(
+            event["event"],
+            "logged_in",
+            "final event: {event}{}",
+            self.context()
+        );
+        let status = login.wait(STEP_TIMEOUT);
+        assert!(
+            status.success(),
+            "brokerctl relogin --{flow}: {status}\n{}",
+            login.stderr_text()
+        );
+        println!(
+            "interop: {flow} login took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// 1. `brokerctl relogin --device --json`, approved on the server's own
     ///    pages (code confirmation, login, consent).
     fn device_login(&self) {
@@ -268,23 +269,7 @@ http_timeout_secs = 5
             excerpt(&page.body),
             self.context()
         );
-        let event = login.next_event(STEP_TIMEOUT);
-        assert_eq!(
-            event["event"],
-            "logged_in",
-            "final event: {event}{}",
-            self.context()
-        );
-        let status = login.wait(STEP_TIMEOUT);
-        assert!(
-            status.success(),
-            "brokerctl relogin --device: {status}\n{}",
-            login.stderr_text()
-        );
-        println!(
-            "interop: device login took {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
+        self.finish_login(&mut login, "device", t);
     }
 
     /// 2. Concurrent clients in several processes across several access-token
@@ -495,23 +480,7 @@ http_timeout_secs = 5
             excerpt(&page.body),
             self.context()
         );
-        let event = login.next_event(STEP_TIMEOUT);
-        assert_eq!(
-            event["event"],
-            "logged_in",
-            "final event: {event}{}",
-            self.context()
-        );
-        let status = login.wait(STEP_TIMEOUT);
-        assert!(
-            status.success(),
-            "brokerctl relogin --browser: {status}\n{}",
-            login.stderr_text()
-        );
-        println!(
-            "interop: browser login took {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
+        self.finish_login(&mut login, "browser", t);
     }
 
     /// The kept connection gets the new login's token, then within the next

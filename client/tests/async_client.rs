@@ -9,7 +9,7 @@ use oauth_broker_proto::{ErrorFrame, Request, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{error, grant, simple, FakeBroker, Step};
+use support::{assert_timeout, error, grant, simple, FakeBroker, Step};
 
 async fn client(fake: &FakeBroker) -> Client {
     Client::builder()
@@ -106,16 +106,7 @@ async fn unreachable_and_timeouts() {
         .connect()
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "handshake",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "handshake");
     assert!(started.elapsed() < Duration::from_secs(1));
 
     let slow = FakeBroker::start(|_| {
@@ -131,16 +122,7 @@ async fn unreachable_and_timeouts() {
         .await
         .unwrap();
     let err = client.token(Duration::ZERO).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "request",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "request");
 }
 
 #[cfg(target_os = "linux")]
@@ -154,16 +136,7 @@ async fn full_backlog_times_out_the_connect() {
         .connect()
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "connect",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "connect");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 

@@ -7,7 +7,7 @@ use oauth_broker_proto::{ErrorFrame, ImportTokens, Request, Response, SecretStri
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{error, grant, simple, FakeBroker, Step};
+use support::{assert_timeout, error, grant, simple, FakeBroker, Step};
 
 fn client(fake: &FakeBroker) -> Client {
     Client::builder()
@@ -225,16 +225,7 @@ fn relogin_is_bounded_by_the_login_timeout() {
         .unwrap();
     let started = Instant::now();
     let err = client.relogin(None, |_| {}).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "login",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "login");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
@@ -343,16 +334,7 @@ fn slow_answer_times_out_and_the_next_request_uses_a_new_connection() {
         .unwrap();
     let started = Instant::now();
     let err = client.token(Duration::ZERO).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "request",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "request");
     assert!(err.is_retryable());
     assert!(started.elapsed() < Duration::from_millis(1500));
 
@@ -373,16 +355,7 @@ fn silent_broker_times_out_the_handshake() {
         .connect_timeout(Duration::from_millis(300))
         .connect()
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "handshake",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "handshake");
     assert!(started.elapsed() < Duration::from_millis(1500));
 }
 
@@ -398,16 +371,7 @@ fn full_backlog_times_out_the_connect() {
         .connect_timeout(Duration::from_millis(300))
         .connect()
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                operation: "connect",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_timeout(&err, "connect");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 

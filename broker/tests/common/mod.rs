@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod token_hammer;
+
 use oauth_broker_client::Client;
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig, IssuedTokens};
 use oauth_broker_tests::harness::{generic_config, BrokerProcess, BrokerSpec, TestEnv};

@@ -291,3 +291,16 @@ impl FullBacklog {
         }
     }
 }
+
+/// Asserts that `err` is a timeout while waiting for `operation` (`connect`,
+/// `handshake`, `request`, `login`).
+#[track_caller]
+pub fn assert_timeout(err: &oauth_broker_client::Error, operation: &str) {
+    assert!(
+        matches!(
+            err,
+            oauth_broker_client::Error::Timeout { operation: op, .. } if *op == operation
+        ),
+        "{err:?}"
+    );
+}
