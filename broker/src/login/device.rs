@@ -12,17 +12,13 @@
 //! before the status is trusted.
 
 use super::failure::LoginFailure;
-use super::pacing::{clamp_expires_in, Pacing, Stop, DEFAULT_INTERVAL};
+use super::pacing;
 use super::{Ctx, LoginRunner};
 use crate::config::BodyEncoding;
-use crate::oauth::token_request::{post_with_client_auth, read_bounded};
-use crate::oauth::{
-    classify_response, classify_transport, number_or_string, parse_retry_after, ErrorClass,
-    RefreshError, TokenResponse,
-};
+use crate::oauth::token_request::{post_and_read, Answer};
+use crate::oauth::{classify_response, number_or_string, ErrorClass, RefreshError, TokenResponse};
 use oauth_broker_proto::{ErrorCode, ExposeSecret, LoginEvent, SecretString};
 use serde::Deserialize;
-use std::time::Duration;
 use url::Url;
 
 /// The grant type of a device-code poll.
@@ -85,15 +81,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
         .map_err(|e| runner.failure("finding the token endpoint", &e))?;
 
     let device = authorize_device(runner, endpoint).await?;
-    let expires_in = clamp_expires_in(device.expires_in.unwrap_or(DEFAULT_EXPIRES_IN));
-    let interval = device
-        .interval
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_INTERVAL);
-    tracing::info!(
-        expires_in,
-        interval_secs = interval.as_secs(),
-        "device login: waiting for the user to approve"
+    let (expires_in, mut pacing) = pacing::start(
+        "device login",
+        device.expires_in,
+        DEFAULT_EXPIRES_IN,
+        device.interval,
+        runner.settings.device_transient_retries,
     );
     ctx.emit(LoginEvent::DeviceCode {
         verification_uri: device.verification_uri.clone(),
@@ -101,15 +94,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
         user_code: device.user_code.clone(),
         expires_in,
     });
-
-    let mut pacing = Pacing::new(
-        interval,
-        Duration::from_secs(expires_in),
-        runner.settings.device_transient_retries,
-    );
     loop {
         if pacing.expired() {
-            return Err(expired(runner));
+            return Err(LoginFailure::code_expired(&runner.account));
         }
         match poll(runner, &token_url, &device.device_code).await {
             Poll::Tokens(tokens) => return Ok(tokens),
@@ -130,7 +117,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
                     ),
                 ));
             }
-            Poll::Expired => return Err(expired(runner)),
+            Poll::Expired => return Err(LoginFailure::code_expired(&runner.account)),
             Poll::Transient(e) => {
                 tracing::warn!(reason = %e.reason, "device login: polling failed; retrying");
                 if !pacing.failed(e.reason == "timeout", e.retry_after) {
@@ -139,11 +126,10 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
             }
             Poll::Fatal(e) => return Err(runner.failure("the device login", &e)),
         }
-        match pacing.wait(ctx.cancel).await {
-            Ok(()) => {}
-            Err(Stop::Expired) => return Err(expired(runner)),
-            Err(Stop::Cancelled) => return Err(LoginFailure::cancelled()),
-        }
+        pacing
+            .wait(ctx.cancel)
+            .await
+            .map_err(|stop| LoginFailure::stopped(stop, &runner.account))?;
     }
 }
 
@@ -153,7 +139,11 @@ async fn authorize_device(
     endpoint: Url,
 ) -> Result<DeviceAuthorization, LoginFailure> {
     let fields = vec![("scope", runner.provider.scopes.join(" "))];
-    let resp = post_with_client_auth(
+    let Answer {
+        status,
+        retry_after,
+        body,
+    } = post_and_read(
         &runner.http,
         &runner.provider,
         endpoint,
@@ -161,16 +151,7 @@ async fn authorize_device(
         BodyEncoding::Form,
     )
     .await
-    .map_err(|e| runner.failure("the device authorization request", &classify_transport(&e)))?;
-    let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let body = read_bounded(resp)
-        .await
-        .map_err(|e| runner.failure("the device authorization request", &e))?;
+    .map_err(|e| runner.failure("the device authorization request", &e))?;
     if !(200..300).contains(&status) {
         // Reuse the token-endpoint classification for the error answer.
         let e = match classify_response(status, retry_after, &body) {
@@ -197,7 +178,11 @@ async fn poll(runner: &LoginRunner, token_url: &Url, device_code: &SecretString)
         ("grant_type", DEVICE_GRANT.to_string()),
         ("device_code", device_code.expose_secret().to_string()),
     ];
-    let resp = match post_with_client_auth(
+    let Answer {
+        status,
+        retry_after,
+        body,
+    } = match post_and_read(
         &runner.http,
         &runner.provider,
         token_url.clone(),
@@ -206,17 +191,7 @@ async fn poll(runner: &LoginRunner, token_url: &Url, device_code: &SecretString)
     )
     .await
     {
-        Ok(resp) => resp,
-        Err(e) => return Poll::Transient(classify_transport(&e)),
-    };
-    let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let body = match read_bounded(resp).await {
-        Ok(body) => body,
+        Ok(answer) => answer,
         Err(e) => return Poll::Transient(e),
     };
     if status < 500 && status != 429 {
@@ -253,13 +228,6 @@ fn flat_error(body: &[u8]) -> Option<(String, Option<String>)> {
         .and_then(|d| d.as_str())
         .map(|d| d.chars().filter(|c| !c.is_control()).take(200).collect());
     Some((code, description))
-}
-
-fn expired(runner: &LoginRunner) -> LoginFailure {
-    LoginFailure::retry_login(
-        &runner.account,
-        "the code expired before the login was approved (expired_token)",
-    )
 }
 
 #[cfg(test)]

@@ -11,10 +11,9 @@ use super::failure::LoginFailure;
 use super::LoginRunner;
 use crate::config::BodyEncoding;
 use crate::credentials::Credentials;
-use crate::oauth::token_request::{post_with_client_auth, read_bounded};
+use crate::oauth::token_request::post_and_read;
 use crate::oauth::{
-    classify_response, classify_transport, merge_token_response, parse_retry_after, ErrorClass,
-    RefreshError, TokenResponse,
+    classify_response, merge_token_response, ErrorClass, RefreshError, TokenResponse,
 };
 use crate::provider::RefreshKind;
 use oauth_broker_proto::{ErrorCode, ExposeSecret, SecretString};
@@ -81,37 +80,21 @@ pub async fn redeem_code(
                 tracing::warn!(reason = %e.reason, attempt, "code exchange failed transiently; retrying");
                 tokio::time::sleep(pause).await;
             }
-            Err(e) => {
-                return Err(LoginFailure::from_refresh_error(
-                    "the code exchange",
-                    &e,
-                    &runner.account,
-                    &runner.provider.config_source,
-                ))
-            }
+            Err(e) => return Err(runner.failure("the code exchange", &e)),
             Ok(resp) => return Ok(resp),
         }
     }
 }
 
 /// One token-endpoint request, classified like a refresh.
-pub async fn post_token(
+async fn post_token(
     runner: &LoginRunner,
     url: Url,
     fields: Vec<(&'static str, String)>,
     encoding: BodyEncoding,
 ) -> Result<TokenResponse, RefreshError> {
-    let resp = post_with_client_auth(&runner.http, &runner.provider, url, fields, encoding)
-        .await
-        .map_err(|e| classify_transport(&e))?;
-    let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let body = read_bounded(resp).await?;
-    classify_response(status, retry_after, &body)
+    let answer = post_and_read(&runner.http, &runner.provider, url, fields, encoding).await?;
+    classify_response(answer.status, answer.retry_after, &answer.body)
 }
 
 /// The credentials to keep after a login's token response. For GitHub

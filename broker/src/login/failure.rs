@@ -3,9 +3,10 @@
 //! `internal`), one line that names the provider's reason (`access_denied`,
 //! `expired_token`, …) and a hint with the command to run.
 
+use super::pacing::Stop;
 use crate::manager::errors;
 use crate::oauth::{ErrorClass, RefreshError};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent};
+use oauth_broker_proto::{ErrorCode, LoginEvent};
 
 /// A failed login. Never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,22 @@ impl LoginFailure {
         ))
     }
 
+    /// The user code of a device login expired before the login was approved.
+    pub fn code_expired(account: &str) -> Self {
+        LoginFailure::retry_login(
+            account,
+            "the code expired before the login was approved (expired_token)",
+        )
+    }
+
+    /// A device login's polling stopped before an answer.
+    pub fn stopped(stop: Stop, account: &str) -> Self {
+        match stop {
+            Stop::Expired => LoginFailure::code_expired(account),
+            Stop::Cancelled => LoginFailure::cancelled(),
+        }
+    }
+
     /// The login was cancelled because the client that asked for it went away.
     pub fn cancelled() -> Self {
         LoginFailure::new(
@@ -90,13 +107,6 @@ impl LoginFailure {
             message: self.message,
             hint: self.hint,
         }
-    }
-
-    /// As an error frame (for answers to `complete_login`).
-    pub fn into_frame(self) -> ErrorFrame {
-        let mut frame = ErrorFrame::new(self.code, self.message);
-        frame.hint = self.hint;
-        frame
     }
 }
 

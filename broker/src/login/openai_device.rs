@@ -16,20 +16,18 @@
 
 use super::exchange::{redeem_code, CodeGrant};
 use super::failure::LoginFailure;
-use super::pacing::{clamp_expires_in, Pacing, Stop, DEFAULT_INTERVAL};
+use super::pacing;
 use super::{Ctx, LoginRunner};
 use crate::config::BodyEncoding;
-use crate::oauth::token_request::read_bounded;
+use crate::oauth::token_request::{read_answer, read_bounded, Answer};
 use crate::oauth::{
-    checked_endpoint, classify_transport, number_or_string, parse_retry_after, RefreshError,
-    TokenResponse,
+    checked_endpoint, classify_transport, number_or_string, RefreshError, TokenResponse,
 };
 use crate::provider::openai_codex::device::{
     CALLBACK_PATH, DEFAULT_EXPIRES_IN_SECS, TOKEN_PATH, USER_CODE_PATH, VERIFICATION_PATH,
 };
 use oauth_broker_proto::{ErrorCode, ExposeSecret, LoginEvent, SecretString};
 use serde::Deserialize;
-use std::time::Duration;
 use url::Url;
 
 /// Step 1's answer.
@@ -89,15 +87,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
         .map_err(|e| runner.failure("finding the token endpoint", &e))?;
 
     let code = request_user_code(runner, user_code_url).await?;
-    let expires_in = clamp_expires_in(code.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS));
-    let interval = code
-        .interval
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_INTERVAL);
-    tracing::info!(
-        expires_in,
-        interval_secs = interval.as_secs(),
-        "device login (OpenAI scheme): waiting for the user to approve"
+    let (expires_in, mut pacing) = pacing::start(
+        "device login (OpenAI scheme)",
+        code.expires_in,
+        DEFAULT_EXPIRES_IN_SECS,
+        code.interval,
+        runner.settings.device_transient_retries,
     );
     ctx.emit(LoginEvent::DeviceCode {
         verification_uri,
@@ -105,15 +100,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
         user_code: code.user_code.clone(),
         expires_in,
     });
-
-    let mut pacing = Pacing::new(
-        interval,
-        Duration::from_secs(expires_in),
-        runner.settings.device_transient_retries,
-    );
     let success = loop {
         if pacing.expired() {
-            return Err(expired(runner));
+            return Err(LoginFailure::code_expired(&runner.account));
         }
         match poll(runner, &poll_url, &code).await {
             Poll::Done(success) => break success,
@@ -132,11 +121,10 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<TokenResponse, LoginFailure> {
                 ));
             }
         }
-        match pacing.wait(ctx.cancel).await {
-            Ok(()) => {}
-            Err(Stop::Expired) => return Err(expired(runner)),
-            Err(Stop::Cancelled) => return Err(LoginFailure::cancelled()),
-        }
+        pacing
+            .wait(ctx.cancel)
+            .await
+            .map_err(|stop| LoginFailure::stopped(stop, &runner.account))?;
     };
     if let Some(challenge) = &success.code_challenge {
         // The server hands out both halves; a mismatch means a broken answer,
@@ -217,14 +205,12 @@ async fn poll(runner: &LoginRunner, url: &Url, code: &UserCode) -> Poll {
         Ok(resp) => resp,
         Err(e) => return Poll::Transient(classify_transport(&e)),
     };
-    let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let bytes = match read_bounded(resp).await {
-        Ok(bytes) => bytes,
+    let Answer {
+        status,
+        retry_after,
+        body: bytes,
+    } = match read_answer(resp).await {
+        Ok(answer) => answer,
         Err(e) => return Poll::Transient(e),
     };
     match status {
@@ -258,13 +244,6 @@ fn error_code(body: &[u8]) -> Option<String> {
         .as_str()
         .or_else(|| error.get("code").and_then(|c| c.as_str()))?;
     Some(code.chars().filter(|c| !c.is_control()).take(100).collect())
-}
-
-fn expired(runner: &LoginRunner) -> LoginFailure {
-    LoginFailure::retry_login(
-        &runner.account,
-        "the code expired before the login was approved (expired_token)",
-    )
 }
 
 #[cfg(test)]

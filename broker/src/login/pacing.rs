@@ -29,6 +29,30 @@ pub fn clamp_expires_in(secs: u64) -> u64 {
     secs.min(MAX_EXPIRES_IN.as_secs())
 }
 
+/// Starts polling for a user code the server announced as valid `expires_in`
+/// seconds (`default_expires_in` when omitted) and to be polled every
+/// `interval` seconds ([`DEFAULT_INTERVAL`] when omitted). Returns the clamped
+/// validity, which is what the user must be told, and the pacing.
+pub fn start(
+    scheme: &str,
+    expires_in: Option<u64>,
+    default_expires_in: u64,
+    interval: Option<u64>,
+    max_failures: u32,
+) -> (u64, Pacing) {
+    let expires_in = clamp_expires_in(expires_in.unwrap_or(default_expires_in));
+    let interval = interval
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_INTERVAL);
+    tracing::info!(
+        expires_in,
+        interval_secs = interval.as_secs(),
+        "{scheme}: waiting for the user to approve"
+    );
+    let pacing = Pacing::new(interval, Duration::from_secs(expires_in), max_failures);
+    (expires_in, pacing)
+}
+
 /// Why polling stops before an answer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Stop {

@@ -12,8 +12,8 @@
 //! account has no Copilot entitlement: only a new login helps.
 
 use super::discovery::checked;
-use super::token_request::read_bounded;
-use super::{classify_transport, parse_retry_after, ErrorClass, OAuthRefresher};
+use super::token_request::{read_answer, Answer};
+use super::{classify_transport, ErrorClass, OAuthRefresher};
 use super::{RefreshError, Refresher};
 use crate::clock::{from_unix_secs, Clock};
 use crate::credentials::{Credentials, DEFAULT_LIFETIME};
@@ -91,13 +91,11 @@ impl CopilotRefresher {
             .send()
             .await
             .map_err(|e| unambiguous(classify_transport(&e)))?;
-        let status = resp.status().as_u16();
-        let retry_after = parse_retry_after(
-            resp.headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let body = read_bounded(resp).await.map_err(unambiguous)?;
+        let Answer {
+            status,
+            retry_after,
+            body,
+        } = read_answer(resp).await.map_err(unambiguous)?;
         match status {
             200..=299 => {}
             401 | 403 | 404 => {

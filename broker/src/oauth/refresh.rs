@@ -1,8 +1,8 @@
 //! The RFC 6749 §6 refresh (form or JSON body) and RFC 7009 revocation.
 
 use super::discovery::Discovery;
-use super::token_request::{post_with_client_auth, read_bounded};
-use super::{classify_response, classify_transport, merge_token_response, parse_retry_after};
+use super::token_request::{post_and_read, post_with_client_auth};
+use super::{classify_response, classify_transport, merge_token_response};
 use super::{RefreshError, Refresher};
 use crate::clock::Clock;
 use crate::config::BodyEncoding;
@@ -11,7 +11,6 @@ use crate::provider::ProviderSpec;
 use futures_util::future::BoxFuture;
 use oauth_broker_proto::ExposeSecret;
 use std::sync::Arc;
-use url::Url;
 
 /// Refreshes with a standard token endpoint.
 pub struct OAuthRefresher {
@@ -32,17 +31,6 @@ impl OAuthRefresher {
         }
     }
 
-    /// Adds client authentication and sends a token-endpoint style request with
-    /// `fields` in the configured encoding.
-    async fn post(
-        &self,
-        url: Url,
-        fields: Vec<(&'static str, String)>,
-        encoding: BodyEncoding,
-    ) -> Result<reqwest::Response, reqwest::Error> {
-        post_with_client_auth(&self.http, &self.provider, url, fields, encoding).await
-    }
-
     async fn do_refresh(&self, current: &Credentials) -> Result<Credentials, RefreshError> {
         let url = self
             .discovery
@@ -55,21 +43,18 @@ impl OAuthRefresher {
                 current.refresh_token.expose_secret().to_string(),
             ),
         ];
-        let resp = self
-            .post(url, fields, self.provider.refresh_body)
-            .await
-            .map_err(|e| classify_transport(&e))?;
-        let status = resp.status().as_u16();
-        let retry_after = parse_retry_after(
-            resp.headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let body = read_bounded(resp).await?;
-        if status == 403 && self.provider.no_api_access_on_403 {
+        let answer = post_and_read(
+            &self.http,
+            &self.provider,
+            url,
+            fields,
+            self.provider.refresh_body,
+        )
+        .await?;
+        if answer.status == 403 && self.provider.no_api_access_on_403 {
             return Err(no_api_access());
         }
-        let parsed = classify_response(status, retry_after, &body)?;
+        let parsed = classify_response(answer.status, answer.retry_after, &answer.body)?;
         merge_token_response(Some(current), parsed, self.clock.now()).ok_or_else(|| {
             RefreshError::transient(
                 "no_access_token",
@@ -98,7 +83,9 @@ impl OAuthRefresher {
             ("token", current.refresh_token.expose_secret().to_string()),
             ("token_type_hint", "refresh_token".to_string()),
         ];
-        match self.post(url, fields, BodyEncoding::Form).await {
+        match post_with_client_auth(&self.http, &self.provider, url, fields, BodyEncoding::Form)
+            .await
+        {
             Ok(resp) => resp.status().is_success(),
             Err(e) => {
                 tracing::warn!(reason = %classify_transport(&e), "token revocation failed");

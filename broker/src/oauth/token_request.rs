@@ -3,10 +3,11 @@
 //! read of the answer. Shared so that every grant authenticates the client the
 //! same way and no answer can make the broker buffer without limit.
 
-use super::{classify_transport, RefreshError};
+use super::{classify_transport, parse_retry_after, RefreshError};
 use crate::config::{BodyEncoding, ClientAuth};
 use crate::provider::ProviderSpec;
 use oauth_broker_proto::ExposeSecret;
+use std::time::Duration;
 use url::Url;
 
 /// Largest token-endpoint answer read; a token response is a few KiB.
@@ -44,6 +45,47 @@ pub async fn post_with_client_auth(
         }
     };
     req.send().await
+}
+
+/// An answer read in full: what every caller classifies.
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The server's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
+    /// The body, at most [`MAX_RESPONSE_BYTES`].
+    pub body: Vec<u8>,
+}
+
+/// [`post_with_client_auth`], then [`read_answer`]; a failure to send is
+/// classified like every transport failure.
+pub async fn post_and_read(
+    http: &reqwest::Client,
+    provider: &ProviderSpec,
+    url: Url,
+    fields: Vec<(&'static str, String)>,
+    encoding: BodyEncoding,
+) -> Result<Answer, RefreshError> {
+    let resp = post_with_client_auth(http, provider, url, fields, encoding)
+        .await
+        .map_err(|e| classify_transport(&e))?;
+    read_answer(resp).await
+}
+
+/// The status, `Retry-After` and bounded body of `resp`.
+pub async fn read_answer(resp: reqwest::Response) -> Result<Answer, RefreshError> {
+    let status = resp.status().as_u16();
+    let retry_after = parse_retry_after(
+        resp.headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let body = read_bounded(resp).await?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
 }
 
 /// Reads a body up to [`MAX_RESPONSE_BYTES`]; a failure mid-body is ambiguous
