@@ -8,7 +8,7 @@
 //! redirect. `-` reads it from stdin, which keeps the code out of the process
 //! list and shell history.
 
-use super::{exit, output, relogin, Global};
+use super::{exit, relogin, Global};
 use clap::Args;
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -31,8 +31,10 @@ pub fn run(global: &Global, args: &CompleteLoginArgs) -> ExitCode {
     let redirect = if args.redirect_url == "-" {
         let mut line = String::new();
         if let Err(err) = std::io::stdin().lock().read_line(&mut line) {
-            exit::report(format_args!("cannot read standard input: {err}"));
-            return ExitCode::from(exit::OTHER);
+            return exit::fail_with(
+                exit::OTHER,
+                format_args!("cannot read standard input: {err}"),
+            );
         }
         line.trim().to_string()
     } else {
@@ -49,15 +51,14 @@ pub fn run(global: &Global, args: &CompleteLoginArgs) -> ExitCode {
         match serde_json::to_string(&event) {
             Ok(line) => line + "\n",
             Err(err) => {
-                exit::report(format_args!("cannot encode the event as JSON: {err}"));
-                return ExitCode::from(exit::OTHER);
+                return exit::fail_with(
+                    exit::OTHER,
+                    format_args!("cannot encode the event as JSON: {err}"),
+                )
             }
         }
     } else {
         relogin::describe(&event, SystemTime::now()).unwrap_or_default()
     };
-    match output::stdout(&text) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => exit::stdout_failed(err),
-    }
+    exit::print(&text)
 }

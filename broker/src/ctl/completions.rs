@@ -3,7 +3,7 @@
 //! Generated from the same clap definition that parses the command line, so the
 //! completions can never drift from the real options.
 
-use super::{exit, output, Cli};
+use super::{exit, Cli};
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 use std::process::ExitCode;
@@ -23,10 +23,7 @@ pub struct CompletionsArgs {
 
 /// Runs the subcommand.
 pub fn run(args: &CompletionsArgs) -> ExitCode {
-    match output::stdout(&script(args.shell)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => exit::stdout_failed(err),
-    }
+    exit::print(&script(args.shell))
 }
 
 /// The completion script for `shell`.

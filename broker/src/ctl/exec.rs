@@ -70,14 +70,18 @@ pub struct ExecArgs {
 /// Runs the subcommand. Returns only if the command could not be started.
 pub fn run(global: &Global, args: &ExecArgs) -> ExitCode {
     if let Some(bad) = args.env.iter().find(|name| !is_env_name(name)) {
-        exit::report(format_args!(
-            "invalid --env name {bad:?}: use letters, digits and '_', not starting with a digit"
-        ));
-        return ExitCode::from(exit::USAGE);
+        return exit::fail_with(
+            exit::USAGE,
+            format_args!(
+                "invalid --env name {bad:?}: use letters, digits and '_', not starting with a digit"
+            ),
+        );
     }
     let Some((program, rest)) = args.command.split_first() else {
-        exit::report("no command given (hint: brokerctl exec -- CMD ARGS…)");
-        return ExitCode::from(exit::USAGE);
+        return exit::fail_with(
+            exit::USAGE,
+            "no command given (hint: brokerctl exec -- CMD ARGS…)",
+        );
     };
     let token = match global.connect().and_then(|mut client| {
         // The connection is dropped before exec: the command inherits nothing of it.

@@ -52,10 +52,7 @@ pub fn run(global: &Global, args: &ExecCredentialArgs) -> ExitCode {
         Ok(token) => token,
         Err(err) => return exit::fail(&err),
     };
-    match output::stdout(&format!("{}\n", exec_credential(&token, api_version))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => exit::stdout_failed(err),
-    }
+    exit::print(&format!("{}\n", exec_credential(&token, api_version)))
 }
 
 /// The `apiVersion` to answer with, from `KUBERNETES_EXEC_INFO` if present.
@@ -77,19 +74,9 @@ pub fn exec_credential(token: &AccessToken, api_version: &str) -> Value {
         "spec": {},
         "status": {
             "token": token.expose_secret(),
-            "expirationTimestamp": rfc3339(output::unix_secs(token.expires_at())),
+            "expirationTimestamp": output::rfc3339(output::unix_secs(token.expires_at())),
         }
     })
-}
-
-/// `2023-11-14T22:13:20Z`: RFC 3339 in UTC, as Kubernetes' `metav1.Time` wants.
-pub fn rfc3339(unix: u64) -> String {
-    // `absolute` is `YYYY-MM-DD HH:MM:SS UTC`.
-    let text = output::absolute(unix);
-    let mut parts = text.split(' ');
-    let date = parts.next().unwrap_or_default();
-    let time = parts.next().unwrap_or_default();
-    format!("{date}T{time}Z")
 }
 
 #[cfg(test)]
@@ -133,6 +120,6 @@ mod tests {
                 "status": {"token": "at-1", "expirationTimestamp": "2023-11-14T22:13:20Z"}
             })
         );
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(output::rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -62,6 +62,20 @@ pub fn fail(err: &Error) -> ExitCode {
     ExitCode::from(code_for(err))
 }
 
+/// Reports `message` and returns `code` (for failures that are not a request's).
+pub fn fail_with(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    report(message);
+    ExitCode::from(code)
+}
+
+/// Writes `text` to stdout: success, or the report that it could not be written.
+pub fn print(text: &str) -> ExitCode {
+    match super::output::stdout(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => stdout_failed(err),
+    }
+}
+
 /// Reports that stdout could not be written (e.g. the reader exited).
 pub fn stdout_failed(err: std::io::Error) -> ExitCode {
     report(format_args!("cannot write to standard output: {err}"));

@@ -131,8 +131,7 @@ pub fn get_answer(
 /// Runs the subcommand.
 pub fn run(global: &Global, args: &GitCredentialArgs) -> ExitCode {
     if args.username.contains(['\n', '\0', '\r']) || args.username.is_empty() {
-        exit::report("--username must be one non-empty line");
-        return ExitCode::from(exit::USAGE);
+        return exit::fail_with(exit::USAGE, "--username must be one non-empty line");
     }
     let mut input = String::new();
     if let Err(err) = std::io::stdin()
@@ -140,10 +139,10 @@ pub fn run(global: &Global, args: &GitCredentialArgs) -> ExitCode {
         .take(MAX_INPUT)
         .read_to_string(&mut input)
     {
-        exit::report(format_args!(
-            "cannot read git's request from standard input: {err}"
-        ));
-        return ExitCode::from(exit::OTHER);
+        return exit::fail_with(
+            exit::OTHER,
+            format_args!("cannot read git's request from standard input: {err}"),
+        );
     }
     let request = CredentialRequest::parse(&input);
     match args.operation.as_str() {
@@ -169,10 +168,7 @@ fn get(global: &Global, args: &GitCredentialArgs, request: &CredentialRequest) -
         Ok(token) => token,
         Err(err) => return exit::fail(&err),
     };
-    match output::stdout(&get_answer(request, &args.username, &token)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => exit::stdout_failed(err),
-    }
+    exit::print(&get_answer(request, &args.username, &token))
 }
 
 fn erase(global: &Global, args: &GitCredentialArgs, request: &CredentialRequest) -> ExitCode {

@@ -47,17 +47,11 @@ pub fn run(global: &Global, args: &ImportArgs) -> ExitCode {
     }
     let (source, bytes) = match read_input(args.file.as_ref()) {
         Ok(input) => input,
-        Err(err) => {
-            exit::report(err);
-            return ExitCode::from(exit::OTHER);
-        }
+        Err(err) => return exit::fail_with(exit::OTHER, err),
     };
     let tokens = match parse(&source, &bytes, SystemTime::now()) {
         Ok(tokens) => tokens,
-        Err(err) => {
-            exit::report(err);
-            return ExitCode::from(exit::OTHER);
-        }
+        Err(err) => return exit::fail_with(exit::OTHER, err),
     };
     drop(bytes);
     match global
@@ -73,19 +67,7 @@ pub fn run(global: &Global, args: &ImportArgs) -> ExitCode {
                     path.display()
                 );
             }
-            let text = if args.json {
-                let expires_at = expires_at.map(output::unix_secs);
-                format!(
-                    "{}\n",
-                    serde_json::json!({"imported": true, "expires_at": expires_at})
-                )
-            } else {
-                message(expires_at, SystemTime::now())
-            };
-            match output::stdout(&text) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => exit::stdout_failed(err),
-            }
+            print_imported(expires_at, args.json)
         }
         Err(err) => exit::fail(&err),
     }
@@ -98,27 +80,23 @@ fn run_codex(global: &Global, args: &ImportArgs, path: Option<&PathBuf>) -> Exit
         Some(path) => path.clone(),
         None => match super::import_codex::default_path() {
             Ok(path) => path,
-            Err(why) => {
-                exit::report(why);
-                return ExitCode::from(exit::USAGE);
-            }
+            Err(why) => return exit::fail_with(exit::USAGE, why),
         },
     };
     let (source, bytes) = match read_input(Some(&path)) {
         Ok(input) => input,
         Err(err) => {
-            exit::report(format_args!(
-                "{err} (Codex CLI keeps its login in $CODEX_HOME/auth.json, default ~/.codex/auth.json; pass another path with --codex PATH)"
-            ));
-            return ExitCode::from(exit::OTHER);
+            return exit::fail_with(
+                exit::OTHER,
+                format_args!(
+                    "{err} (Codex CLI keeps its login in $CODEX_HOME/auth.json, default ~/.codex/auth.json; pass another path with --codex PATH)"
+                ),
+            )
         }
     };
     let tokens = match super::import_codex::parse(&bytes) {
         Ok(tokens) => tokens,
-        Err(why) => {
-            exit::report(InputError::new(&source, why));
-            return ExitCode::from(exit::OTHER);
-        }
+        Err(why) => return exit::fail_with(exit::OTHER, InputError::new(&source, why)),
     };
     drop(bytes);
     let mut client = match global.connect() {
@@ -136,22 +114,24 @@ fn run_codex(global: &Global, args: &ImportArgs, path: Option<&PathBuf>) -> Exit
     match client.import(tokens) {
         Ok(expires_at) => {
             eprint!("{}", super::import_codex::warning(&path));
-            let text = if args.json {
-                let expires_at = expires_at.map(output::unix_secs);
-                format!(
-                    "{}\n",
-                    serde_json::json!({"imported": true, "expires_at": expires_at})
-                )
-            } else {
-                message(expires_at, SystemTime::now())
-            };
-            match output::stdout(&text) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => exit::stdout_failed(err),
-            }
+            print_imported(expires_at, args.json)
         }
         Err(err) => exit::fail(&err),
     }
+}
+
+/// Prints the outcome of a successful import, as JSON or as [`message`].
+fn print_imported(expires_at: Option<SystemTime>, json: bool) -> ExitCode {
+    let text = if json {
+        let expires_at = expires_at.map(output::unix_secs);
+        format!(
+            "{}\n",
+            serde_json::json!({"imported": true, "expires_at": expires_at})
+        )
+    } else {
+        message(expires_at, SystemTime::now())
+    };
+    exit::print(&text)
 }
 
 /// The success line.

@@ -1,7 +1,7 @@
 //! `brokerctl logout`: the broker forgets the login and revokes it at the server
 //! when the provider supports that.
 
-use super::{exit, output, Global};
+use super::{exit, Global};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -21,15 +21,9 @@ pub fn run(global: &Global, args: &LogoutArgs) -> ExitCode {
                 "{}\n",
                 serde_json::json!({"logged_out": true, "revoked": revoked})
             );
-            match output::stdout(&text) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => exit::stdout_failed(err),
-            }
+            exit::print(&text)
         }
-        Ok(revoked) => match output::stdout(message(revoked)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => exit::stdout_failed(err),
-        },
+        Ok(revoked) => exit::print(message(revoked)),
         Err(err) => exit::fail(&err),
     }
 }

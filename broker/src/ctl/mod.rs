@@ -40,7 +40,7 @@ pub struct Cli {
 }
 
 /// Options of every subcommand: where the broker is.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     // The environment variables are read by the client's socket discovery rather
     // than by clap, which would reject an empty `OAUTH_BROKER_SOCKET=` as a

@@ -2,27 +2,60 @@
 //! writing to stdout without panicking on a closed pipe.
 
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the epoch, saturating at 0 for times before it.
-pub fn unix_secs(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Seconds since the epoch, saturating at 0 for times before it (the broker's
+/// one definition, re-exported for the subcommands).
+pub use crate::clock::unix_secs;
+
+/// A unix time as UTC calendar fields.
+struct Utc {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    minute: u64,
+    second: u64,
+}
+
+impl Utc {
+    fn of(unix: u64) -> Utc {
+        let secs = unix % 86_400;
+        let (year, month, day) = civil_from_days((unix / 86_400) as i64);
+        Utc {
+            year,
+            month,
+            day,
+            hour: secs / 3600,
+            minute: secs / 60 % 60,
+            second: secs % 60,
+        }
+    }
 }
 
 /// `2025-06-01 14:03:22 UTC`. UTC rather than local time: unambiguous, and no
 /// time-zone database is needed.
 pub fn absolute(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
+    let t = Utc::of(unix);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
+}
+
+/// `2025-06-01T14:03:22Z`: RFC 3339 in UTC (Kubernetes' `metav1.Time`, Codex's
+/// `last_refresh`).
+pub fn rfc3339(unix: u64) -> String {
+    let t = Utc::of(unix);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// `14:05 UTC`: the time of day only, for one-line summaries.
+pub fn clock(unix: u64) -> String {
+    let t = Utc::of(unix);
+    format!("{:02}:{:02} UTC", t.hour, t.minute)
 }
 
 /// `in 53m` or `7m ago`, relative to `now` (both unix seconds).
@@ -84,6 +117,13 @@ mod tests {
         assert_eq!(absolute(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(absolute(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(absolute(4_102_444_799), "2099-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn rfc3339_and_clock_are_the_same_utc_time() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(clock(1_700_003_000), "23:03 UTC");
     }
 
     #[test]

@@ -48,10 +48,7 @@ pub fn run(global: &Global, args: &ProjectArgs) -> ExitCode {
             Err(err) => return exit::fail(&err),
         },
     };
-    match output::stdout(&text) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => exit::stdout_failed(err),
-    }
+    exit::print(&text)
 }
 
 fn json_line(value: &impl serde::Serialize) -> String {

@@ -165,10 +165,7 @@ pub fn paste_prompt(listening: bool) -> &'static str {
 /// connection of its own (the login's connection is busy streaming), until one
 /// is accepted. The outcome itself arrives on the login stream.
 fn spawn_paste_reader(global: &Global) {
-    let global = Global {
-        socket: global.socket.clone(),
-        account: global.account.clone(),
-    };
+    let global = global.clone();
     thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { return };

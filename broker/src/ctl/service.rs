@@ -13,7 +13,7 @@
 //! `oauth-broker@NAME`. Running it again updates the files (e.g. after moving the
 //! binaries); local changes belong in drop-ins (`systemctl --user edit`).
 
-use super::{exit, output, Global};
+use super::{exit, Global};
 use clap::{Args, Subcommand};
 use etcetera::base_strategy::{BaseStrategy, Xdg};
 use serde::Serialize;
@@ -115,8 +115,7 @@ fn install(global: &Global, args: &InstallArgs) -> ExitCode {
         })
         .unwrap_or_else(|| crate::paths::DEFAULT_ACCOUNT.to_string());
     if let Err(e) = crate::paths::validate_account(&account) {
-        exit::report(e);
-        return ExitCode::from(exit::USAGE);
+        return exit::fail_with(exit::USAGE, e);
     }
     if global.socket.is_some() {
         exit::report(
@@ -125,26 +124,22 @@ fn install(global: &Global, args: &InstallArgs) -> ExitCode {
     }
     let report = match plan_and_write(&account, args.brokerd.as_deref()) {
         Ok(report) => report,
-        Err(e) => {
-            exit::report(e);
-            return ExitCode::from(exit::OTHER);
-        }
+        Err(e) => return exit::fail_with(exit::OTHER, e),
     };
     let text = if args.json {
         match serde_json::to_string(&report) {
             Ok(json) => json + "\n",
             Err(e) => {
-                exit::report(format_args!("cannot encode the result as JSON: {e}"));
-                return ExitCode::from(exit::OTHER);
+                return exit::fail_with(
+                    exit::OTHER,
+                    format_args!("cannot encode the result as JSON: {e}"),
+                )
             }
         }
     } else {
         human(&report)
     };
-    match output::stdout(&text) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => exit::stdout_failed(e),
-    }
+    exit::print(&text)
 }
 
 fn plan_and_write(account: &str, brokerd: Option<&Path>) -> anyhow::Result<InstallReport> {

@@ -29,8 +29,10 @@ pub fn run(global: &Global, args: &StatusArgs) -> ExitCode {
         match serde_json::to_string(&report) {
             Ok(json) => json + "\n",
             Err(err) => {
-                exit::report(format_args!("cannot encode the status as JSON: {err}"));
-                return ExitCode::from(exit::OTHER);
+                return exit::fail_with(
+                    exit::OTHER,
+                    format_args!("cannot encode the status as JSON: {err}"),
+                )
             }
         }
     } else {

@@ -40,10 +40,7 @@ pub fn run(global: &Global, args: &TokenArgs) -> ExitCode {
     } else {
         format!("{}\n", token.expose_secret())
     };
-    match output::stdout(&text) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => exit::stdout_failed(err),
-    }
+    exit::print(&text)
 }
 
 /// The standard fields, which metadata never overrides.

@@ -17,14 +17,15 @@ use crate::config::ProjectionKind;
 use crate::credentials::Credentials;
 use oauth_broker_proto::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Codex refreshes on its own 5 minutes before `exp`; stay 5 more ahead.
 const DEFAULT_MARGIN: Duration = Duration::from_secs(10 * 60);
 
-/// Latest believable JWT `exp` (early 2106). The claim comes from the token
-/// the server issued; a larger one is garbage, not a date.
-const MAX_PLAUSIBLE_EXP: u64 = u32::MAX as u64;
+/// Latest believable JWT `exp` (early 2106, the latest time the broker
+/// represents). The claim comes from the token the server issued; a larger one
+/// is garbage, not a date.
+const MAX_PLAUSIBLE_EXP: u64 = crate::clock::MAX_UNIX_SECS;
 
 /// The `codex` projection kind.
 pub struct Codex;
@@ -104,31 +105,23 @@ impl ToolFormat for Codex {
                 "account_id": account_id,
             }),
         );
-        file.insert("last_refresh".into(), rfc3339(creds.obtained_at).into());
+        // `2025-06-01T14:03:22Z`, the form Codex writes.
+        let last_refresh = crate::ctl::output::rfc3339(crate::clock::unix_secs(creds.obtained_at));
+        file.insert("last_refresh".into(), last_refresh.into());
         Ok(file)
     }
 }
 
 /// The time a JWT `exp` claim names; `None` when it is not a believable date
-/// (`UNIX_EPOCH + Duration` would panic on the largest values).
+/// (rather than clamping it, as `from_unix_secs` would).
 fn exp_time(exp: u64) -> Option<SystemTime> {
-    if exp > MAX_PLAUSIBLE_EXP {
-        return None;
-    }
-    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+    (exp <= MAX_PLAUSIBLE_EXP).then(|| crate::clock::from_unix_secs(exp))
 }
 
 /// The JWT `sub` claim of a token, if it is a JWT.
 fn subject(token: Option<&SecretString>) -> Option<String> {
     let claims = crate::jwt::claims(token?.expose_secret())?;
     claims.get("sub")?.as_str().map(str::to_string)
-}
-
-/// `2025-06-01T14:03:22Z`, the form Codex writes into `last_refresh`.
-fn rfc3339(time: SystemTime) -> String {
-    // `absolute()` gives `2025-06-01 14:03:22 UTC`.
-    let human = crate::ctl::output::absolute(crate::clock::unix_secs(time));
-    format!("{}Z", human.trim_end_matches(" UTC").replacen(' ', "T", 1))
 }
 
 #[cfg(test)]

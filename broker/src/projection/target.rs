@@ -304,9 +304,7 @@ impl Target {
             .map_err(|e| format!("cannot read the backup {}: {e}", backup.display()))?;
         let outcome = match backup_bytes {
             Some(bytes) => {
-                let backup_token = serde_json::from_slice::<Map<String, Value>>(&bytes)
-                    .ok()
-                    .and_then(|map| self.format.inspect(&map).1);
+                let backup_token = self.refresh_token_in(&bytes);
                 let is_brokers = matches!(
                     (&backup_token, broker_refresh_token),
                     (Some(a), Some(b)) if a.expose_secret() == b.expose_secret()
@@ -326,8 +324,7 @@ impl Target {
                 let current =
                     file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
                 let ours = current
-                    .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
-                    .and_then(|map| self.format.inspect(&map).1)
+                    .and_then(|bytes| self.refresh_token_in(&bytes))
                     .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
                 if ours {
                     file::remove(&self.path).map_err(|e| format!("cannot remove {path}: {e}"))?;
@@ -383,6 +380,12 @@ impl Target {
             last_write_at: report.last_write_at.map(crate::clock::unix_secs),
             last_error: report.last_error.clone().or_else(|| report.warning.clone()),
         }
+    }
+
+    /// The refresh token a file's contents hold, if they parse as this format.
+    fn refresh_token_in(&self, bytes: &[u8]) -> Option<SecretString> {
+        let map = serde_json::from_slice::<Map<String, Value>>(bytes).ok()?;
+        self.format.inspect(&map).1
     }
 
     fn lock_io(&self) -> MutexGuard<'_, IoState> {

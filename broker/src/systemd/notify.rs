@@ -108,7 +108,10 @@ pub fn status_line(report: &StatusReport, now: u64) -> String {
         }
         TokenState::Valid => match report.access_token_expires_at {
             Some(at) if at > now => {
-                format!("logged in, token valid until {}, {refreshes}", clock(at))
+                format!(
+                    "logged in, token valid until {}, {refreshes}",
+                    output::clock(at)
+                )
             }
             _ => format!("logged in, {refreshes}"),
         },
@@ -126,14 +129,6 @@ pub fn status_line(report: &StatusReport, now: u64) -> String {
         line.push_str("; degraded: cannot save the state file (see the log)");
     }
     line
-}
-
-/// `14:05 UTC`.
-fn clock(unix: u64) -> String {
-    // `absolute` is `YYYY-MM-DD HH:MM:SS UTC`.
-    let full = output::absolute(unix);
-    let time = full.split(' ').nth(1).unwrap_or_default();
-    format!("{} UTC", time.get(..5).unwrap_or(time))
 }
 
 #[cfg(test)]
