@@ -8,10 +8,11 @@
 //! paste cannot be read, otherwise the login's final event answers it. A client
 //! that disconnects cancels its login.
 
+use crate::login::failure::LoginFailure;
 use crate::login::LoginRunner;
 use crate::server::connection::{Connection, ConnectionError, Incoming};
 use crate::server::wire_error;
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, LoginMethod, Request, Response};
+use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginMethod, Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +34,9 @@ pub async fn handle(
     loop {
         tokio::select! {
             event = stream.events.recv() => {
-                let event = event.unwrap_or_else(|| LoginEvent::Error {
-                    code: ErrorCode::Internal.as_str().to_string(),
-                    message: "the login ended without an outcome".to_string(),
-                    hint: None,
+                let event = event.unwrap_or_else(|| {
+                    LoginFailure::new(ErrorCode::Internal, "the login ended without an outcome")
+                        .into_event()
                 });
                 let last = event.is_final();
                 conn.write(&Response::Login(event)).await?;
