@@ -477,3 +477,24 @@ async fn the_answer_frame_is_built_once_per_grant_and_published_without_the_refr
         ErrorCode::NotLoggedIn
     );
 }
+
+#[test]
+fn the_manager_imports_none_of_its_subscribers() {
+    // Data flows one way: the manager publishes snapshots and knows nothing
+    // about who reads them (or who calls it).
+    let sources = [
+        ("errors.rs", include_str!("errors.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("refresh.rs", include_str!("refresh.rs")),
+        ("scheduler.rs", include_str!("scheduler.rs")),
+        ("snapshot.rs", include_str!("snapshot.rs")),
+        ("state.rs", include_str!("state.rs")),
+        ("tests.rs", include_str!("tests.rs")),
+    ];
+    for module in ["projection", "server", "login", "systemd", "ctl"] {
+        let path = format!("crate::{module}");
+        for (file, text) in sources {
+            assert!(!text.contains(&path), "manager/{file} uses {path}");
+        }
+    }
+}
