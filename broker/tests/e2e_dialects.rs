@@ -220,6 +220,7 @@ fn git_credential_speaks_the_helper_protocol() {
 /// The real git, through `git credential fill` and `reject`.
 #[test]
 fn real_git_uses_the_helper() {
+    oauth_broker_tests::tools::ensure_system_tools();
     let setup = Setup::logged_in(long_lived());
     let current = setup.grant.as_ref().unwrap().access_token.clone();
     let helper = format!(

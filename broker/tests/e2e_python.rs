@@ -21,6 +21,7 @@ fn long_lived() -> oauth_broker_tests::fake_server::FakeConfig {
 }
 
 fn python3() -> PathBuf {
+    oauth_broker_tests::tools::ensure_system_tools();
     let found = std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -29,7 +30,7 @@ fn python3() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!(
             "python3 not found on PATH: the Python client's tests need it \
-             (install the distribution's `python3` package; .ci/run does this)"
+             (install the distribution's `python3` package)"
         )
     })
 }

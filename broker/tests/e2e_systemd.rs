@@ -5,8 +5,9 @@
 //! socket it did not create.
 //!
 //! Needs `systemd-analyze` and `systemd-socket-activate` (Debian package
-//! `systemd`, installed by `.ci/run`). Missing tools fail the tests, never skip
-//! them.
+//! `systemd`, installed on first use when missing by
+//! `oauth_broker_tests::tools::ensure_system_tools`). Missing tools fail the
+//! tests, never skip them.
 
 mod common;
 
@@ -26,6 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// The full path of a tool from the `systemd` package, or a failing test that
 /// says how to get it.
 fn systemd_tool(name: &str) -> PathBuf {
+    oauth_broker_tests::tools::ensure_system_tools();
     for dir in std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -38,7 +40,7 @@ fn systemd_tool(name: &str) -> PathBuf {
     }
     panic!(
         "{name} not found: install the distribution's `systemd` package \
-         (e.g. `apt-get install systemd`; .ci/run does this)"
+         (e.g. `apt-get install systemd`)"
     );
 }
 

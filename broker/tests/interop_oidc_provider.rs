@@ -1,6 +1,6 @@
 //! Interoperability with an authorization server nobody here wrote: panva's
 //! OpenID Certified `oidc-provider` (pinned in
-//! `tests/interop/oidc-provider/package-lock.json`, installed by `.ci/run`),
+//! `tests/interop/oidc-provider/package-lock.json`, installed by the test on first use),
 //! configured with refresh-token rotation, reuse detection, PKCE and the
 //! device flow, on loopback.
 //!

@@ -14,7 +14,9 @@
 //! * [`storm_demo`] — N programs sharing one login with and without the broker
 //!   (`cargo run --release -p oauth-broker-tests --bin storm-demo`), on
 //!   [`direct_oauth`], the refresh-it-yourself client of the status quo;
-//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two.
+//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two;
+//! * [`tools`] — the real outside tools some tests drive (oidc-provider, Codex
+//!   CLI, openai-python, systemd's tools, python3, git), installed on first use.
 //!
 //! The fake servers and the harness exist so that the end-to-end tests in
 //! `broker/tests/` can assert exact
@@ -29,3 +31,4 @@ pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
 pub mod storm_demo;
+pub mod tools;
