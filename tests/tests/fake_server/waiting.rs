@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig, Fault};
 
-use crate::common::{client, refresh_form};
+use super::common::{client, refresh_form};
 
 #[test]
 fn blocking_wait_from_a_plain_test() {
