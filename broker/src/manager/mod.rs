@@ -207,6 +207,23 @@ impl TokenManager {
                     .unwrap_or(0));
             }
         }
+        // One writer per token family: another account's broker on this
+        // machine holding (or having spent) this token would race ours.
+        let store = inner.store.clone();
+        let id = new_id.clone();
+        if let Ok(Some(holder)) = tokio::task::spawn_blocking(move || store.other_holder(&id)).await
+        {
+            return Err(ErrorFrame::new(
+                ErrorCode::BadRequest,
+                format!("this refresh token is {holder}; two brokers must never spend one refresh token"),
+            )
+            .with_hint(format!(
+                "give account {:?} a login of its own (`{}`), or keep using account {:?}",
+                inner.account,
+                errors::ctl(&inner.account, "relogin"),
+                holder.account
+            )));
+        }
         let snapshot = {
             let st = inner.lock();
             let mut p = st.persisted(&inner.account);
