@@ -15,6 +15,7 @@ mod e2e_caching_client;
 mod e2e_cli;
 mod e2e_codex_cli;
 mod e2e_dialects;
+mod e2e_file_safety;
 mod e2e_login_browser;
 mod e2e_login_device;
 mod e2e_login_presets;

@@ -131,7 +131,7 @@ async fn fixture(
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(OffsetClock::default());
     let refresher = Arc::new(refresher(clock.clone()));
-    let store = Store::open(&dir.path().join("acct")).unwrap();
+    let store = Store::open(&dir.path().join("acct"), "acct").unwrap();
     let settings = RefreshSettings {
         backoff_initial_ms: 50,
         ..Default::default()
