@@ -28,11 +28,12 @@ pub struct TokenArgs {
 
 /// Runs the subcommand.
 pub fn run(global: &Global, args: &TokenArgs) -> ExitCode {
+    // One round trip: the hello and the token request go out in one write.
     let token = match global
-        .connect()
-        .and_then(|mut client| client.token(Duration::from_secs(args.min_valid)))
+        .client_builder()
+        .connect_and_token(Duration::from_secs(args.min_valid))
     {
-        Ok(token) => token,
+        Ok((_client, token)) => token,
         Err(err) => return exit::fail(&err),
     };
     let text = if args.json {
