@@ -110,7 +110,13 @@ impl Global {
 
 /// brokerctl's `main`.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `brokerctl token` runs once per token: its plain forms skip building
+    // clap's parser for the whole command tree (see `token::parse_plain`).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((global, token)) = token::parse_plain(&args) {
+        return token::run(&global, &token);
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
