@@ -499,8 +499,13 @@ class Client:
         client_name: str = "python",
         connect_timeout: float = 5.0,
         request_timeout: float = 45.0,
+        busy_retry_budget: float = 2.0,
     ) -> None:
         self._explicit_path = socket_path
+        #: Seconds, in all, spent waiting out a broker that answers ``busy``
+        #: (at its connection limit) before :class:`BusyError` is raised; 0
+        #: turns the waiting off. Like the Rust client.
+        self.busy_retry_budget = busy_retry_budget
         self._account = account
         self.client_name = client_name
         self.connect_timeout = connect_timeout
@@ -518,10 +523,30 @@ class Client:
     # -- connection
 
     def connect(self) -> "Client":
-        """Connects and performs the handshake (if not connected yet)."""
+        """Connects and performs the handshake (if not connected yet). A
+        ``busy`` broker is waited out within ``busy_retry_budget``."""
         if self._sock is None:
-            self._sock = self._open()
+            self._sock = self._waiting_out_busy(self._open)
         return self
+
+    def _waiting_out_busy(self, attempt):
+        """Calls ``attempt`` until it does not raise :class:`BusyError` or the
+        budget is spent: waits the broker's ``retry_after`` (never less), or
+        backs off from 50 ms when it names none (the Rust client's rule)."""
+        waited = 0.0
+        backoff = 0.05
+        while True:
+            try:
+                return attempt()
+            except BusyError as e:
+                if e.retry_after is not None:
+                    wait = float(e.retry_after)
+                else:
+                    wait, backoff = backoff, backoff * 2
+                if waited + wait > self.busy_retry_budget:
+                    raise
+                waited += wait
+                time.sleep(wait)
 
     def _open(self) -> socket.socket:
         path = self.socket_path
@@ -599,6 +624,9 @@ class Client:
     # -- requests
 
     def _request(self, request: Mapping[str, Any], expected: str) -> Dict[str, Any]:
+        return self._waiting_out_busy(lambda: self._request_once(request, expected))
+
+    def _request_once(self, request: Mapping[str, Any], expected: str) -> Dict[str, Any]:
         reused = self._sock is not None
         try:
             return self._exchange(request, expected)
@@ -615,7 +643,9 @@ class Client:
             raise
 
     def _exchange(self, request: Mapping[str, Any], expected: str) -> Dict[str, Any]:
-        sock = self.connect()._sock
+        if self._sock is None:
+            self._sock = self._open()  # a busy answer is waited out by _request
+        sock = self._sock
         assert sock is not None
         try:
             sock.sendall(encode_frame(request))

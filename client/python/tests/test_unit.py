@@ -9,6 +9,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -214,7 +215,9 @@ class ScriptedBroker:
     a welcome and then answers `answers_per_connection` requests before it
     closes. Records every request."""
 
-    def __init__(self, answers_per_connection):
+    def __init__(self, answers_per_connection, busy_first=0, retry_after=None):
+        self.busy_first = busy_first
+        self.retry_after = retry_after
         self.dir = tempfile.mkdtemp()
         self.path = os.path.join(self.dir, "s.sock")
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -236,6 +239,12 @@ class ScriptedBroker:
             with conn:
                 hello = obc.read_frame(conn)
                 assert hello["protocol"] == 1
+                if self.connections <= self.busy_first:
+                    busy = {"type": "error", "code": "busy", "message": "at the connection limit"}
+                    if self.retry_after is not None:
+                        busy["retry_after_secs"] = self.retry_after
+                    conn.sendall(obc.encode_frame(busy))
+                    continue
                 conn.sendall(obc.encode_frame({"type": "welcome", "protocol": 1, "broker_version": "x", "account": "a"}))
                 for _ in range(self.answers):
                     self.requests.append(obc.read_frame(conn))
@@ -261,6 +270,44 @@ class RetryTest(unittest.TestCase):
                 self.assertEqual(client.token(min_valid=5).access_token, "t2")
                 self.assertEqual(broker.connections, 2)
                 self.assertEqual(broker.requests[1], {"type": "token", "min_valid_secs": 5})
+        finally:
+            broker.close()
+
+
+class BusyTest(unittest.TestCase):
+    """Like the Rust client: `busy` is waited out within a budget."""
+
+    def test_a_busy_broker_is_waited_out(self):
+        broker = ScriptedBroker(answers_per_connection=5, busy_first=2)
+        try:
+            with obc.Client(broker.path) as client:
+                self.assertEqual(broker.connections, 3)
+                self.assertEqual(client.token().access_token, "t1")
+        finally:
+            broker.close()
+
+    def test_retry_after_is_honoured_and_the_budget_bounds_the_wait(self):
+        broker = ScriptedBroker(answers_per_connection=5, busy_first=100, retry_after=1)
+        try:
+            client = obc.Client(broker.path, busy_retry_budget=0.5)
+            started = time.monotonic()
+            with self.assertRaises(obc.BusyError) as caught:
+                client.token()
+            # A one-second retry_after does not fit a half-second budget.
+            self.assertLess(time.monotonic() - started, 0.5)
+            self.assertEqual(caught.exception.retry_after, 1)
+            self.assertEqual(broker.connections, 1)
+        finally:
+            broker.close()
+
+    def test_without_retry_after_it_backs_off_within_the_budget(self):
+        broker = ScriptedBroker(answers_per_connection=5, busy_first=100)
+        try:
+            client = obc.Client(broker.path, busy_retry_budget=0.2)
+            with self.assertRaises(obc.BusyError):
+                client.connect()
+            # Waits of 50 and 100 ms fit 0.2 s; 200 ms more would not.
+            self.assertEqual(broker.connections, 3)
         finally:
             broker.close()
 
