@@ -5,19 +5,21 @@
 //! reconnecting — are tested against a scripted broker in
 //! client/tests/busy_and_pipelining.rs.)
 
-mod reliability_support;
-
+use crate::common::Broker;
 use oauth_broker_client::{Client, Error, ExposeSecret};
-use reliability_support::{Rig, RigSpec};
 use std::time::{Duration, Instant};
 
 const LIMIT: usize = 4;
 
 #[test]
 fn a_client_gets_in_when_a_slot_frees_within_its_budget() {
-    let (rig, _) = Rig::logged_in(RigSpec::with_ttl(Duration::from_secs(600)).server(&format!(
-        "max_connections = {LIMIT}\nidle_timeout_secs = 300\n"
-    )));
+    let rig = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(600))
+        .server_toml(&format!(
+            "max_connections = {LIMIT}\nidle_timeout_secs = 300\n"
+        ))
+        .logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let mut held: Vec<Client> = (0..LIMIT)
         .map(|_| Client::builder().socket(&socket).connect().unwrap())

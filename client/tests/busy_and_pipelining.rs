@@ -3,12 +3,10 @@
 //! its first request in the hello's write, and both clients have the same
 //! calls (`project_restore` included).
 
-mod support;
-
+use crate::support::{simple, welcome_reply, FakeBroker, Step};
 use oauth_broker_client::{Client, Error, ErrorCode, ExposeSecret};
 use oauth_broker_proto::{ErrorFrame, ProjectionRestored, Request, Response, RestoreOutcome};
 use std::time::{Duration, Instant};
-use support::{simple, welcome_reply, FakeBroker, Step};
 
 fn busy(retry_after: Option<u64>) -> Option<Response> {
     let frame = ErrorFrame::new(ErrorCode::Busy, "the broker is at its connection limit");
@@ -90,7 +88,7 @@ fn a_reconnect_after_a_busy_answer_resends_the_request() {
         |i| if i == 1 { busy(None) } else { welcome_reply() },
         |request| match request {
             Request::Token { .. } => vec![
-                Step::Send(support::grant("tok")),
+                Step::Send(crate::support::grant("tok")),
                 // Drop the connection after each answer, like an evicted one.
                 Step::Close,
             ],
