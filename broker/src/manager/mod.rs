@@ -17,6 +17,7 @@
 //!   refresh result can never overwrite a newer import or login.
 
 pub mod errors;
+mod forced_refresh;
 mod refresh;
 mod scheduler;
 mod state;
@@ -29,7 +30,7 @@ use crate::oauth::Refresher;
 use crate::projection::ProjectionControl;
 use crate::provider::ProviderSpec;
 use crate::store::{PersistedState, Store, StoreError};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, StatusReport, TokenGrant};
+use oauth_broker_proto::{ErrorCode, ErrorFrame, ForcedRefreshStatus, StatusReport, TokenGrant};
 use state::{Decision, State};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -161,6 +162,13 @@ impl TokenManager {
             degraded: st.degraded.clone(),
             account_id: creds.and_then(|c| c.account_id.clone()),
             projections,
+            forced_refresh: ForcedRefreshStatus {
+                suppressed: st.forced_refreshes.suppressed_count(),
+                next_allowed_at: st
+                    .forced_refreshes
+                    .next_allowed_at(st.refresh_count, now)
+                    .map(unix_secs),
+            },
         }
     }
 
@@ -361,10 +369,20 @@ impl Inner {
             let mut changes = self.version.subscribe();
             let decision = {
                 let mut st = self.lock();
-                match decide(&st, self.clock.now()) {
+                let now = self.clock.now();
+                match decide(&st, now) {
                     Decision::StartRefresh => {
                         refresh::start(self, &mut st, "demand");
                         Decision::Wait
+                    }
+                    Decision::StartForcedRefresh => {
+                        st.record_forced_refresh(now);
+                        refresh::start(self, &mut st, "unauthorized");
+                        Decision::Wait
+                    }
+                    Decision::SuppressForcedRefresh(grant) => {
+                        st.record_suppressed_forced_refresh(now);
+                        Decision::Serve(grant)
                     }
                     other => other,
                 }
@@ -372,7 +390,10 @@ impl Inner {
             match decision {
                 Decision::Serve(grant) => return Ok(grant),
                 Decision::Fail(err) => return Err(err),
-                Decision::Wait | Decision::StartRefresh => {
+                Decision::Wait
+                | Decision::StartRefresh
+                | Decision::StartForcedRefresh
+                | Decision::SuppressForcedRefresh(_) => {
                     if changes.changed().await.is_err() {
                         return Err(ErrorFrame::new(
                             ErrorCode::Internal,

@@ -158,6 +158,7 @@ mod tests {
             degraded: None,
             account_id: None,
             projections: vec![],
+            forced_refresh: Default::default(),
         }
     }
 

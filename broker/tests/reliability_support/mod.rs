@@ -27,9 +27,11 @@ pub fn brokerctl() -> PathBuf {
 }
 
 /// `[refresh]` settings that keep fault tests quick: first retry after 100 ms,
-/// doubling to a 1 s cap, 2 s per token-endpoint call.
+/// doubling to a 1 s cap, 2 s per token-endpoint call, and no floor between
+/// forced refreshes (these tests force rotation after rotation with 401
+/// reports; the floor has tests of its own in `e2e_forced_refresh_bounds.rs`).
 pub const FAST_REFRESH: &str =
-    "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 2\n";
+    "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 2\nforced_refresh_floor_secs = 0\n";
 
 /// What to start: the fake server's knobs and the broker's config tables.
 #[derive(Clone)]
