@@ -3,8 +3,9 @@
 //! Each connection runs in its own task; a bad or slow client only ever costs its
 //! own task. At the connection limit the connection idle the longest is closed
 //! to admit a new one (see `slots`); refusals are logged with counts, not one
-//! line each (see `refusal_log`). Requests are handed to the token manager, which runs refreshes in
-//! tasks of their own, so dropping a connection never cancels a refresh.
+//! line each (see `refusal_log`). Requests are handed to the token manager,
+//! which runs refreshes in tasks of their own, so dropping a connection never
+//! cancels a refresh.
 
 mod commands;
 pub mod connection;
