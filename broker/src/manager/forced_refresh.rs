@@ -11,16 +11,21 @@
 //! * at most one forced refresh per token id: once one succeeded, a report
 //!   about that same token id (the provider handed it back unchanged) is
 //!   answered with the current token;
-//! * a floor interval (`[refresh] forced_refresh_floor_secs`, default 30 s)
-//!   between a successful forced refresh and the next one; reports during the
-//!   floor are answered with the current token, counted in `status`, and the
-//!   condition is logged once per forced refresh.
+//! * a floor interval (`[refresh] forced_refresh_floor_secs`, default 30 s,
+//!   but at most a quarter of the current token's lifetime: a token refused
+//!   late in its life was not "just issued") between a successful forced
+//!   refresh and the next one; reports during the floor are answered with the
+//!   current token, counted in `status`, and the condition is logged once per
+//!   forced refresh.
 //!
 //! A forced refresh that failed does not start the floor: its retries follow
 //! the backoff like any other refresh. An expired token is refreshed on
 //! demand regardless (that is not a forced refresh).
 
 use std::time::{Duration, SystemTime};
+
+/// The floor is at most the current token's lifetime divided by this.
+const LIFETIME_DIVISOR: u32 = 4;
 
 /// What the manager remembers about forced refreshes.
 #[derive(Debug)]
@@ -53,10 +58,16 @@ impl ForcedRefreshes {
         }
     }
 
-    /// Whether a report about `token_id` — the current token, still valid —
-    /// may force a refresh at `now`; `refresh_count` is the number of
-    /// successful refreshes so far.
-    pub fn allows(&self, token_id: &str, refresh_count: u64, now: SystemTime) -> bool {
+    /// Whether a report about `token_id` — the current token, still valid,
+    /// issued for `lifetime` — may force a refresh at `now`; `refresh_count`
+    /// is the number of successful refreshes so far.
+    pub fn allows(
+        &self,
+        token_id: &str,
+        lifetime: Duration,
+        refresh_count: u64,
+        now: SystemTime,
+    ) -> bool {
         let Some(last) = &self.last else {
             return true;
         };
@@ -68,7 +79,8 @@ impl ForcedRefreshes {
             // That refresh gave back the very token that was refused.
             return false;
         }
-        self.floor_ends(last).is_some_and(|end| now >= end)
+        self.floor_ends(last, lifetime)
+            .is_some_and(|end| now >= end)
     }
 
     /// Records a forced refresh starting for `token_id`.
@@ -93,14 +105,19 @@ impl ForcedRefreshes {
         self.suppressed
     }
 
-    /// Until when a report about a fresh token is answered without a refresh,
-    /// if that is in the future.
-    pub fn next_allowed_at(&self, refresh_count: u64, now: SystemTime) -> Option<SystemTime> {
+    /// Until when a report about the current token (issued for `lifetime`) is
+    /// answered without a refresh, if that is in the future.
+    pub fn next_allowed_at(
+        &self,
+        lifetime: Duration,
+        refresh_count: u64,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
         let last = self.last.as_ref()?;
         if refresh_count <= last.refresh_count {
             return None;
         }
-        self.floor_ends(last).filter(|end| *end > now)
+        self.floor_ends(last, lifetime).filter(|end| *end > now)
     }
 
     /// A new login: its tokens owe nothing to the old one's reports.
@@ -109,8 +126,9 @@ impl ForcedRefreshes {
         self.logged = false;
     }
 
-    fn floor_ends(&self, last: &LastForced) -> Option<SystemTime> {
-        last.at.checked_add(self.floor)
+    fn floor_ends(&self, last: &LastForced, lifetime: Duration) -> Option<SystemTime> {
+        last.at
+            .checked_add(self.floor.min(lifetime / LIFETIME_DIVISOR))
     }
 }
 
@@ -119,6 +137,7 @@ mod tests {
     use super::*;
 
     const FLOOR: Duration = Duration::from_secs(30);
+    const HOUR: Duration = Duration::from_secs(3600);
 
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
@@ -127,8 +146,8 @@ mod tests {
     #[test]
     fn the_first_forced_refresh_is_allowed() {
         let f = ForcedRefreshes::new(FLOOR);
-        assert!(f.allows("a", 0, t(0)));
-        assert_eq!(f.next_allowed_at(0, t(0)), None);
+        assert!(f.allows("a", HOUR, 0, t(0)));
+        assert_eq!(f.next_allowed_at(HOUR, 0, t(0)), None);
     }
 
     #[test]
@@ -136,11 +155,22 @@ mod tests {
         let mut f = ForcedRefreshes::new(FLOOR);
         f.started("a".into(), 5, t(0));
         // The refresh succeeded (count 6) and produced token b.
-        assert!(!f.allows("b", 6, t(1)));
-        assert!(!f.allows("b", 6, t(29)));
-        assert_eq!(f.next_allowed_at(6, t(1)), Some(t(30)));
-        assert!(f.allows("b", 6, t(30)));
-        assert_eq!(f.next_allowed_at(6, t(30)), None);
+        assert!(!f.allows("b", HOUR, 6, t(1)));
+        assert!(!f.allows("b", HOUR, 6, t(29)));
+        assert_eq!(f.next_allowed_at(HOUR, 6, t(1)), Some(t(30)));
+        assert!(f.allows("b", HOUR, 6, t(30)));
+        assert_eq!(f.next_allowed_at(HOUR, 6, t(30)), None);
+    }
+
+    #[test]
+    fn the_floor_is_at_most_a_quarter_of_the_token_lifetime() {
+        let mut f = ForcedRefreshes::new(FLOOR);
+        f.started("a".into(), 5, t(0));
+        // One-minute tokens: refused after 15 s, a token is not "just issued".
+        let minute = Duration::from_secs(60);
+        assert!(!f.allows("b", minute, 6, t(14)));
+        assert_eq!(f.next_allowed_at(minute, 6, t(1)), Some(t(15)));
+        assert!(f.allows("b", minute, 6, t(15)));
     }
 
     #[test]
@@ -148,8 +178,8 @@ mod tests {
         let mut f = ForcedRefreshes::new(FLOOR);
         f.started("a".into(), 5, t(0));
         // Still count 5: it failed; the retry is the backoff's business.
-        assert!(f.allows("a", 5, t(1)));
-        assert_eq!(f.next_allowed_at(5, t(1)), None);
+        assert!(f.allows("a", HOUR, 5, t(1)));
+        assert_eq!(f.next_allowed_at(HOUR, 5, t(1)), None);
     }
 
     #[test]
@@ -157,17 +187,20 @@ mod tests {
         let mut f = ForcedRefreshes::new(FLOOR);
         f.started("a".into(), 5, t(0));
         // The provider answered the refresh with the same access token.
-        assert!(!f.allows("a", 6, t(1)));
-        assert!(!f.allows("a", 6, t(3600)), "not even after the floor");
-        assert!(f.allows("c", 7, t(3600)), "a newer token may be forced");
+        assert!(!f.allows("a", HOUR, 6, t(1)));
+        assert!(!f.allows("a", HOUR, 6, t(3600)), "not even after the floor");
+        assert!(
+            f.allows("c", HOUR, 7, t(3600)),
+            "a newer token may be forced"
+        );
     }
 
     #[test]
     fn a_zero_floor_only_keeps_the_per_token_rule() {
         let mut f = ForcedRefreshes::new(Duration::ZERO);
         f.started("a".into(), 5, t(0));
-        assert!(f.allows("b", 6, t(0)));
-        assert!(!f.allows("a", 6, t(0)));
+        assert!(f.allows("b", HOUR, 6, t(0)));
+        assert!(!f.allows("a", HOUR, 6, t(0)));
     }
 
     #[test]
@@ -186,8 +219,8 @@ mod tests {
     fn a_new_login_forgets_the_floor() {
         let mut f = ForcedRefreshes::new(FLOOR);
         f.started("a".into(), 0, t(0));
-        assert!(!f.allows("b", 1, t(1)));
+        assert!(!f.allows("b", HOUR, 1, t(1)));
         f.reset();
-        assert!(f.allows("b", 1, t(1)));
+        assert!(f.allows("b", HOUR, 1, t(1)));
     }
 }

@@ -166,7 +166,11 @@ impl TokenManager {
                 suppressed: st.forced_refreshes.suppressed_count(),
                 next_allowed_at: st
                     .forced_refreshes
-                    .next_allowed_at(st.refresh_count, now)
+                    .next_allowed_at(
+                        creds.map_or(Duration::ZERO, Credentials::lifetime),
+                        st.refresh_count,
+                        now,
+                    )
                     .map(unix_secs),
             },
         }

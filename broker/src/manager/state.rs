@@ -285,7 +285,7 @@ impl State {
         if valid
             && !self
                 .forced_refreshes
-                .allows(token_id, self.refresh_count, now)
+                .allows(token_id, creds.lifetime(), self.refresh_count, now)
         {
             return Decision::SuppressForcedRefresh(self.grant(creds));
         }
@@ -311,9 +311,10 @@ impl State {
     /// refresh; the first one after each forced refresh is logged.
     pub fn record_suppressed_forced_refresh(&mut self, now: SystemTime) {
         if self.forced_refreshes.suppressed() {
+            let lifetime = self.creds.as_ref().map_or(Duration::ZERO, |c| c.lifetime());
             let until = self
                 .forced_refreshes
-                .next_allowed_at(self.refresh_count, now)
+                .next_allowed_at(lifetime, self.refresh_count, now)
                 .map(|at| saturating_diff(at, now).as_secs());
             tracing::warn!(
                 token_id = self.current_token_id().unwrap_or_default(),
@@ -478,7 +479,7 @@ mod tests {
         assert_eq!(st.forced_refreshes.suppressed_count(), 99);
         assert_eq!(
             st.forced_refreshes
-                .next_allowed_at(st.refresh_count, t(110)),
+                .next_allowed_at(LIFETIME, st.refresh_count, t(110)),
             Some(t(100 + FLOOR_SECS))
         );
         assert!(matches!(
