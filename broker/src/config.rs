@@ -105,6 +105,11 @@ pub struct RefreshSettings {
     pub backoff_initial_ms: u64,
     /// Backoff cap.
     pub backoff_max_secs: u64,
+    /// Least time between two refreshes forced by 401 reports: a token that a
+    /// forced refresh just produced and that is refused again points to a
+    /// provider problem, not to a need for more refresh tokens. During the
+    /// floor such reports are answered with the current token.
+    pub forced_refresh_floor_secs: u64,
 }
 
 impl Default for RefreshSettings {
@@ -114,6 +119,7 @@ impl Default for RefreshSettings {
             http_timeout_secs: 30,
             backoff_initial_ms: 1000,
             backoff_max_secs: 300,
+            forced_refresh_floor_secs: 30,
         }
     }
 }
@@ -356,7 +362,7 @@ pub fn parse(text: &str, source: &str) -> anyhow::Result<ConfigFile> {
 const DAY: u64 = 86_400;
 
 fn validate_ranges(file: &ConfigFile, source: &str) -> anyhow::Result<()> {
-    let checks: [(&str, u64, u64, u64); 8] = [
+    let checks: [(&str, u64, u64, u64); 9] = [
         ("[refresh] skew_secs", file.refresh.skew_secs, 0, DAY),
         (
             "[refresh] http_timeout_secs",
@@ -374,6 +380,12 @@ fn validate_ranges(file: &ConfigFile, source: &str) -> anyhow::Result<()> {
             "[refresh] backoff_max_secs",
             file.refresh.backoff_max_secs,
             1,
+            DAY,
+        ),
+        (
+            "[refresh] forced_refresh_floor_secs",
+            file.refresh.forced_refresh_floor_secs,
+            0,
             DAY,
         ),
         (

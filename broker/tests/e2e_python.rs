@@ -6,7 +6,7 @@
 //! python3 is required: without it the test fails (it never passes silently),
 //! and every Python test must run, none may be skipped.
 
-use crate::common::{fake_with_ttl, stderr, stdout, Broker};
+use crate::common::{fake_with_ttl, stderr, stdout, Broker, DEFAULT_REFRESH};
 use oauth_broker_tests::harness::run_with_timeout;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +36,13 @@ fn python3() -> PathBuf {
 #[test]
 fn python_client_suite_passes_against_brokerd() {
     let python = python3();
-    let logged_in = Broker::logged_in(long_lived());
+    // The Python tests share this broker: one of them forces a refresh, and a
+    // later one has the fresh token "revoked" by its API. No floor between
+    // forced refreshes, then (the floor has its own tests).
+    let logged_in = Broker::builder()
+        .fake(long_lived())
+        .refresh_toml(&format!("{DEFAULT_REFRESH}forced_refresh_floor_secs = 0\n"))
+        .logged_in();
     let logged_out = Broker::logged_out(long_lived());
     let revoked = Broker::logged_in(long_lived());
     let grant = revoked.grant.as_ref().unwrap();

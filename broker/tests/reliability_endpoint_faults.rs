@@ -93,11 +93,12 @@ fn recover(client: &mut Client, stale: &AccessToken, what: &str) -> AccessToken 
 #[test]
 fn every_transient_answer_is_classified_served_from_cache_and_recovered_without_restart() {
     // Tokens live long enough that no proactive refresh interferes: every
-    // refresh here is forced by an `Unauthorized` report.
+    // refresh here is forced by an `Unauthorized` report, one right after the
+    // other (so no floor between forced refreshes).
     let spec = Broker::builder()
         .fast_refresh()
         .ttl(Duration::from_secs(60))
-        .refresh_toml("backoff_initial_ms = 50\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n");
+        .refresh_toml("backoff_initial_ms = 50\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\nforced_refresh_floor_secs = 0\n");
     let rig = spec.logged_in();
     let mut client = rig.client();
     let mut current = client.token(Duration::ZERO).expect("first token");

@@ -9,8 +9,8 @@ use crate::common::{
     brokerd_with_low_nofile, open_files_limits, vm_rss_kib, Broker, BrokerBuilder,
 };
 use oauth_broker_client::proto::{
-    encode_frame, frame_len, ErrorCode, ErrorFrame, Hello, Request, Response, FRAME_HEADER_LEN,
-    PROTOCOL_VERSION,
+    encode_frame, frame_len, ErrorCode, ErrorFrame, Hello, LoginEvent, LoginMethod, Request,
+    Response, FRAME_HEADER_LEN, PROTOCOL_VERSION,
 };
 use oauth_broker_client::Client;
 use rand::rngs::StdRng;
@@ -494,7 +494,7 @@ fn two_thousand_connections_at_once_are_all_served_with_bounded_memory() {
 }
 
 #[test]
-fn connections_over_the_limit_get_busy_with_a_retry_hint() {
+fn at_the_limit_the_connection_idle_the_longest_makes_room() {
     const LIMIT: usize = 50;
     let mut rig = spec(LIMIT).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
@@ -505,6 +505,69 @@ fn connections_over_the_limit_get_busy_with_a_retry_hint() {
             s
         })
         .collect();
+    // The first connection asks something: now the second has been idle the
+    // longest.
+    let status = encode_frame(&Request::Status).unwrap();
+    send(&mut held[0], &status);
+    assert!(matches!(
+        read_frame(&mut held[0]),
+        Some(Response::Status(_))
+    ));
+
+    let mut evicted = 0;
+    let mut newcomers = Vec::new();
+    // In order: the second connection first, then the third, …
+    for oldest in held[1..=20].iter_mut() {
+        let mut s = raw(&socket);
+        hello(&mut s);
+        expect_dropped(
+            oldest,
+            Duration::from_secs(5),
+            "the connection idle the longest",
+        );
+        evicted += 1;
+        newcomers.push(s);
+    }
+    // A real client gets in the same way, and the survivors still work.
+    Client::builder()
+        .socket(&socket)
+        .connect()
+        .expect("a client at the limit")
+        .token(Duration::ZERO)
+        .expect("a token at the limit");
+    let (first, rest) = held.split_at_mut(1);
+    for s in rest[20..]
+        .iter_mut()
+        .chain(&mut newcomers)
+        .chain(first.iter_mut())
+    {
+        send(s, &status);
+        assert!(matches!(read_frame(s), Some(Response::Status(_))));
+    }
+    assert_alive(&mut rig);
+    println!("RELIABILITY socket.limit idle_connections_evicted={evicted}");
+}
+
+#[test]
+fn when_every_connection_serves_a_request_newcomers_get_busy_with_a_retry_hint() {
+    // One slot, held by a device login that waits for the user: the only
+    // connection is in the middle of a request, so nothing can make room.
+    let mut rig = spec(1).logged_in();
+    let socket = rig.broker.socket_path().to_path_buf();
+    let mut login = raw(&socket);
+    hello(&mut login);
+    send(
+        &mut login,
+        &encode_frame(&Request::Relogin {
+            method: Some(LoginMethod::Device),
+        })
+        .unwrap(),
+    );
+    let user_code = match read_frame(&mut login) {
+        Some(Response::Login(LoginEvent::DeviceCode { user_code, .. })) => user_code,
+        other => panic!("expected a device code, got {other:?}"),
+    };
+
     let mut busy = 0;
     for _ in 0..20 {
         let mut s = raw(&socket);
@@ -530,18 +593,64 @@ fn connections_over_the_limit_get_busy_with_a_retry_hint() {
             other => panic!("expected busy, got {other:?}"),
         }
     }
-    // The held connections still work.
-    let status = encode_frame(&Request::Status).unwrap();
-    for s in &mut held {
-        send(s, &status);
-        assert!(matches!(read_frame(s), Some(Response::Status(_))));
+    // One warning for the whole flood, not one per connection.
+    let logs = rig.logs();
+    assert_eq!(
+        logs.matches("answering busy").count(),
+        1,
+        "busy answers flooded the log:\n{logs}"
+    );
+
+    // The login completes; its connection is idle again and makes room.
+    assert!(rig.fake.approve_device(&user_code));
+    loop {
+        match read_frame(&mut login) {
+            Some(Response::Login(LoginEvent::LoggedIn { .. })) => break,
+            Some(Response::Login(LoginEvent::Error { message, .. })) => {
+                panic!("login failed: {message}")
+            }
+            Some(Response::Login(_)) => {}
+            other => panic!("expected login events, got {other:?}"),
+        }
     }
-    drop(held);
-    // Room again once they are gone (the broker notices the closes).
-    crate::common::eventually("a free slot", Duration::from_secs(10), || {
-        Client::builder().socket(&socket).connect().ok()
+    // (Until the broker has marked the login's connection idle, newcomers
+    // still get `busy`; those count too.)
+    crate::common::eventually("a slot for a client", Duration::from_secs(10), || {
+        match Client::builder()
+            .socket(&socket)
+            .busy_retry_budget(Duration::ZERO)
+            .connect()
+        {
+            Ok(mut client) => client.token(Duration::ZERO).ok(),
+            Err(oauth_broker_client::Error::Busy { .. }) => {
+                busy += 1;
+                None
+            }
+            Err(e) => panic!("expected a client or busy, got {e:?}"),
+        }
     });
     assert_alive(&mut rig);
+
+    // The count of the busy answers not logged one by one is logged as one
+    // summary line (at the latest when the broker stops).
+    rig.broker.terminate().expect("brokerd stops");
+    let logs = rig.logs();
+    let summarized: u64 = logs
+        .lines()
+        .filter_map(|l| {
+            let (count, _) = l.split_once(" more connections answered busy")?;
+            count
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(
+        summarized + 1,
+        busy,
+        "busy answers not accounted for:\n{logs}"
+    );
     println!("RELIABILITY socket.limit busy_answers={busy}");
 }
 

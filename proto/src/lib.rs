@@ -42,8 +42,8 @@ pub use import::ImportTokens;
 pub use login::{LoginEvent, LoginMethod};
 pub use message::{Hello, Request, Response, Welcome};
 pub use status::{
-    EndpointInfo, LastError, ProjectionRestored, ProjectionStatus, RestoreOutcome, StatusReport,
-    TokenState,
+    EndpointInfo, ForcedRefreshStatus, LastError, ProjectionRestored, ProjectionStatus,
+    RestoreOutcome, StatusReport, TokenState,
 };
 pub use token::{token_fingerprint, TokenGrant};
 

@@ -165,4 +165,25 @@ pub struct StatusReport {
     /// Credential-projection targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub projections: Vec<ProjectionStatus>,
+    /// How 401 reports about freshly refreshed tokens were bounded (absent
+    /// from older brokers: all zero).
+    #[serde(default)]
+    pub forced_refresh: ForcedRefreshStatus,
+}
+
+/// Bounds on refreshes forced by 401 reports (`Unauthorized`): at most one per
+/// token id, and a floor interval after each. A token that a forced refresh
+/// just produced and that is refused again points to a provider problem, so
+/// further reports are answered with the current token instead of spending
+/// another refresh token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForcedRefreshStatus {
+    /// Reports answered with the current token instead of a forced refresh,
+    /// since the broker started.
+    #[serde(default)]
+    pub suppressed: u64,
+    /// Until when (unix seconds) a report about the current token is answered
+    /// without a refresh; absent when a report would force one now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_allowed_at: Option<u64>,
 }

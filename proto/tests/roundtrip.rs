@@ -2,9 +2,10 @@
 //! documented one (other-language clients rely on the exact field names).
 
 use oauth_broker_proto::{
-    decode_frame, encode_frame, EndpointInfo, ErrorCode, ErrorFrame, ExposeSecret, Hello,
-    ImportTokens, LastError, LoginEvent, LoginMethod, ProjectionStatus, Request, Response,
-    SecretString, StatusReport, TokenGrant, TokenState, Welcome, PROTOCOL_VERSION,
+    decode_frame, encode_frame, EndpointInfo, ErrorCode, ErrorFrame, ExposeSecret,
+    ForcedRefreshStatus, Hello, ImportTokens, LastError, LoginEvent, LoginMethod, ProjectionStatus,
+    Request, Response, SecretString, StatusReport, TokenGrant, TokenState, Welcome,
+    PROTOCOL_VERSION,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
@@ -94,6 +95,10 @@ fn full_status() -> StatusReport {
             last_write_at: Some(1_699_990_001),
             last_error: None,
         }],
+        forced_refresh: ForcedRefreshStatus {
+            suppressed: 99,
+            next_allowed_at: Some(1_700_000_030),
+        },
     }
 }
 

@@ -133,6 +133,22 @@ pub fn render(report: &StatusReport, now: u64) -> String {
             &format!("{reason} (tokens are still served; the broker retries saving them)"),
         );
     }
+    let forced = &report.forced_refresh;
+    if forced.suppressed > 0 || forced.next_allowed_at.is_some() {
+        let mut value = match forced.suppressed {
+            1 => "1 answered with the current token instead of a refresh".to_string(),
+            n => format!("{n} answered with the current token instead of a refresh"),
+        };
+        if forced.suppressed > 0 {
+            value.push_str(
+                " (a fresh token was refused again: check the API's scope, base URL and account)",
+            );
+        }
+        if let Some(at) = forced.next_allowed_at {
+            let _ = write!(value, "; next forced refresh {}", when(at));
+        }
+        line("401 reports", &value);
+    }
     let endpoints = &report.endpoints;
     for (label, url) in [
         ("issuer", &endpoints.issuer),
@@ -212,6 +228,7 @@ mod tests {
             degraded: None,
             account_id: Some("acct-1".into()),
             projections: vec![],
+            forced_refresh: Default::default(),
         }
     }
 
@@ -264,6 +281,19 @@ broker:         oauth-broker 0.1.0 (pid 4242)
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert_eq!(exit_code(&r), exit::NEEDS_LOGIN);
+    }
+
+    #[test]
+    fn suppressed_forced_refreshes_are_shown() {
+        let mut r = report(TokenState::Valid);
+        assert!(!render(&r, NOW).contains("401 reports"));
+        r.forced_refresh.suppressed = 99;
+        r.forced_refresh.next_allowed_at = Some(NOW + 25);
+        let text = render(&r, NOW);
+        assert!(
+            text.contains("401 reports:    99 answered with the current token instead of a refresh (a fresh token was refused again: check the API's scope, base URL and account); next forced refresh 2023-11-14 22:13:45 UTC (in 25s)\n"),
+            "{text}"
+        );
     }
 
     #[test]

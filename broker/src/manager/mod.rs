@@ -21,6 +21,7 @@
 //!   imports none of them.
 
 pub mod errors;
+mod forced_refresh;
 mod refresh;
 mod scheduler;
 mod snapshot;
@@ -33,7 +34,7 @@ use crate::oauth::Refresher;
 use crate::provider::ProviderSpec;
 use crate::store::{PersistedState, Store, StoreError};
 pub use errors::{AdoptError, LogoutError, TokenError};
-use oauth_broker_proto::StatusReport;
+use oauth_broker_proto::{ForcedRefreshStatus, StatusReport};
 pub use snapshot::{ServedToken, TokenSnapshot};
 use state::{Decision, State};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -162,6 +163,17 @@ impl TokenManager {
             degraded: st.degraded.clone(),
             account_id: creds.and_then(|c| c.account_id.clone()),
             projections: Vec::new(),
+            forced_refresh: ForcedRefreshStatus {
+                suppressed: st.forced_refreshes.suppressed_count(),
+                next_allowed_at: st
+                    .forced_refreshes
+                    .next_allowed_at(
+                        creds.map_or(Duration::ZERO, Credentials::lifetime),
+                        st.refresh_count,
+                        now,
+                    )
+                    .map(unix_secs),
+            },
         }
     }
 
@@ -355,10 +367,20 @@ impl Inner {
             let mut changes = self.snapshot.subscribe();
             let decision = {
                 let mut st = self.lock();
-                match decide(&st, self.clock.now()) {
+                let now = self.clock.now();
+                match decide(&st, now) {
                     Decision::StartRefresh => {
                         refresh::start(self, &mut st, "demand");
                         Decision::Wait
+                    }
+                    Decision::StartForcedRefresh => {
+                        st.record_forced_refresh(now);
+                        refresh::start(self, &mut st, "unauthorized");
+                        Decision::Wait
+                    }
+                    Decision::SuppressForcedRefresh(grant) => {
+                        st.record_suppressed_forced_refresh(now);
+                        Decision::Serve(grant)
                     }
                     other => other,
                 }
@@ -366,7 +388,10 @@ impl Inner {
             match decision {
                 Decision::Serve(grant) => return Ok(grant),
                 Decision::Fail(err) => return Err(err),
-                Decision::Wait | Decision::StartRefresh => {
+                Decision::Wait
+                | Decision::StartRefresh
+                | Decision::StartForcedRefresh
+                | Decision::SuppressForcedRefresh(_) => {
                     if changes.changed().await.is_err() {
                         return Err(TokenError::ShuttingDown);
                     }

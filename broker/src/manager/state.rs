@@ -9,6 +9,7 @@ use crate::clock::{saturating_diff, unix_secs};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::manager::errors::{self, TokenError};
+use crate::manager::forced_refresh::ForcedRefreshes;
 use crate::manager::snapshot::{ServedToken, TokenSnapshot};
 use crate::store::{InFlightMarker, PersistedState, ReloginRecord};
 use oauth_broker_proto::{LastError, TokenState};
@@ -30,6 +31,12 @@ pub(crate) enum Decision {
     Wait,
     /// No refresh is in flight and one is needed: start it, then wait.
     StartRefresh,
+    /// A 401 report about the current, still valid token: record the forced
+    /// refresh (see `forced_refresh`), start it, then wait.
+    StartForcedRefresh,
+    /// A 401 report about a token a forced refresh just produced: answer with
+    /// this (current) token instead of refreshing again, and count it.
+    SuppressForcedRefresh(Arc<ServedToken>),
 }
 
 /// What the background scheduler should do next.
@@ -69,6 +76,8 @@ pub(crate) struct State {
     pub next_refresh_at: Option<SystemTime>,
     /// Fingerprints of recently spent refresh tokens (see `PersistedState`).
     pub spent: std::collections::VecDeque<String>,
+    /// Bounds on refreshes forced by 401 reports.
+    pub forced_refreshes: ForcedRefreshes,
 }
 
 /// How many spent refresh-token fingerprints are remembered.
@@ -102,6 +111,9 @@ impl State {
             persist_pending: false,
             next_refresh_at: None,
             spent: Default::default(),
+            forced_refreshes: ForcedRefreshes::new(Duration::from_secs(
+                settings.forced_refresh_floor_secs,
+            )),
         };
         if let Some(p) = persisted {
             state.set_creds(p.credentials());
@@ -138,6 +150,7 @@ impl State {
         self.degraded = None;
         self.persist_pending = false;
         self.persist_backoff.reset();
+        self.forced_refreshes.reset();
     }
 
     /// Replaces the credentials and builds their served form (the token
@@ -271,7 +284,9 @@ impl State {
     }
 
     /// Decides an `Unauthorized { token_id }` report: the reported token is the
-    /// current one → one coalesced forced refresh; otherwise serve the newer one.
+    /// current one → one coalesced forced refresh, within the bounds of
+    /// `forced_refresh` (else the current token is served); otherwise serve
+    /// the newer one.
     pub fn decide_unauthorized(
         &self,
         account: &str,
@@ -293,10 +308,47 @@ impl State {
         if self.refreshing {
             return Decision::Wait;
         }
+        if valid
+            && !self
+                .forced_refreshes
+                .allows(token_id, creds.lifetime(), self.refresh_count, now)
+        {
+            return Decision::SuppressForcedRefresh(self.grant(creds));
+        }
         if self.backoff.is_waiting(now) || self.generation > start_generation {
             return Decision::Fail(self.unavailable(now));
         }
-        Decision::StartRefresh
+        if valid {
+            Decision::StartForcedRefresh
+        } else {
+            Decision::StartRefresh
+        }
+    }
+
+    /// Records that a forced refresh (decided by `decide_unauthorized`) starts.
+    pub fn record_forced_refresh(&mut self, now: SystemTime) {
+        if let Some(token_id) = self.current_token_id() {
+            self.forced_refreshes
+                .started(token_id, self.refresh_count, now);
+        }
+    }
+
+    /// Counts a report answered with the current token instead of a forced
+    /// refresh; the first one after each forced refresh is logged.
+    pub fn record_suppressed_forced_refresh(&mut self, now: SystemTime) {
+        if self.forced_refreshes.suppressed() {
+            let lifetime = self.creds.as_ref().map_or(Duration::ZERO, |c| c.lifetime());
+            let until = self
+                .forced_refreshes
+                .next_allowed_at(lifetime, self.refresh_count, now)
+                .map(|at| saturating_diff(at, now).as_secs());
+            tracing::warn!(
+                token_id = self.current_token_id().unwrap_or_default(),
+                suppressed = self.forced_refreshes.suppressed_count(),
+                floor_left_secs = until,
+                "a token that a 401 report just had refreshed was reported again; answering with the current token instead of spending another refresh token (the API likely refuses it for another reason: scope, API base, account)"
+            );
+        }
     }
 
     /// `upstream_unavailable` with the time until the next attempt.
@@ -362,5 +414,145 @@ impl State {
     /// The current access token's fingerprint (computed once per token).
     pub fn current_token_id(&self) -> Option<String> {
         self.served.as_ref().map(|s| s.token_id().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOOR_SECS: u64 = 30;
+    const LIFETIME: Duration = Duration::from_secs(3600);
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn creds(n: u32, now: SystemTime) -> Credentials {
+        Credentials {
+            access_token: Some(format!("at-{n}").into()),
+            expires_at: Some(now + LIFETIME),
+            obtained_at: now,
+            refresh_token: format!("rt-{n}").into(),
+            id_token: None,
+            token_type: "Bearer".into(),
+            scopes: vec![],
+            account_id: None,
+            metadata: Default::default(),
+            refresh_hint_at: None,
+        }
+    }
+
+    fn logged_in(now: SystemTime) -> State {
+        let settings = RefreshSettings {
+            forced_refresh_floor_secs: FLOOR_SECS,
+            ..RefreshSettings::default()
+        };
+        let mut st = State::restore(None, &settings, now);
+        st.replace_login(Some(creds(0, now)));
+        st
+    }
+
+    /// What a successful refresh does to the state (see `refresh::succeed`).
+    fn refreshed(st: &mut State, n: u32, now: SystemTime) {
+        st.set_creds(Some(creds(n, now)));
+        st.generation += 1;
+        st.refreshing = false;
+        st.refresh_count += 1;
+    }
+
+    fn report(st: &State, now: SystemTime) -> Decision {
+        let id = st.current_token_id().unwrap();
+        st.decide_unauthorized("default", now, &id, st.generation)
+    }
+
+    #[test]
+    fn a_fresh_token_reported_again_is_served_not_refreshed_until_the_floor_passed() {
+        let mut st = logged_in(t(0));
+        // The first report about the current token forces a refresh.
+        assert!(matches!(report(&st, t(100)), Decision::StartForcedRefresh));
+        st.record_forced_refresh(t(100));
+        st.refreshing = true;
+        refreshed(&mut st, 1, t(100));
+        let fresh = st.current_token_id().unwrap();
+
+        // The token that refresh produced is reported at once, 99 times: each
+        // is answered with it, without a refresh.
+        for i in 0..99 {
+            match report(&st, t(100) + Duration::from_millis(i)) {
+                Decision::SuppressForcedRefresh(grant) => assert_eq!(grant.token_id(), fresh),
+                _ => panic!("report {i} was not answered with the current token"),
+            }
+            st.record_suppressed_forced_refresh(t(100));
+        }
+        assert_eq!(st.forced_refreshes.suppressed_count(), 99);
+        assert_eq!(
+            st.forced_refreshes
+                .next_allowed_at(LIFETIME, st.refresh_count, t(110)),
+            Some(t(100 + FLOOR_SECS))
+        );
+        assert!(matches!(
+            report(&st, t(100 + FLOOR_SECS - 1)),
+            Decision::SuppressForcedRefresh(_)
+        ));
+        // After the floor, one more forced refresh is allowed.
+        assert!(matches!(
+            report(&st, t(100 + FLOOR_SECS)),
+            Decision::StartForcedRefresh
+        ));
+    }
+
+    #[test]
+    fn reports_about_an_older_token_get_the_current_one_and_count_nothing() {
+        let mut st = logged_in(t(0));
+        let old = st.current_token_id().unwrap();
+        st.record_forced_refresh(t(1));
+        refreshed(&mut st, 1, t(1));
+        match st.decide_unauthorized("default", t(2), &old, st.generation) {
+            Decision::Serve(grant) => assert_ne!(grant.token_id(), old),
+            _ => panic!("a report about an older token gets the current one"),
+        }
+        assert_eq!(st.forced_refreshes.suppressed_count(), 0);
+    }
+
+    #[test]
+    fn an_expired_token_is_refreshed_even_during_the_floor() {
+        let mut st = logged_in(t(0));
+        st.record_forced_refresh(t(1));
+        refreshed(&mut st, 1, t(1));
+        // Expired by its own expiry: a refresh on demand, not a forced one.
+        let later = t(1) + LIFETIME + Duration::from_secs(1);
+        assert!(matches!(report(&st, later), Decision::StartRefresh));
+        let soon = t(2);
+        st.creds.as_mut().unwrap().expires_at = Some(soon);
+        assert!(matches!(report(&st, soon), Decision::StartRefresh));
+    }
+
+    #[test]
+    fn a_failed_forced_refresh_is_retried_under_the_backoff_not_the_floor() {
+        let mut st = logged_in(t(0));
+        assert!(matches!(report(&st, t(1)), Decision::StartForcedRefresh));
+        st.record_forced_refresh(t(1));
+        // It failed transiently: the backoff paces the retry.
+        st.backoff.fail(t(1), None);
+        assert!(matches!(report(&st, t(1)), Decision::Fail(_)));
+        let after_backoff = st.backoff.next_attempt_at().unwrap();
+        assert!(matches!(
+            report(&st, after_backoff),
+            Decision::StartForcedRefresh
+        ));
+    }
+
+    #[test]
+    fn a_new_login_may_be_forced_at_once() {
+        let mut st = logged_in(t(0));
+        st.record_forced_refresh(t(1));
+        refreshed(&mut st, 1, t(1));
+        assert!(matches!(
+            report(&st, t(2)),
+            Decision::SuppressForcedRefresh(_)
+        ));
+        st.replace_login(Some(creds(7, t(2))));
+        assert!(matches!(report(&st, t(2)), Decision::StartForcedRefresh));
     }
 }

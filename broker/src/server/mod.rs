@@ -1,12 +1,17 @@
-//! The socket server: accept loop, peer check, connection limit, handshake.
+//! The socket server: accept loop, peer check, connection slots, handshake.
 //!
 //! Each connection runs in its own task; a bad or slow client only ever costs its
-//! own task. Requests are handed to the token manager, which runs refreshes in
-//! tasks of their own, so dropping a connection never cancels a refresh.
+//! own task. At the connection limit the connection idle the longest is closed
+//! to admit a new one (see `slots`); refusals are logged with counts, not one
+//! line each (see `refusal_log`). Requests are handed to the token manager,
+//! which runs refreshes in tasks of their own, so dropping a connection never
+//! cancels a refresh.
 
 pub mod app;
 mod commands;
 pub mod connection;
+mod refusal_log;
+mod slots;
 pub mod socket;
 mod wire_error;
 
@@ -16,11 +21,13 @@ use connection::{Connection, ConnectionError, Incoming};
 use oauth_broker_proto::{
     encode_frame, ErrorCode, ErrorFrame, Hello, Request, Response, Welcome, PROTOCOL_VERSION,
 };
+use refusal_log::{Refusal, RefusalLog};
+use slots::{Admission, Slot, Slots};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,12 +39,20 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let my_uid = nix::unistd::getuid().as_raw();
-    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let slots = Slots::new(settings.max_connections);
     let settings = Arc::new(settings);
+    let mut refusals = RefusalLog::new(refusal_log::SUMMARY_INTERVAL);
     let tasks = TaskTracker::new();
     loop {
+        let summaries_due = refusals.next_due();
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = sleep_until_some(summaries_due) => {
+                for (kind, count) in refusals.due(Instant::now()) {
+                    refusal_log::log_summary(kind, count, settings.max_connections);
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -53,11 +68,18 @@ pub async fn serve(
         let uid = peer.map(|p| p.uid());
         let allowed = uid.is_some_and(|uid| uid == my_uid || settings.allow_uids.contains(&uid));
         if !allowed {
-            tracing::warn!(
-                peer_uid = uid.map(|u| u as i64).unwrap_or(-1),
-                peer_pid = peer.and_then(|p| p.pid()).unwrap_or(-1),
-                "refused a connection from another user"
-            );
+            if let Some(kind) = refusals.record(Refusal::OtherUser(uid), Instant::now()) {
+                tracing::warn!(
+                    peer_uid = uid.map(|u| u as i64).unwrap_or(-1),
+                    peer_pid = peer.and_then(|p| p.pid()).unwrap_or(-1),
+                    "refused a connection from another user{}",
+                    if kind == Refusal::OtherUser(uid) {
+                        ""
+                    } else {
+                        " (one of many uids; counted together from here on)"
+                    }
+                );
+            }
             let frame = ErrorFrame::new(
                 ErrorCode::PermissionDenied,
                 format!("uid {} may not use this broker", uid.map_or("unknown".to_string(), |u| u.to_string())),
@@ -66,16 +88,33 @@ pub async fn serve(
             tasks.spawn(reject(stream, frame));
             continue;
         }
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max = settings.max_connections,
-                "connection limit reached; answering busy"
-            );
-            let frame = ErrorFrame::new(ErrorCode::Busy, "the broker is at its connection limit")
+        let slot = match slots.admit() {
+            Admission::Admitted(slot) => slot,
+            Admission::Evicted(slot) => {
+                if refusals.record(Refusal::Evicted, Instant::now()).is_some() {
+                    tracing::info!(
+                        max = settings.max_connections,
+                        "connection limit reached; closing the connection idle the longest to make room"
+                    );
+                }
+                slot
+            }
+            Admission::Full => {
+                if refusals.record(Refusal::Busy, Instant::now()).is_some() {
+                    tracing::warn!(
+                        max = settings.max_connections,
+                        "connection limit reached and every connection is serving a request; answering busy"
+                    );
+                }
+                let frame = ErrorFrame::new(
+                    ErrorCode::Busy,
+                    "the broker is at its connection limit and every connection is serving a request",
+                )
                 .with_retry_after(1)
                 .with_hint("retry shortly; raise max_connections under [server] if this persists");
-            tasks.spawn(reject(stream, frame));
-            continue;
+                tasks.spawn(reject(stream, frame));
+                continue;
+            }
         };
         let app = app.clone();
         let settings = settings.clone();
@@ -83,18 +122,29 @@ pub async fn serve(
         tasks.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                result = handle(stream, &app, &settings) => {
+                result = handle(stream, &app, &settings, &slot) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection closed");
                     }
                 }
             }
-            drop(permit);
+            drop(slot);
         });
+    }
+    for (kind, count) in refusals.drain() {
+        refusal_log::log_summary(kind, count, settings.max_connections);
     }
     drop(listener);
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sends one error frame and closes, all within half a second.
@@ -125,12 +175,25 @@ async fn handle(
     stream: UnixStream,
     app: &App,
     settings: &ServerSettings,
+    slot: &Slot,
 ) -> Result<(), ConnectionError> {
     let request_timeout = Duration::from_millis(settings.request_timeout_ms.max(1));
     let idle_timeout = Duration::from_secs(settings.idle_timeout_secs.max(1));
     let mut conn = Connection::new(stream, request_timeout);
 
-    match conn.read::<Hello>(request_timeout).await {
+    // The whole handshake within the request timeout of the accept, however
+    // the hello trickles in: a connection that never says hello holds its
+    // slot no longer than that (and is evicted sooner at the limit).
+    let hello = tokio::time::timeout(
+        request_timeout,
+        next::<Hello>(&mut conn, slot, request_timeout),
+    )
+    .await
+    .unwrap_or(Err(ConnectionError::Timeout));
+    // Evicted meanwhile: a hello that already arrived is still welcomed (the
+    // client's first request then finds the connection closed and reconnects).
+    let keep_open = slot.begin_request();
+    match hello {
         Ok(Incoming::Message(hello)) if hello.protocol == PROTOCOL_VERSION => {
             tracing::debug!(client = %sanitize(&hello.client), "client connected");
             conn.write(&Response::Welcome(Welcome {
@@ -167,9 +230,16 @@ async fn handle(
         Err(ConnectionError::TooLarge(e)) => return too_large(&mut conn, e).await,
         Err(e) => return Err(e),
     }
+    if !keep_open {
+        return Ok(());
+    }
+    slot.end_request();
 
     loop {
-        match conn.read::<Request>(idle_timeout).await {
+        let incoming = next::<Request>(&mut conn, slot, idle_timeout).await;
+        // Evicted meanwhile: answer what already arrived, then close.
+        let keep_open = slot.begin_request();
+        match incoming {
             Ok(Incoming::Message(request)) => {
                 tracing::trace!(request = request.name(), "request");
                 commands::dispatch(request, app, &mut conn).await?;
@@ -181,6 +251,32 @@ async fn handle(
             Ok(Incoming::Closed) => return Ok(()),
             Err(ConnectionError::TooLarge(e)) => return too_large(&mut conn, e).await,
             Err(e) => return Err(e),
+        }
+        if !keep_open {
+            return Ok(());
+        }
+        slot.end_request();
+    }
+}
+
+/// The next message, or `Closed` once the slot was given to a newer
+/// connection — unless a complete frame has already arrived, which is still
+/// answered (so a client whose request crossed the eviction is not left
+/// without an answer).
+async fn next<T: serde::de::DeserializeOwned>(
+    conn: &mut Connection,
+    slot: &Slot,
+    wait_for_start: Duration,
+) -> Result<Incoming<T>, ConnectionError> {
+    tokio::select! {
+        biased;
+        incoming = conn.read::<T>(wait_for_start) => incoming,
+        _ = slot.evicted() => {
+            tracing::debug!("closing an idle connection to make room");
+            // Reading is cancel-safe: bytes already read stay buffered.
+            tokio::time::timeout(Duration::ZERO, conn.read::<T>(wait_for_start))
+                .await
+                .unwrap_or(Ok(Incoming::Closed))
         }
     }
 }

@@ -18,7 +18,7 @@ pub const DEFAULT_REFRESH: &str =
 /// `[refresh]` settings that keep fault tests quick: first retry after 100 ms,
 /// doubling to a 1 s cap, 2 s per token-endpoint call.
 pub const FAST_REFRESH: &str =
-    "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 2\n";
+    "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 2\nforced_refresh_floor_secs = 0\n";
 
 type ConfigFn = Box<dyn FnOnce(&FakeAuthServer) -> String>;
 type BeforeStart = Box<dyn FnOnce(&TestEnv, Option<&IssuedTokens>)>;

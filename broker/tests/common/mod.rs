@@ -15,7 +15,7 @@ mod observe;
 mod projection;
 pub mod token_hammer;
 
-pub use broker::{default_config, Broker, BrokerBuilder};
+pub use broker::{default_config, Broker, BrokerBuilder, DEFAULT_REFRESH};
 pub use login_child::{query_param, LoginChild, STEP};
 pub use observe::{
     brokerd_with_low_nofile, eventually, open_files_limits, read_state_file, sleep_until_unix,
