@@ -183,6 +183,8 @@ pub enum ProjectionKind {
     Codex,
     /// Claude Code's `.credentials.json` (Claude Pro/Max sign-in).
     ClaudeCode,
+    /// Hermes Agent's `auth.json` (its `openai-codex` login).
+    Hermes,
 }
 
 impl ProjectionKind {
@@ -191,6 +193,7 @@ impl ProjectionKind {
         match self {
             ProjectionKind::Codex => "codex",
             ProjectionKind::ClaudeCode => "claude-code",
+            ProjectionKind::Hermes => "hermes",
         }
     }
 }
@@ -199,11 +202,12 @@ impl ProjectionKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
-    /// Which tool's file format (`codex` or `claude-code`).
+    /// Which tool's file format (`codex`, `claude-code` or `hermes`).
     pub kind: ProjectionKind,
     /// The file; `~/` is the broker's home directory. Defaults to where the
     /// tool looks: `$CODEX_HOME/auth.json` or `~/.codex/auth.json`, and
-    /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`.
+    /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`,
+    /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`.
     pub path: Option<PathBuf>,
     /// The file always holds a token that stays valid at least this long (the
     /// tool's own refresh window plus a safety margin); the kind's default
@@ -237,6 +241,10 @@ impl ProjectionConfig {
                 ProjectionKind::ClaudeCode => match var("CLAUDE_CONFIG_DIR") {
                     Some(dir) => PathBuf::from(dir).join(".credentials.json"),
                     None => home()?.join(".claude/.credentials.json"),
+                },
+                ProjectionKind::Hermes => match var("HERMES_HOME") {
+                    Some(dir) => PathBuf::from(dir).join("auth.json"),
+                    None => home()?.join(".hermes/auth.json"),
                 },
             },
         };

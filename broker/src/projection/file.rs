@@ -95,6 +95,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
     stamp(path)?.ok_or_else(|| io::Error::other("the file vanished right after it was written"))
 }
 
+/// Opens (creating it, mode 0600, and its directory, mode 0700) a tool's lock
+/// file, to `flock` it. Its contents are never touched.
+pub fn open_lock(path: &Path) -> io::Result<File> {
+    let dir = parent(path)?;
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Where the copy of the tool's own file is kept.
 pub fn backup_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
