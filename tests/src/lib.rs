@@ -7,6 +7,9 @@
 //! * [`fake_chatgpt`] — a fake ChatGPT backend on an HTTPS loopback port (with a
 //!   throw-away CA) that checks bearer tokens against the fake authorization
 //!   server, for running the real Codex CLI and SDKs offline.
+//! * [`netns`] — runs a real tool whose URLs are fixed (Hermes Agent) in a
+//!   private network namespace whose hostnames lead to the fakes;
+//!   [`tools_hermes`] installs that tool;
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -28,4 +31,6 @@ pub mod direct_oauth;
 pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
+pub mod netns;
 pub mod storm_demo;
+pub mod tools_hermes;

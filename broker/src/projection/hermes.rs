@@ -382,6 +382,67 @@ mod tests {
         assert_eq!(removed["custom"], "kept");
     }
 
+    /// The broker's write waits for Hermes's `flock` on `auth.lock` (taken
+    /// here as Hermes takes it, on its own open file) and happens once it is
+    /// released; a restore gives back only the Codex login.
+    #[test]
+    fn writes_under_hermes_lock_and_restores_only_the_codex_login() {
+        use super::super::target::{Synced, Target};
+        use nix::fcntl::{Flock, FlockArg};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.json");
+        let own = hermes_file("own-at", "hermes-own-rt");
+        std::fs::write(&path, Value::Object(own.clone()).to_string()).unwrap();
+        let target = std::sync::Arc::new(Target::new(Box::new(Hermes), path.clone(), None));
+        let hermes_lock = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(tmp.path().join("auth.lock"))
+            .unwrap();
+        let held = Flock::lock(hermes_lock, FlockArg::LockExclusive).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = target.clone();
+        std::thread::spawn(move || {
+            let now = SystemTime::now();
+            let _ = tx.send(writer.sync(&creds("a"), now));
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the broker wrote while Hermes held its lock"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            Value::Object(own.clone()).to_string()
+        );
+        drop(held);
+        let synced = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(synced, Ok(Synced::Written));
+        let written: Map<String, Value> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(holds_placeholder(&written));
+
+        // Hermes rotates its Nous login meanwhile; the restore keeps that.
+        let mut later = written.clone();
+        later["providers"]["nous"]["refresh_token"] = "nous-newer-rt".into();
+        std::fs::write(&path, Value::Object(later).to_string()).unwrap();
+        let done = target.restore(Some(&creds("a").refresh_token)).unwrap();
+        assert_eq!(
+            done.outcome,
+            oauth_broker_proto::RestoreOutcome::BackupRestored
+        );
+        let restored: Map<String, Value> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            restored["providers"]["openai-codex"],
+            own["providers"]["openai-codex"]
+        );
+        assert_eq!(
+            restored["providers"]["nous"]["refresh_token"],
+            "nous-newer-rt"
+        );
+        assert!(!super::super::file::backup_path(&path).exists());
+    }
+
     #[test]
     fn refuses_to_render_without_what_hermes_needs() {
         let mut c = creds("a");

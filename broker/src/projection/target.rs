@@ -15,6 +15,8 @@
 use super::file::{self, Stamp};
 use crate::config::ProjectionKind;
 use crate::credentials::Credentials;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use oauth_broker_proto::{
     ExposeSecret, ProjectionRestored, ProjectionStatus, RestoreOutcome, SecretString,
 };
@@ -455,11 +457,11 @@ impl Target {
     /// Takes the tool's own lock on its file (see [`ToolFormat::lock_path`]),
     /// waiting for the tool as long as the tool itself waits for it. Released
     /// when the returned file is dropped.
-    fn tool_lock(&self) -> Result<Option<std::fs::File>, String> {
+    fn tool_lock(&self) -> Result<Option<Flock<std::fs::File>>, String> {
         let Some(lock_path) = self.format.lock_path(&self.path) else {
             return Ok(None);
         };
-        let lock = file::open_lock(&lock_path).map_err(|e| {
+        let mut lock = file::open_lock(&lock_path).map_err(|e| {
             format!(
                 "cannot open {}'s lock file {}: {e}",
                 self.kind(),
@@ -468,12 +470,13 @@ impl Target {
         })?;
         let deadline = std::time::Instant::now() + TOOL_LOCK_WAIT;
         loop {
-            match lock.try_lock() {
-                Ok(()) => return Ok(Some(lock)),
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(TOOL_LOCK_POLL)
+            match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => return Ok(Some(held)),
+                Err((busy, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                    lock = busy;
+                    std::thread::sleep(TOOL_LOCK_POLL);
                 }
-                Err(std::fs::TryLockError::WouldBlock) => {
+                Err((_, Errno::EWOULDBLOCK)) => {
                     return Err(format!(
                         "{} has held its lock {} for over {}s; the file was left as it is and is written once the lock is free",
                         self.kind(),
@@ -481,9 +484,7 @@ impl Target {
                         TOOL_LOCK_WAIT.as_secs()
                     ))
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(format!("cannot lock {}: {e}", lock_path.display()))
-                }
+                Err((_, e)) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
             }
         }
     }
