@@ -21,7 +21,9 @@
 //!   without any harm (no reuse detection, no family revoked) — and costs that
 //!   turn; the next turn runs on the broker's current token;
 //! * `hermes logout` revokes nothing; the broker keeps its login and writes
-//!   the file again.
+//!   the file again;
+//! * Hermes and the real Codex CLI side by side on one broker: no refresh
+//!   token is ever used twice.
 //!
 //! As in the Codex CLI test, the tokens' JWT `exp` claims 15 minutes more than
 //! their real life (Hermes judges them by `exp` and refreshes within 120 s of
@@ -346,5 +348,140 @@ fn hermes_runs_on_the_projected_file_across_refreshes_and_never_refreshes_itself
         .expect("the broker still refreshes after hermes logout");
     p.wait_projected(&auth_json, &TOKEN_AT);
     assert_eq!(read_json(&auth_json)["providers"]["nous"], nous);
+    p.assert_no_token_in_logs();
+}
+
+/// Codex CLI (installed by `.ci/run`; see e2e_codex_cli.rs), or `None` when
+/// it is missing outside CI.
+fn codex_bin() -> Option<PathBuf> {
+    let cache = std::env::var_os("OAUTH_BROKER_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/oauth-broker")))
+        .unwrap_or_default();
+    let path = std::env::var_os("OAUTH_BROKER_CODEX_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("codex-0.169.0/node_modules/.bin/codex"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let how = format!("Codex CLI 0.169.0 is not installed at {}", path.display());
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{how}");
+    }
+    eprintln!("skipping the Hermes + Codex CLI test: {how}");
+    None
+}
+
+/// Hermes and the real Codex CLI at the same time, each on its own projected
+/// file of one broker: both run, neither refreshes, and the authorization
+/// server sees no refresh token used twice.
+#[test]
+fn hermes_and_codex_cli_side_by_side_cause_no_reuse() {
+    if let Err(why) = Netns::available() {
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+            panic!("{why}");
+        }
+        eprintln!("skipping the real-Hermes test: {why}");
+        return;
+    }
+    let Some(venv) = ensure_hermes_agent() else {
+        return;
+    };
+    let Some(codex) = codex_bin() else { return };
+    let env = TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let hermes = Hermes::new(venv, &env, &fake, &backend);
+    let codex_home = env.path("codex-home");
+    let workdir = env.path("work");
+    std::fs::create_dir_all(&workdir).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            r#"chatgpt_base_url = "{chatgpt}"
+openai_base_url = "{codex}"
+model = "gpt-test"
+check_for_update_on_startup = false
+[analytics]
+enabled = false
+[otel]
+exporter = "none"
+trace_exporter = "none"
+metrics_exporter = "none"
+[features]
+plugins = false
+apps = false
+in_app_updates = false
+"#,
+            chatgpt = backend.chatgpt_base_url(),
+            codex = backend.codex_base_url(),
+        ),
+    )
+    .unwrap();
+    let p = Projected::start_config(fake.clone(), env, &broker_toml(&fake));
+    let mut codex_env: Vec<(String, String)> = p
+        .env
+        .base_env()
+        .into_iter()
+        .filter(|(k, _)| !k.to_ascii_lowercase().ends_with("_proxy"))
+        .collect();
+    codex_env.extend([
+        ("CODEX_HOME".to_string(), codex_home.display().to_string()),
+        (
+            "CODEX_CA_CERTIFICATE".to_string(),
+            backend.ca_path().display().to_string(),
+        ),
+        (
+            "CODEX_REFRESH_TOKEN_URL_OVERRIDE".to_string(),
+            fake.token_endpoint(),
+        ),
+        (
+            "CODEX_REVOKE_TOKEN_URL_OVERRIDE".to_string(),
+            fake.revocation_endpoint(),
+        ),
+    ]);
+
+    let mut previous: Option<String> = None;
+    for round in 0..2u64 {
+        let token = p.wait_projected_after(&hermes.auth_json(), &TOKEN_AT, previous.as_deref());
+        p.wait_projected(&codex_home.join("auth.json"), &["tokens", "access_token"]);
+        let mut cmd = std::process::Command::new(&codex);
+        cmd.args(["exec", "--skip-git-repo-check", "-C"])
+            .arg(&workdir)
+            .arg("say pong")
+            .env_clear()
+            .envs(codex_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&workdir);
+        let codex_run = std::thread::spawn(move || {
+            run_with_timeout(cmd, None, Duration::from_secs(90)).expect("codex runs")
+        });
+        let (hermes_out, _) = hermes.turn(&backend);
+        let codex_out = codex_run.join().unwrap();
+        assert!(
+            stdout(&hermes_out).contains("pong"),
+            "hermes, round {round}: {}\n{}",
+            stdout(&hermes_out),
+            stderr(&hermes_out)
+        );
+        assert!(
+            codex_out.status.success() && stdout(&codex_out).contains("pong"),
+            "codex, round {round}: {}\n{}",
+            stdout(&codex_out),
+            stderr(&codex_out)
+        );
+        fake.wait_for_refresh_requests(round + 1, Duration::from_secs(90))
+            .expect("the broker refreshes");
+        previous = Some(token);
+    }
+    let stats = fake.stats();
+    assert_eq!(stats.reuse_detections, 0, "{stats:#?}");
+    assert_eq!(stats.families_revoked, 0);
+    assert_eq!(stats.invalid_refresh_attempts, 0);
+    assert_eq!(stats.refresh_requests, stats.successful_refreshes);
+    assert!(backend
+        .requests()
+        .iter()
+        .filter(|r| r.is_turn())
+        .all(|r| r.status == 200));
     p.assert_no_token_in_logs();
 }
