@@ -447,6 +447,23 @@ mod tests {
     }
 
     #[test]
+    fn hermes_target_defaults_to_hermes_home() {
+        let cfg = parse("[[project]]\nkind = \"hermes\"\n", "h.toml").unwrap();
+        assert_eq!(cfg.project[0].kind, ProjectionKind::Hermes);
+        assert_eq!(cfg.project[0].kind.as_str(), "hermes");
+        let home = |name: &str| (name == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(home).unwrap(),
+            PathBuf::from("/home/u/.hermes/auth.json")
+        );
+        let hermes_home = |name: &str| (name == "HERMES_HOME").then(|| "/srv/hermes".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(hermes_home).unwrap(),
+            PathBuf::from("/srv/hermes/auth.json")
+        );
+    }
+
+    #[test]
     fn projection_errors_name_the_problem() {
         let err = parse("[[project]]\nkind = \"codex\"\npaht = \"x\"\n", "q.toml").unwrap_err();
         assert!(err.to_string().contains("paht"), "{err}");

@@ -31,7 +31,7 @@ use super::codex::Codex;
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
 use crate::credentials::Credentials;
-use oauth_broker_proto::{ExposeSecret, SecretString};
+use oauth_broker_proto::SecretString;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -209,18 +209,11 @@ fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Stri
     }
 }
 
-/// Whether the Codex login in a Hermes file is the broker's projection.
-pub fn holds_placeholder(file: &Map<String, Value>) -> bool {
-    Hermes
-        .inspect(file)
-        .1
-        .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine;
+    use oauth_broker_proto::ExposeSecret;
 
     fn jwt(payload: Value) -> String {
         let enc = |v: Value| {
@@ -246,6 +239,14 @@ mod tests {
             metadata: Default::default(),
             refresh_hint_at: None,
         }
+    }
+
+    /// Whether the Codex login in a Hermes file is the broker's projection.
+    fn holds_placeholder(file: &Map<String, Value>) -> bool {
+        Hermes
+            .inspect(file)
+            .1
+            .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN)
     }
 
     fn access(c: &Credentials) -> String {
