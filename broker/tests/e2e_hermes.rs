@@ -30,14 +30,12 @@
 //! it), and a token lives longer than one Hermes run (~30 s, most of it
 //! Hermes's start-up).
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_tests::fake_chatgpt::{BackendRequest, FakeChatGpt};
 use oauth_broker_tests::fake_server::{ErrorShape, FakeAuthServer, FakeConfig};
 use oauth_broker_tests::harness::{run_with_timeout, TestEnv};
 use oauth_broker_tests::netns::{Netns, Route, Upstream};
-use oauth_broker_tests::tools_hermes::ensure_hermes_agent;
-use projection_support::*;
+use oauth_broker_tests::tools::{ensure_codex_cli, ensure_hermes_agent};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -204,16 +202,8 @@ fn read_json(path: &Path) -> Value {
 
 #[test]
 fn hermes_runs_on_the_projected_file_across_refreshes_and_never_refreshes_itself() {
-    if let Err(why) = Netns::available() {
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-            panic!("{why}");
-        }
-        eprintln!("skipping the real-Hermes test: {why}");
-        return;
-    }
-    let Some(venv) = ensure_hermes_agent() else {
-        return;
-    };
+    Netns::available().unwrap_or_else(|why| panic!("{why}"));
+    let venv = ensure_hermes_agent();
     let env = TestEnv::new();
     let fake = chatgpt_auth_server();
     let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
@@ -226,7 +216,11 @@ fn hermes_runs_on_the_projected_file_across_refreshes_and_never_refreshes_itself
         json!({"version": 1, "providers": {"nous": nous}, "active_provider": null}).to_string(),
     )
     .unwrap();
-    let p = Projected::start_config(fake.clone(), env, &broker_toml(&fake));
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(broker_toml)
+        .logged_in();
     let auth_json = hermes.auth_json();
 
     // Three runs, each on the token of a different lifetime.
@@ -351,43 +345,14 @@ fn hermes_runs_on_the_projected_file_across_refreshes_and_never_refreshes_itself
     p.assert_no_token_in_logs();
 }
 
-/// Codex CLI (installed by `.ci/run`; see e2e_codex_cli.rs), or `None` when
-/// it is missing outside CI.
-fn codex_bin() -> Option<PathBuf> {
-    let cache = std::env::var_os("OAUTH_BROKER_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/oauth-broker")))
-        .unwrap_or_default();
-    let path = std::env::var_os("OAUTH_BROKER_CODEX_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("codex-0.169.0/node_modules/.bin/codex"));
-    if path.is_file() {
-        return Some(path);
-    }
-    let how = format!("Codex CLI 0.169.0 is not installed at {}", path.display());
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-        panic!("{how}");
-    }
-    eprintln!("skipping the Hermes + Codex CLI test: {how}");
-    None
-}
-
 /// Hermes and the real Codex CLI at the same time, each on its own projected
 /// file of one broker: both run, neither refreshes, and the authorization
 /// server sees no refresh token used twice.
 #[test]
 fn hermes_and_codex_cli_side_by_side_cause_no_reuse() {
-    if let Err(why) = Netns::available() {
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-            panic!("{why}");
-        }
-        eprintln!("skipping the real-Hermes test: {why}");
-        return;
-    }
-    let Some(venv) = ensure_hermes_agent() else {
-        return;
-    };
-    let Some(codex) = codex_bin() else { return };
+    Netns::available().unwrap_or_else(|why| panic!("{why}"));
+    let venv = ensure_hermes_agent();
+    let codex = ensure_codex_cli();
     let env = TestEnv::new();
     let fake = chatgpt_auth_server();
     let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
@@ -418,7 +383,11 @@ in_app_updates = false
         ),
     )
     .unwrap();
-    let p = Projected::start_config(fake.clone(), env, &broker_toml(&fake));
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(broker_toml)
+        .logged_in();
     let mut codex_env: Vec<(String, String)> = p
         .env
         .base_env()

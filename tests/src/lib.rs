@@ -9,7 +9,6 @@
 //!   server, for running the real Codex CLI and SDKs offline.
 //! * [`netns`] — runs a real tool whose URLs are fixed (Hermes Agent) in a
 //!   private network namespace whose hostnames lead to the fakes;
-//!   [`tools_hermes`] installs that tool;
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -17,7 +16,10 @@
 //! * [`storm_demo`] — N programs sharing one login with and without the broker
 //!   (`cargo run --release -p oauth-broker-tests --bin storm-demo`), on
 //!   [`direct_oauth`], the refresh-it-yourself client of the status quo;
-//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two.
+//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two;
+//! * [`tools`] — the real outside tools some tests drive (oidc-provider, Codex
+//!   CLI, openai-python, Hermes Agent, systemd's tools, python3, git),
+//!   installed on first use.
 //!
 //! The fake servers and the harness exist so that the end-to-end tests in
 //! `broker/tests/` can assert exact
@@ -33,4 +35,4 @@ pub mod fake_server;
 pub mod harness;
 pub mod netns;
 pub mod storm_demo;
-pub mod tools_hermes;
+pub mod tools;

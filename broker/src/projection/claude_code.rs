@@ -15,7 +15,7 @@
 
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
-use crate::credentials::Credentials;
+use crate::manager::ServedToken;
 use oauth_broker_proto::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,11 +37,11 @@ impl ToolFormat for ClaudeCode {
         DEFAULT_MARGIN
     }
 
-    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
-        creds.expires_at
+    fn tool_expiry(&self, token: &ServedToken) -> Option<SystemTime> {
+        token.expires_at
     }
 
-    fn identity_of_login(&self, _creds: &Credentials) -> Identity {
+    fn identity_of_login(&self, _token: &ServedToken) -> Identity {
         Identity::default()
     }
 
@@ -56,14 +56,11 @@ impl ToolFormat for ClaudeCode {
 
     fn render(
         &self,
-        creds: &Credentials,
+        token: &ServedToken,
         mut file: Map<String, Value>,
     ) -> Result<Map<String, Value>, String> {
-        let access_token = creds
-            .access_token
-            .as_ref()
-            .ok_or("the broker holds no access token yet")?;
-        let expires_at = creds
+        let access_token = token.access_token();
+        let expires_at = token
             .expires_at
             .ok_or("the broker does not know when its access token expires")?;
         let expires_at_ms = expires_at
@@ -77,8 +74,8 @@ impl ToolFormat for ClaudeCode {
         login.insert("accessToken".into(), access_token.expose_secret().into());
         login.insert("refreshToken".into(), PLACEHOLDER_REFRESH_TOKEN.into());
         login.insert("expiresAt".into(), expires_at_ms.into());
-        if !creds.scopes.is_empty() {
-            login.insert("scopes".into(), creds.scopes.clone().into());
+        if !token.scopes().is_empty() {
+            login.insert("scopes".into(), token.scopes().to_vec().into());
         }
         file.insert(LOGIN_KEY.into(), Value::Object(login));
         Ok(file)
@@ -88,6 +85,11 @@ impl ToolFormat for ClaudeCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Credentials;
+
+    fn served(c: &Credentials) -> ServedToken {
+        ServedToken::new(c).unwrap()
+    }
     use serde_json::json;
 
     fn creds() -> Credentials {
@@ -115,7 +117,7 @@ mod tests {
         let Value::Object(existing) = existing else {
             unreachable!()
         };
-        let file = ClaudeCode.render(&creds(), existing).unwrap();
+        let file = ClaudeCode.render(&served(&creds()), existing).unwrap();
         let login = &file["claudeAiOauth"];
         assert_eq!(login["accessToken"], "sk-ant-oat01-access");
         assert_eq!(login["refreshToken"], PLACEHOLDER_REFRESH_TOKEN);

@@ -30,7 +30,7 @@
 use super::codex::Codex;
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
-use crate::credentials::Credentials;
+use crate::manager::ServedToken;
 use oauth_broker_proto::SecretString;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -69,12 +69,12 @@ impl ToolFormat for Hermes {
     }
 
     /// Hermes judges the token by its JWT `exp`, as Codex does.
-    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
-        Codex.tool_expiry(creds)
+    fn tool_expiry(&self, token: &ServedToken) -> Option<SystemTime> {
+        Codex.tool_expiry(token)
     }
 
-    fn identity_of_login(&self, creds: &Credentials) -> Identity {
-        Codex.identity_of_login(creds)
+    fn identity_of_login(&self, token: &ServedToken) -> Identity {
+        Codex.identity_of_login(token)
     }
 
     /// `providers.openai-codex.tokens` has the shape of Codex's `tokens`.
@@ -93,12 +93,12 @@ impl ToolFormat for Hermes {
 
     fn render(
         &self,
-        creds: &Credentials,
+        token: &ServedToken,
         mut file: Map<String, Value>,
     ) -> Result<Map<String, Value>, String> {
-        // Codex's rendering checks the same needs (access token, id token,
-        // account id) and yields the `tokens` object Hermes stores.
-        let codex = Codex.render(creds, Map::new())?;
+        // Codex's rendering checks the same needs (id token, account id) and
+        // yields the `tokens` object Hermes stores.
+        let codex = Codex.render(token, Map::new())?;
         let tokens = codex.get("tokens").cloned().unwrap_or_default();
         let last_refresh = codex.get("last_refresh").cloned().unwrap_or_default();
         let access_token = tokens
@@ -212,6 +212,7 @@ fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Credentials;
     use base64::Engine;
     use oauth_broker_proto::ExposeSecret;
 
@@ -222,7 +223,11 @@ mod tests {
         format!("{}.{}.c2ln", enc(json!({"alg": "none"})), enc(payload))
     }
 
-    fn creds(jti: &str) -> Credentials {
+    fn creds(jti: &str) -> ServedToken {
+        ServedToken::new(&login(jti)).unwrap()
+    }
+
+    fn login(jti: &str) -> Credentials {
         let auth = json!({"chatgpt_account_id": "acct-1"});
         Credentials {
             access_token: Some(
@@ -249,8 +254,8 @@ mod tests {
             .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN)
     }
 
-    fn access(c: &Credentials) -> String {
-        c.access_token.as_ref().unwrap().expose_secret().to_string()
+    fn access(c: &ServedToken) -> String {
+        c.access_token().expose_secret().to_string()
     }
 
     /// A Hermes file as Hermes 0.19.0 writes it after its own device login,
@@ -426,7 +431,9 @@ mod tests {
         let mut later = written.clone();
         later["providers"]["nous"]["refresh_token"] = "nous-newer-rt".into();
         std::fs::write(&path, Value::Object(later).to_string()).unwrap();
-        let done = target.restore(Some(&creds("a").refresh_token)).unwrap();
+        let done = target
+            .restore(Some(creds("a").refresh_token_id.as_str()))
+            .unwrap();
         assert_eq!(
             done.outcome,
             oauth_broker_proto::RestoreOutcome::BackupRestored
@@ -446,10 +453,10 @@ mod tests {
 
     #[test]
     fn refuses_to_render_without_what_hermes_needs() {
-        let mut c = creds("a");
+        let mut c = login("a");
         c.account_id = None;
         assert!(Hermes
-            .render(&c, Map::new())
+            .render(&ServedToken::new(&c).unwrap(), Map::new())
             .unwrap_err()
             .contains("account id"));
     }

@@ -61,7 +61,7 @@ impl Netns {
             Ok(())
         } else {
             Err(format!(
-                "`unshare -rnm true` failed ({}): user namespaces are not allowed here: {}",
+                "`unshare -rnm true` failed ({}): user namespaces are not allowed here ({}); the Hermes Agent test needs them: allow them (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, or a container that permits unshare)",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
