@@ -25,6 +25,11 @@
 //! * Hermes and the real Codex CLI side by side on one broker: no refresh
 //!   token is ever used twice.
 //!
+//! Hermes Agent (a venv, ≈228 MB) is installed outside the clone on first use,
+//! once per machine, by `oauth_broker_tests::tools::ensure_hermes_agent`, and
+//! the namespace needs unprivileged user namespaces (`unshare -rnm`). Without
+//! either the tests fail with the cause; they never skip.
+//!
 //! As in the Codex CLI test, the tokens' JWT `exp` claims 15 minutes more than
 //! their real life (Hermes judges them by `exp` and refreshes within 120 s of
 //! it), and a token lives longer than one Hermes run (~30 s, most of it

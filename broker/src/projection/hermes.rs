@@ -451,6 +451,32 @@ mod tests {
         assert!(!super::super::file::backup_path(&path).exists());
     }
 
+    /// The partial give-back refuses a backup holding the broker's refresh
+    /// token as the whole-file restore does (compared by fingerprint), and
+    /// leaves the file and the target as they were.
+    #[test]
+    fn a_backup_holding_the_brokers_refresh_token_is_not_given_back() {
+        use super::super::target::Target;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.json");
+        let target = Target::new(Box::new(Hermes), path.clone(), None);
+        let c = creds("a");
+        target.sync(&c, SystemTime::now()).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        std::fs::write(
+            super::super::file::backup_path(&path),
+            Value::Object(hermes_file("own-at", "rt-secret-42")).to_string(),
+        )
+        .unwrap();
+        let err = target
+            .restore(Some(c.refresh_token_id.as_str()))
+            .unwrap_err();
+        assert!(err.contains("refresh_token_reused"), "{err}");
+        assert!(!err.contains("rt-secret-42"), "{err}");
+        assert!(!target.is_stopped());
+        assert_eq!(std::fs::read(&path).unwrap(), written);
+    }
+
     #[test]
     fn refuses_to_render_without_what_hermes_needs() {
         let mut c = login("a");
