@@ -191,6 +191,8 @@ pub enum ProjectionKind {
     Codex,
     /// Claude Code's `.credentials.json` (Claude Pro/Max sign-in).
     ClaudeCode,
+    /// Hermes Agent's `auth.json` (its `openai-codex` login).
+    Hermes,
 }
 
 impl ProjectionKind {
@@ -199,6 +201,7 @@ impl ProjectionKind {
         match self {
             ProjectionKind::Codex => "codex",
             ProjectionKind::ClaudeCode => "claude-code",
+            ProjectionKind::Hermes => "hermes",
         }
     }
 }
@@ -207,11 +210,12 @@ impl ProjectionKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
-    /// Which tool's file format (`codex` or `claude-code`).
+    /// Which tool's file format (`codex`, `claude-code` or `hermes`).
     pub kind: ProjectionKind,
     /// The file; `~/` is the broker's home directory. Defaults to where the
     /// tool looks: `$CODEX_HOME/auth.json` or `~/.codex/auth.json`, and
-    /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`.
+    /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`,
+    /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`.
     pub path: Option<PathBuf>,
     /// The file always holds a token that stays valid at least this long (the
     /// tool's own refresh window plus a safety margin); the kind's default
@@ -245,6 +249,10 @@ impl ProjectionConfig {
                 ProjectionKind::ClaudeCode => match var("CLAUDE_CONFIG_DIR") {
                     Some(dir) => PathBuf::from(dir).join(".credentials.json"),
                     None => home()?.join(".claude/.credentials.json"),
+                },
+                ProjectionKind::Hermes => match var("HERMES_HOME") {
+                    Some(dir) => PathBuf::from(dir).join("auth.json"),
+                    None => home()?.join(".hermes/auth.json"),
                 },
             },
         };
@@ -496,6 +504,23 @@ mod tests {
         assert_eq!(
             cfg.project[1].resolved_path(env).unwrap(),
             PathBuf::from("/cfg/claude/.credentials.json")
+        );
+    }
+
+    #[test]
+    fn hermes_target_defaults_to_hermes_home() {
+        let cfg = parse("[[project]]\nkind = \"hermes\"\n", "h.toml").unwrap();
+        assert_eq!(cfg.project[0].kind, ProjectionKind::Hermes);
+        assert_eq!(cfg.project[0].kind.as_str(), "hermes");
+        let home = |name: &str| (name == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(home).unwrap(),
+            PathBuf::from("/home/u/.hermes/auth.json")
+        );
+        let hermes_home = |name: &str| (name == "HERMES_HOME").then(|| "/srv/hermes".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(hermes_home).unwrap(),
+            PathBuf::from("/srv/hermes/auth.json")
         );
     }
 

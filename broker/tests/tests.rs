@@ -18,6 +18,7 @@ mod e2e_codex_cli;
 mod e2e_dialects;
 mod e2e_file_safety;
 mod e2e_forced_refresh_bounds;
+mod e2e_hermes;
 mod e2e_login_browser;
 mod e2e_login_device;
 mod e2e_login_presets;

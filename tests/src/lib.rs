@@ -7,6 +7,8 @@
 //! * [`fake_chatgpt`] — a fake ChatGPT backend on an HTTPS loopback port (with a
 //!   throw-away CA) that checks bearer tokens against the fake authorization
 //!   server, for running the real Codex CLI and SDKs offline.
+//! * [`netns`] — runs a real tool whose URLs are fixed (Hermes Agent) in a
+//!   private network namespace whose hostnames lead to the fakes;
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -16,7 +18,8 @@
 //!   [`direct_oauth`], the refresh-it-yourself client of the status quo;
 //! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two;
 //! * [`tools`] — the real outside tools some tests drive (oidc-provider, Codex
-//!   CLI, openai-python, systemd's tools, python3, git), installed on first use.
+//!   CLI, openai-python, Hermes Agent, systemd's tools, python3, git),
+//!   installed on first use.
 //!
 //! The fake servers and the harness exist so that the end-to-end tests in
 //! `broker/tests/` can assert exact
@@ -30,5 +33,6 @@ pub mod direct_oauth;
 pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
+pub mod netns;
 pub mod storm_demo;
 pub mod tools;

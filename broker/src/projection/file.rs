@@ -9,7 +9,7 @@
 use crate::durable::{self, DurableError};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Appended to the tool's file name for the copy of what was there before the
@@ -66,6 +66,25 @@ pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// start (see [`crate::durable`]). A missing parent directory is created with
 /// mode 0700. Returns the stamp of the new file.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
+    create_parent(path)?;
+    // The callers name the path in their messages; keep the OS error alone.
+    durable::write(path, bytes).map_err(DurableError::into_io)?;
+    stamp(path)?.ok_or_else(|| io::Error::other("the file vanished right after it was written"))
+}
+
+/// Opens (creating it, mode 0600, and its directory, mode 0700) a tool's lock
+/// file, to `flock` it. Its contents are never touched.
+pub fn open_lock(path: &Path) -> io::Result<File> {
+    create_parent(path)?;
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates `path`'s directory, mode 0700, when it is missing.
+fn create_parent(path: &Path) -> io::Result<()> {
     let dir = durable::parent(path)?;
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -73,9 +92,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
             .mode(0o700)
             .create(dir)?;
     }
-    // The callers name the path in their messages; keep the OS error alone.
-    durable::write(path, bytes).map_err(DurableError::into_io)?;
-    stamp(path)?.ok_or_else(|| io::Error::other("the file vanished right after it was written"))
+    Ok(())
 }
 
 /// Where the copy of the tool's own file is kept.

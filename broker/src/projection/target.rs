@@ -15,6 +15,8 @@
 use super::file::{self, Stamp};
 use crate::config::ProjectionKind;
 use crate::manager::ServedToken;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use oauth_broker_proto::{
     token_fingerprint, ExposeSecret, ProjectionRestored, ProjectionStatus, RestoreOutcome,
     SecretString,
@@ -31,6 +33,12 @@ use std::time::{Duration, SystemTime};
 /// marks a file as the broker's own.
 pub const PLACEHOLDER_REFRESH_TOKEN: &str =
     "oauth-broker-placeholder.the-broker-holds-the-real-refresh-token";
+
+/// How long the broker waits for a tool's own file lock: as long as Hermes
+/// waits for it (`AUTH_LOCK_TIMEOUT_SECONDS`).
+const TOOL_LOCK_WAIT: Duration = Duration::from_secs(15);
+/// How often a busy tool lock is tried again (Hermes polls every 50 ms too).
+const TOOL_LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// Whose login a credential file holds, as far as it says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +88,23 @@ pub trait ToolFormat: Send + Sync {
         token: &ServedToken,
         file: Map<String, Value>,
     ) -> Result<Map<String, Value>, String>;
+    /// The file the tool takes an exclusive `flock` on around its own
+    /// read-modify-write of `path`, if it has such a protocol; the broker
+    /// holds it around its own.
+    fn lock_path(&self, _path: &Path) -> Option<PathBuf> {
+        None
+    }
+    /// For a file that also holds what is not the broker's to give back
+    /// (other logins): `current` with the tool's own login from `backup` put
+    /// back, or the broker's taken out. `None` (the default): the file is
+    /// the login, so a restore puts the backup back whole or removes the file.
+    fn give_back(
+        &self,
+        _current: Map<String, Value>,
+        _backup: Option<&Map<String, Value>>,
+    ) -> Option<Map<String, Value>> {
+        None
+    }
 }
 
 /// One configured `[[project]]` file.
@@ -171,7 +196,9 @@ impl Target {
         if self.is_stopped() {
             return Ok(Synced::Idle);
         }
-        let result = self.write_if_needed(&mut io, token);
+        let result = self
+            .tool_lock()
+            .and_then(|_held| self.write_if_needed(&mut io, token));
         // The I/O is done: publish what status shows.
         let mut report = self.lock_report();
         match &result {
@@ -295,24 +322,22 @@ impl Target {
         broker_refresh_token_id: Option<&str>,
     ) -> Result<ProjectionRestored, String> {
         let mut io = self.lock_io();
+        let _held = self.tool_lock()?;
         let path = self.path.display();
         let backup = file::backup_path(&self.path);
         let backup_bytes = file::read(&backup)
             .map_err(|e| format!("cannot read the backup {}: {e}", backup.display()))?;
         let outcome = match backup_bytes {
+            Some(bytes) if self.gives_back_in_part() => {
+                self.refuse_brokers_backup(&bytes, broker_refresh_token_id)?;
+                self.give_back_in_part(Some(&bytes))?;
+                file::remove(&backup)
+                    .map_err(|e| format!("cannot remove {}: {e}", backup.display()))?;
+                RestoreOutcome::BackupRestored
+            }
+            None if self.gives_back_in_part() => self.give_back_in_part(None)?,
             Some(bytes) => {
-                let backup_token = self.refresh_token_in(&bytes);
-                let is_brokers = matches!(
-                    (&backup_token, broker_refresh_token_id),
-                    (Some(a), Some(b)) if token_fingerprint(a) == b
-                );
-                if is_brokers {
-                    return Err(format!(
-                        "the backup {} holds the refresh token the broker now spends; restoring it would make {tool} spend it too and the provider would end both logins (refresh_token_reused). Log {tool} in on its own instead",
-                        backup.display(),
-                        tool = self.kind()
-                    ));
-                }
+                self.refuse_brokers_backup(&bytes, broker_refresh_token_id)?;
                 file::restore_backup(&self.path)
                     .map_err(|e| format!("cannot restore {path} from {}: {e}", backup.display()))?;
                 RestoreOutcome::BackupRestored
@@ -344,6 +369,110 @@ impl Target {
             path: path.to_string(),
             outcome,
         })
+    }
+
+    /// Whether this format gives back only its part of a shared file.
+    fn gives_back_in_part(&self) -> bool {
+        self.format.give_back(Map::new(), None).is_some()
+    }
+
+    /// A backup holding the broker's refresh token is never given back.
+    fn refuse_brokers_backup(
+        &self,
+        bytes: &[u8],
+        broker_refresh_token_id: Option<&str>,
+    ) -> Result<(), String> {
+        let backup_token = self.refresh_token_in(bytes);
+        let is_brokers = matches!(
+            (&backup_token, broker_refresh_token_id),
+            (Some(a), Some(b)) if token_fingerprint(a) == b
+        );
+        if is_brokers {
+            return Err(format!(
+                "the backup {} holds the refresh token the broker now spends; restoring it would make {tool} spend it too and the provider would end both logins (refresh_token_reused). Log {tool} in on its own instead",
+                file::backup_path(&self.path).display(),
+                tool = self.kind()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Restore for a shared file: the current file with the tool's own login
+    /// from `backup` (or without the broker's), everything else as it is now.
+    fn give_back_in_part(&self, backup: Option<&[u8]>) -> Result<RestoreOutcome, String> {
+        let path = self.path.display();
+        let current = file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let Some(current) = current else {
+            return Ok(RestoreOutcome::LeftAlone);
+        };
+        let current = serde_json::from_slice::<Map<String, Value>>(&current)
+            .map_err(|e| format!("cannot parse {path} to take the broker's login out: {e}"))?;
+        let ours = self
+            .format
+            .inspect(&current)
+            .1
+            .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
+        let backup = match backup {
+            Some(bytes) => Some(serde_json::from_slice::<Map<String, Value>>(bytes).map_err(
+                |e| {
+                    format!(
+                        "cannot parse the backup {}: {e}",
+                        file::backup_path(&self.path).display()
+                    )
+                },
+            )?),
+            None if !ours => return Ok(RestoreOutcome::LeftAlone),
+            None => None,
+        };
+        let outcome = if backup.is_some() {
+            RestoreOutcome::BackupRestored
+        } else {
+            RestoreOutcome::Removed
+        };
+        let given_back = self
+            .format
+            .give_back(current, backup.as_ref())
+            .unwrap_or_default();
+        let mut bytes = serde_json::to_vec_pretty(&Value::Object(given_back))
+            .map_err(|e| format!("cannot encode {path}: {e}"))?;
+        bytes.push(b'\n');
+        file::write_private(&self.path, &bytes).map_err(|e| format!("cannot write {path}: {e}"))?;
+        Ok(outcome)
+    }
+
+    /// Takes the tool's own lock on its file (see [`ToolFormat::lock_path`]),
+    /// waiting for the tool as long as the tool itself waits for it. Released
+    /// when the returned file is dropped.
+    fn tool_lock(&self) -> Result<Option<Flock<std::fs::File>>, String> {
+        let Some(lock_path) = self.format.lock_path(&self.path) else {
+            return Ok(None);
+        };
+        let mut lock = file::open_lock(&lock_path).map_err(|e| {
+            format!(
+                "cannot open {}'s lock file {}: {e}",
+                self.kind(),
+                lock_path.display()
+            )
+        })?;
+        let deadline = std::time::Instant::now() + TOOL_LOCK_WAIT;
+        loop {
+            match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => return Ok(Some(held)),
+                Err((busy, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                    lock = busy;
+                    std::thread::sleep(TOOL_LOCK_POLL);
+                }
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(format!(
+                        "{} has held its lock {} for over {}s; the file was left as it is and is written once the lock is free",
+                        self.kind(),
+                        lock_path.display(),
+                        TOOL_LOCK_WAIT.as_secs()
+                    ))
+                }
+                Err((_, e)) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
+            }
+        }
     }
 
     /// Notes that the manager could not give a token that stays `margin`

@@ -22,4 +22,9 @@ fn main() {
         tools::OPENAI_PYTHON_VERSION,
         tools::ensure_openai_python().display()
     );
+    println!(
+        "Hermes Agent {}: {}",
+        tools::HERMES_AGENT_VERSION,
+        tools::ensure_hermes_agent().display()
+    );
 }

@@ -25,6 +25,8 @@
 mod routes;
 mod tls;
 
+pub use tls::STANDS_IN_FOR;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -75,6 +77,7 @@ pub struct FakeChatGpt {
     shared: Arc<Shared>,
     addr: SocketAddr,
     ca_path: PathBuf,
+    tls: Arc<rustls::ServerConfig>,
     lifecycle: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -99,6 +102,7 @@ impl FakeChatGpt {
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = shared.clone();
+        let server_config = tls.server_config.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fake-chatgpt-{}", addr.port()))
             .spawn(move || {
@@ -122,6 +126,7 @@ impl FakeChatGpt {
             shared,
             addr,
             ca_path,
+            tls: server_config,
             lifecycle: Some((stop_tx, thread)),
         }
     }
@@ -149,6 +154,18 @@ impl FakeChatGpt {
     /// The throw-away CA's PEM file (trust it to reach this server).
     pub fn ca_path(&self) -> &Path {
         &self.ca_path
+    }
+
+    /// The loopback address it serves HTTPS on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its TLS server configuration (the certificate also names
+    /// [`STANDS_IN_FOR`]): for terminating TLS in front of another fake, so
+    /// that one CA file is all a client has to trust.
+    pub fn tls_server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.tls.clone()
     }
 
     /// Every request so far, in order of arrival.

@@ -13,8 +13,15 @@ use anyhow::Context as _;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// The real hosts this backend (and the fake authorization server behind it)
+/// stand in for, for clients whose URLs are fixed: the certificate names them
+/// too, and a test maps them to loopback inside a private network namespace
+/// (see `crate::netns`).
+pub const STANDS_IN_FOR: [&str; 2] = ["chatgpt.com", "auth.openai.com"];
+
 /// A CA whose PEM was written to a file, and a rustls server configuration
-/// with a certificate it signed for `127.0.0.1` and `localhost`.
+/// with a certificate it signed for `127.0.0.1`, `localhost` and
+/// [`STANDS_IN_FOR`].
 pub(crate) struct Tls {
     pub server_config: Arc<rustls::ServerConfig>,
 }
@@ -36,7 +43,9 @@ impl Tls {
         let ca_key = KeyPair::generate()?;
         let ca = ca_params.self_signed(&ca_key)?;
 
-        let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()])?;
+        let mut names = vec!["localhost".to_string()];
+        names.extend(STANDS_IN_FOR.iter().map(|n| n.to_string()));
+        let mut leaf_params = CertificateParams::new(names)?;
         leaf_params
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));

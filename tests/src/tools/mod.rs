@@ -10,6 +10,7 @@
 //! | [`ensure_oidc_provider`] | `npm ci` of the interop server's pinned packages | `tests/interop/oidc-provider/node_modules` |
 //! | [`ensure_codex_cli`] | Codex CLI [`CODEX_VERSION`] from npm | [`cache_dir`]`/codex-<version>` |
 //! | [`ensure_openai_python`] | openai-python [`OPENAI_PYTHON_VERSION`] from PyPI, in a venv | [`cache_dir`]`/python-openai-<version>` |
+//! | [`ensure_hermes_agent`] | Hermes Agent [`HERMES_AGENT_VERSION`] from PyPI, in a venv | [`cache_dir`]`/hermes-agent-<version>` |
 //! | [`ensure_system_tools`] | `systemd-analyze`, `systemd-socket-activate`, `python3`, `git` | the distribution's packages (`apt-get`, only as root or with passwordless sudo) |
 //!
 //! Several test binaries and threads may ask at the same time: an install
@@ -19,12 +20,14 @@
 //! message naming the command and the registry it needs, in CI and locally
 //! alike; nothing is silently skipped.
 
+mod hermes;
 mod node;
 mod once;
 mod python;
 mod run;
 mod system;
 
+pub use hermes::{ensure_hermes_agent, HERMES_AGENT_VERSION};
 pub use node::{ensure_codex_cli, ensure_oidc_provider, CODEX_VERSION};
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};
 pub use system::ensure_system_tools;
@@ -42,7 +45,7 @@ pub fn cache_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".cache/oauth-broker"),
         None => panic!(
             "neither OAUTH_BROKER_CACHE nor HOME is set: set OAUTH_BROKER_CACHE to a directory \
-             for the test tools (Codex CLI, openai-python)"
+             for the test tools (Codex CLI, openai-python, Hermes Agent)"
         ),
     }
 }

@@ -72,7 +72,7 @@ pub fn ensure_openai_python() -> PathBuf {
 
 /// `python3 -m venv` works (Debian splits it into `python3-venv`), or why
 /// not; installs the packages when this process may.
-fn need_venv() -> Result<(), String> {
+pub(super) fn need_venv() -> Result<(), String> {
     let works = || {
         find_on_path("python3").is_some()
             && Command::new("python3")
