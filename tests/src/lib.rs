@@ -7,6 +7,9 @@
 //! * [`fake_chatgpt`] — a fake ChatGPT backend on an HTTPS loopback port (with a
 //!   throw-away CA) that checks bearer tokens against the fake authorization
 //!   server, for running the real Codex CLI and SDKs offline.
+//! * [`fake_anthropic`] — a fake Anthropic (Messages API and token endpoint)
+//!   served inside private network namespaces where Anthropic's host names
+//!   are loopback, for running the real Claude Code offline;
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -25,7 +28,9 @@
 pub mod bench;
 pub mod binaries;
 pub mod direct_oauth;
+pub mod fake_anthropic;
 pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
 pub mod storm_demo;
+pub mod tools_claude;

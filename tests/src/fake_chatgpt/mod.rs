@@ -23,7 +23,7 @@
 //! leave the test.
 
 mod routes;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
