@@ -14,7 +14,10 @@
 //!   is rewritten by the broker, and the next session works;
 //! * a request that outlives its token (answered 401 after the broker has
 //!   refreshed) is retried with the token Claude Code re-reads from the file,
-//!   again without a refresh of its own (one of the sessions above);
+//!   again without a refresh of its own; and a session whose token dies
+//!   between two of its requests (a tool call in between) sends the second
+//!   one with the file's new token, without a 401 (both among the sessions
+//!   above);
 //! * the recipe `brokerctl exec --env CLAUDE_CODE_OAUTH_TOKEN -- claude -p …`
 //!   sends the broker's token as an OAuth token (with the OAuth beta header)
 //!   and writes no credential file.
@@ -40,7 +43,7 @@
 
 mod projection_support;
 
-use oauth_broker_tests::fake_anthropic::{AnthropicRequest, FakeAnthropic};
+use oauth_broker_tests::fake_anthropic::{AnthropicRequest, FakeAnthropic, Hold};
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig};
 use oauth_broker_tests::harness::{run_with_timeout, Backoff, TestEnv};
 use oauth_broker_tests::tools_claude::ensure_claude_code;
@@ -279,10 +282,15 @@ fn claude_code_sessions_use_the_projected_token_across_refreshes_wipes_and_401s(
         "Claude Code is shown an expiresAt beyond its 5-minute refresh window"
     );
     let refreshes_before = s.p.fake.stats().refresh_requests;
-    // One of the sessions outlives its token: its first request is held until
-    // the token it carried is dead (the broker refreshed and rewrote the file
-    // before), then answered 401; Claude Code must re-read the file and retry.
-    s.anthropic.hold_next_message();
+    // Two of the sessions outlive their token: their first request is held
+    // until the token it carried is dead (the broker refreshed and rewrote the
+    // file before). One is then answered 401: Claude Code must re-read the
+    // file and retry. The other is answered with a tool call: Claude Code's
+    // next request in that session (the tool's error) must carry the file's
+    // new token without having been told the old one died — it re-reads the
+    // file when its mtime changed.
+    s.anthropic.hold_next_message(Hold::Unauthorized);
+    s.anthropic.hold_next_message(Hold::ToolCall);
     let enough = AtomicBool::new(false);
     let started = Instant::now();
     let distinct_tokens = || {
@@ -324,12 +332,21 @@ fn claude_code_sessions_use_the_projected_token_across_refreshes_wipes_and_401s(
         });
     });
     let messages = s.anthropic.messages();
-    let (held, answered): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| m.held);
-    assert_eq!(held.len(), 1, "{held:#?}");
-    assert_eq!(held[0].status, 401, "{held:#?}");
-    s.assert_carried_current(&held[0]);
-    // Every other request was answered: the held session's retry too (it
-    // printed the answer), with the file's next token.
+    let (held, answered): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| m.held.is_some());
+    assert_eq!(held.len(), 2, "{held:#?}");
+    for m in &held {
+        let status = if m.held == Some(Hold::Unauthorized) {
+            401
+        } else {
+            200
+        };
+        assert_eq!(m.status, status, "{m:#?}");
+        s.assert_carried_current(m);
+    }
+    // Every other request was answered, so carried a live token: the two held
+    // sessions' next requests too (both sessions printed the answer), though
+    // their first token was dead by then. That is the file's next token, got
+    // without a refresh; for the tool-call session without a 401 either.
     for m in &answered {
         s.assert_current(m);
     }

@@ -13,7 +13,10 @@
 //!
 //! * `POST /v1/messages` — a one-message SSE stream ("pong") for a bearer
 //!   token the fake authorization server considers valid (issued, not
-//!   expired, not revoked), else `401 authentication_error`;
+//!   expired, not revoked), else `401 authentication_error`; or, when a test
+//!   asked for it, held until the token is dead and then answered with a 401
+//!   or with a call of a tool that does not exist (Claude Code answers that
+//!   with an error result in a second request of the same session);
 //! * `POST /v1/oauth/token` (Claude Code's own refresh) — recorded, and
 //!   answered `400 invalid_grant`, what the real server says to a placeholder
 //!   refresh token. A test that sees one has failed;
@@ -27,9 +30,9 @@
 mod namespace;
 mod routes;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -67,8 +70,9 @@ pub struct AnthropicRequest {
     pub oauth_beta: bool,
     /// The status answered.
     pub status: u16,
-    /// Whether the answer was held back (see [`FakeAnthropic::hold_next_message`]).
-    pub held: bool,
+    /// How the answer was held back, if it was (see
+    /// [`FakeAnthropic::hold_next_message`]).
+    pub held: Option<Hold>,
 }
 
 impl AnthropicRequest {
@@ -83,10 +87,22 @@ impl AnthropicRequest {
     }
 }
 
+/// What a held `POST /v1/messages` is answered with once its token is dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// `401`: the session must find a new token to retry with.
+    Unauthorized,
+    /// `200` with a call of a non-existent tool: the session sends a second
+    /// request (with the tool's error) and must find a new token for it
+    /// without being told its token is dead.
+    ToolCall,
+}
+
 pub(crate) struct Shared {
     pub auth: FakeAuthServer,
     pub log: Mutex<Vec<AnthropicRequest>>,
-    pub hold_next_message: AtomicBool,
+    /// Holds for the next messages, in order.
+    pub holds: Mutex<VecDeque<Hold>>,
 }
 
 /// A running fake; stops when dropped.
@@ -115,7 +131,7 @@ impl FakeAnthropic {
         let shared = Arc::new(Shared {
             auth,
             log: Mutex::new(Vec::new()),
-            hold_next_message: AtomicBool::new(false),
+            holds: Mutex::new(VecDeque::new()),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
@@ -233,12 +249,17 @@ impl FakeAnthropic {
             .clear();
     }
 
-    /// Holds back the answer to the next `POST /v1/messages` until the token
-    /// it carried is no longer valid at the authorization server, then
-    /// answers it with 401: the session outlives the token it started with,
-    /// and its retry shows where it gets a new one.
-    pub fn hold_next_message(&self) {
-        self.shared.hold_next_message.store(true, Ordering::SeqCst);
+    /// Holds back the answer to the next `POST /v1/messages` (after those
+    /// already held) until the token it carried is no longer valid at the
+    /// authorization server, then answers it as `hold` says: the session
+    /// outlives the token it started with, and its next request shows where
+    /// it gets a new one.
+    pub fn hold_next_message(&self, hold: Hold) {
+        self.shared
+            .holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(hold);
     }
 }
 

@@ -3,7 +3,6 @@
 //! One handler decides by method and path and records every request the same
 //! way, whichever host name it was sent to.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use super::{AnthropicRequest, Shared};
+use super::{AnthropicRequest, Hold, Shared};
 
 /// Accepts TLS connections on `listener` and serves each with HTTP/1.1 until
 /// the runtime stops.
@@ -63,13 +62,19 @@ async fn handle(
     let bearer = bearer(&headers);
     let bare_path = path.split('?').next().unwrap_or_default().to_string();
 
-    let mut held = false;
+    let mut held = None;
     let (status, response) = if method == Method::POST && bare_path == "/v1/messages" {
-        if app.hold_next_message.swap(false, Ordering::SeqCst) {
-            held = true;
+        held = app
+            .holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front();
+        if held.is_some() {
             wait_until_dead(&app, bearer.as_deref()).await;
         }
-        if authorized(&app, bearer.as_deref()) {
+        if held == Some(Hold::ToolCall) {
+            tool_call()
+        } else if authorized(&app, bearer.as_deref()) {
             message()
         } else {
             unauthorized()
@@ -145,11 +150,7 @@ async fn wait_until_dead(app: &Shared, token: Option<&str>) {
 
 /// A complete Messages-API answer "pong", as server-sent events.
 fn message() -> (StatusCode, Response) {
-    let events = [
-        json!({"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+    events(&[
         json!({"type": "content_block_start", "index": 0,
                "content_block": {"type": "text", "text": ""}}),
         json!({"type": "content_block_delta", "index": 0,
@@ -157,8 +158,33 @@ fn message() -> (StatusCode, Response) {
         json!({"type": "content_block_stop", "index": 0}),
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
                "usage": {"output_tokens": 1}}),
-        json!({"type": "message_stop"}),
-    ];
+    ])
+}
+
+/// A Messages-API answer that calls a tool Claude Code does not have.
+fn tool_call() -> (StatusCode, Response) {
+    events(&[
+        json!({"type": "content_block_start", "index": 0,
+               "content_block": {"type": "tool_use", "id": "toolu_1", "name": "NoSuchTool", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+               "usage": {"output_tokens": 1}}),
+    ])
+}
+
+/// An SSE answer: `message_start`, `content`, `message_stop`.
+fn events(content: &[serde_json::Value]) -> (StatusCode, Response) {
+    let start = json!({"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 3, "output_tokens": 1}}});
+    let stop = json!({"type": "message_stop"});
+    let events: Vec<&serde_json::Value> = std::iter::once(&start)
+        .chain(content)
+        .chain(std::iter::once(&stop))
+        .collect();
     let body: String = events
         .iter()
         .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
