@@ -20,8 +20,10 @@
 //!   refresh window plus the margin (test servers issue seconds-long tokens;
 //!   Anthropic's live hours and are written unchanged) would otherwise make
 //!   every start of Claude Code a doomed refresh that wipes the file. While
-//!   the broker runs it replaces the token long before that claimed expiry;
-//!   the API's 401 after the real expiry makes Claude Code re-read the file.
+//!   the broker runs it replaces the token long before that claimed expiry,
+//!   and the API's 401 for a dead token makes Claude Code re-read the file
+//!   (only if the file still holds that same token does it refresh — and
+//!   wipe the file — as it would have done anyway).
 //! * The file names no account, so the broker cannot tell whose login an
 //!   existing file holds: it backs the file up before the first write.
 
