@@ -11,7 +11,7 @@ use crate::{paths, server};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => paths::default_socket_path(&account)?,
     };
 
-    let store = Store::open(&state_dir)?;
+    let store = Store::open(&state_dir, &account)?;
     let persisted = store.load()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let http = build_http_client(config.file.refresh.http_timeout())?;
@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         http,
         manager.clone(),
         refresher,
-        clock,
+        clock.clone(),
         config.file.login.clone(),
     );
     let status = manager.status();
@@ -129,24 +129,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     // Projection targets are subscribers of the manager (see projection/).
-    let projections =
-        crate::projection::Projections::start(&manager, projection_targets, shutdown.clone());
-    if !projections.is_empty() {
-        manager.attach_projections(Arc::new(projections.clone()));
-    }
+    let projections = crate::projection::Projections::start(
+        &manager,
+        clock.clone(),
+        projection_targets,
+        shutdown.clone(),
+    );
+    // The one handle every server command receives.
+    let app = server::App {
+        manager: manager.clone(),
+        login,
+        projections: projections.clone(),
+        clock: clock.clone(),
+    };
     let server = tokio::spawn(server::serve(
         listener,
-        manager.clone(),
-        Some(login),
+        app,
         config.file.server.clone(),
         shutdown.clone(),
     ));
     // The listener is bound and being served: clients may come (READY=1).
     crate::systemd::notify_ready(
         bound.path(),
-        &crate::systemd::status_line(&status, crate::clock::unix_secs(SystemTime::now())),
+        &crate::systemd::status_line(&manager.snapshot(), clock.now()),
     );
-    let status_updates = crate::systemd::spawn_status_updates(manager.clone(), shutdown.clone());
+    let status_updates =
+        crate::systemd::spawn_status_updates(manager.subscribe(), clock.clone(), shutdown.clone());
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -4,7 +4,7 @@
 //! `platform.claude.com` are a fake on loopback (see
 //! `oauth_broker_tests::fake_anthropic`).
 //!
-//! Proves, for Claude Code 2.1.332 (`tools_claude::CLAUDE_CODE_VERSION`):
+//! Proves, for Claude Code 2.1.332 (`tools::CLAUDE_CODE_VERSION`):
 //! * with `[[project]] kind = "claude-code"`, with 8 sessions at a time back
 //!   to back until their requests have carried four tokens (three refreshes,
 //!   three lifetimes), every Messages request carries
@@ -37,17 +37,15 @@
 //! connects only to api.anthropic.com — checked with `strace -f -e
 //! trace=connect` when this test was written). The binary is installed on
 //! first use into `${OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}`
-//! (`OAUTH_BROKER_CLAUDE_BIN` may name another one). A machine that does not
-//! allow unprivileged user namespaces skips these tests with the reason, and
-//! fails them in CI.
+//! (`oauth_broker_tests::tools::ensure_claude_code`; `OAUTH_BROKER_CLAUDE_BIN`
+//! may name another one). A machine that does not allow unprivileged user
+//! namespaces fails these tests with a message naming the sysctl to change.
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_tests::fake_anthropic::{AnthropicRequest, FakeAnthropic, Hold};
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig};
 use oauth_broker_tests::harness::{run_with_timeout, Backoff, TestEnv};
-use oauth_broker_tests::tools_claude::ensure_claude_code;
-use projection_support::*;
+use oauth_broker_tests::tools::ensure_claude_code;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,15 +71,10 @@ const ACCESS_TOKEN: &[&str] = &["claudeAiOauth", "accessToken"];
 /// slow). Well under the broker's refresh interval (75–80 % of `LIFETIME`).
 const CURRENT_GRACE: Duration = Duration::from_secs(4);
 
-fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
-}
-
 /// brokerd with the anthropic preset against the fake authorization server,
-/// Claude Code installed, and the fake Anthropic. `None` (with the reason
-/// printed) when this machine cannot isolate programs and this is not CI.
+/// Claude Code installed, and the fake Anthropic.
 struct Setup {
-    p: Projected,
+    p: Broker,
     anthropic: FakeAnthropic,
     claude: PathBuf,
     config_dir: PathBuf,
@@ -92,7 +85,10 @@ struct Setup {
 }
 
 impl Setup {
-    fn start(lifetime: Duration, project: bool) -> Option<Setup> {
+    /// Fails (naming the sysctl to change) when this machine cannot run
+    /// programs in private namespaces, and when Claude Code cannot be
+    /// installed.
+    fn start(lifetime: Duration, project: bool) -> Setup {
         let env = TestEnv::new();
         let fake = FakeAuthServer::start(FakeConfig {
             access_ttl: lifetime,
@@ -102,9 +98,7 @@ impl Setup {
         });
         let anthropic = FakeAnthropic::start(fake.clone(), env.root());
         if let Err(why) = anthropic.check_isolation() {
-            assert!(!in_ci(), "{why}");
-            eprintln!("skipping the real-Claude-Code test: {why}");
-            return None;
+            panic!("{why}");
         }
         let claude = ensure_claude_code();
         let project = if project {
@@ -112,13 +106,18 @@ impl Setup {
         } else {
             ""
         };
-        let toml = format!(
-            "preset = \"anthropic\"\ntoken_endpoint = \"{token}\"\n\n\
-             [refresh]\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\nhttp_timeout_secs = 5\n\n\
-             {project}",
-            token = fake.token_endpoint(),
-        );
-        let p = Projected::start_config(fake, env, &toml);
+        let p = Broker::builder()
+            .fake_server(fake)
+            .test_env(env)
+            .config(move |fake| {
+                format!(
+                    "preset = \"anthropic\"\ntoken_endpoint = \"{token}\"\n\n\
+                     [refresh]\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\nhttp_timeout_secs = 5\n\n\
+                     {project}",
+                    token = fake.token_endpoint(),
+                )
+            })
+            .logged_in();
         let config_dir = p.env.path("claude");
         let home = p.env.path("claude-home");
         let workdir = p.env.path("work");
@@ -146,7 +145,7 @@ impl Setup {
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
-        Some(Setup {
+        Setup {
             p,
             anthropic,
             claude,
@@ -154,7 +153,7 @@ impl Setup {
             env: vars,
             workdir,
             lifetime,
-        })
+        }
     }
 
     fn credentials(&self) -> PathBuf {
@@ -268,9 +267,7 @@ impl Setup {
 
 #[test]
 fn claude_code_sessions_use_the_projected_token_across_refreshes_wipes_and_401s() {
-    let Some(s) = Setup::start(LIFETIME, true) else {
-        return;
-    };
+    let s = Setup::start(LIFETIME, true);
     let file = s.credentials();
 
     // 8 sessions at a time, back to back, until their requests have carried
@@ -377,9 +374,7 @@ fn claude_code_sessions_use_the_projected_token_across_refreshes_wipes_and_401s(
 #[test]
 fn brokerctl_exec_hands_claude_code_the_current_token_in_its_oauth_variable() {
     // Tokens that outlive the session: the recipe is for short runs.
-    let Some(s) = Setup::start(Duration::from_secs(120), false) else {
-        return;
-    };
+    let s = Setup::start(Duration::from_secs(120), false);
     let socket = s.p.broker.socket_path().display().to_string();
     let claude = s.claude.display().to_string();
     let out = s.run(

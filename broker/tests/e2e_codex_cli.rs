@@ -21,15 +21,10 @@
 //! long-lived tokens, as it does in real life, while the broker refreshes every
 //! few seconds and the backend rejects a token as soon as the server ended it.
 //!
-//! The Codex binary (≈400 MB) is installed outside the clone, once:
-//!
-//! ```text
-//! npm install --prefix "${OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}/codex-0.169.0" \
-//!     --no-audit --no-fund @openai/codex@0.169.0
-//! ```
-//!
-//! (`.ci/run` does this.) `OAUTH_BROKER_CODEX_BIN` may name another binary.
-//! Without it the tests say so and pass locally; with `CI` set they fail.
+//! The Codex binary (≈400 MB) is installed outside the clone on first use, once
+//! per machine, by `oauth_broker_tests::tools::ensure_codex_cli`
+//! (`OAUTH_BROKER_CODEX_BIN` may name another binary). A Codex that cannot be
+//! installed fails the tests; they never skip.
 //!
 //! Nothing leaves loopback: every URL Codex uses is redirected by its config
 //! (`chatgpt_base_url`, `openai_base_url`) or environment
@@ -38,52 +33,20 @@
 //! of them otherwise resolves a chatgpt.com host; checked with `strace -f -e
 //! trace=network` when this test was written). No proxy variable reaches Codex.
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_tests::fake_chatgpt::{BackendRequest, FakeChatGpt};
 use oauth_broker_tests::fake_server::{ErrorShape, FakeAuthServer, FakeConfig};
 use oauth_broker_tests::harness::{run_with_timeout, TestEnv};
-use projection_support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const CODEX_VERSION: &str = "0.169.0";
 /// Codex CLI's own OAuth client id; the fake server accepts only it, so a
 /// refresh Codex sent would be judged on its refresh token alone.
 const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 const ACCOUNT: &str = "acct-test";
 const LIFETIME: Duration = Duration::from_secs(6);
 const CODEX_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The Codex binary, or `None` (with the reason printed) when it is not
-/// installed and this is not CI. In CI a missing binary is a failure.
-fn codex_bin() -> Option<PathBuf> {
-    let path = match std::env::var_os("OAUTH_BROKER_CODEX_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let cache = std::env::var_os("OAUTH_BROKER_CACHE")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/oauth-broker"))
-                })
-                .unwrap_or_default();
-            cache.join(format!("codex-{CODEX_VERSION}/node_modules/.bin/codex"))
-        }
-    };
-    if path.is_file() {
-        return Some(path);
-    }
-    let how = format!(
-        "Codex CLI {CODEX_VERSION} is not installed at {}; install it with `npm install --prefix \"${{OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}}/codex-{CODEX_VERSION}\" --no-audit --no-fund @openai/codex@{CODEX_VERSION}` (bash .ci/run does)",
-        path.display()
-    );
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-        panic!("{how}");
-    }
-    eprintln!("skipping the real-Codex test: {how}");
-    None
-}
 
 /// The fake authorization server as ChatGPT's: nested errors, Codex's client
 /// id, JWT access tokens that end after `LIFETIME` but claim 15 more minutes.
@@ -229,7 +192,7 @@ fn bearers(requests: &[BackendRequest]) -> Vec<String> {
 
 #[test]
 fn codex_cli_runs_on_the_projected_file_across_refreshes_and_heals_a_401() {
-    let Some(bin) = codex_bin() else { return };
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
     let env = TestEnv::new();
     let fake = chatgpt_auth_server();
     let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
@@ -237,7 +200,11 @@ fn codex_cli_runs_on_the_projected_file_across_refreshes_and_heals_a_401() {
         &fake,
         "[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\n",
     );
-    let p = Projected::start_config(fake.clone(), env, &toml);
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |_| toml)
+        .logged_in();
     let codex = Codex::new(bin, &p.env, &fake, &backend);
     codex.write_config(&codex_toml(&backend, ""));
     let auth_json = codex.home.join("auth.json");
@@ -331,11 +298,15 @@ fn codex_cli_runs_on_the_projected_file_across_refreshes_and_heals_a_401() {
 
 #[test]
 fn codex_cli_custom_provider_gets_its_token_from_brokerctl_and_reruns_it_after_a_401() {
-    let Some(bin) = codex_bin() else { return };
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
     let env = TestEnv::new();
     let fake = chatgpt_auth_server();
     let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
-    let p = Projected::start_config(fake.clone(), env, &broker_toml(&fake, ""));
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(|fake| broker_toml(fake, ""))
+        .logged_in();
     let codex = Codex::new(bin, &p.env, &fake, &backend);
     // The README recipe: no auth.json at all, the token comes from brokerctl.
     let provider = format!(

@@ -5,23 +5,20 @@
 //! * Hermes Agent's `key_cmd`: `brokerctl token --json` prints an OAuth token
 //!   response with an honest `expires_in`;
 //! * openai-python's callable `api_key`: every request carries the broker's
-//!   current token, across a refresh (needs the `openai` package, installed by
-//!   `.ci/run` into a venv outside the clone; see `python_with_openai`);
+//!   current token, across a refresh (the real `openai` package, installed on
+//!   first use into a venv outside the clone by
+//!   `oauth_broker_tests::tools::ensure_openai_python`);
 //! * Claude Code's `CLAUDE_CODE_OAUTH_TOKEN` and Copilot tools'
 //!   `COPILOT_GITHUB_TOKEN` through `brokerctl exec --env`.
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_tests::fake_chatgpt::FakeChatGpt;
 use oauth_broker_tests::fake_server::FakeAuthServer;
 use oauth_broker_tests::harness::TestEnv;
-use projection_support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const OPENAI_PYTHON: &str = "3.54.0";
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -32,7 +29,9 @@ fn now_unix() -> u64 {
 
 #[test]
 fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
-    let p = Projected::start(jwt_fake(Duration::from_secs(30)), "");
+    let p = Broker::builder()
+        .fake(jwt_fake(Duration::from_secs(30)))
+        .logged_in();
     let out = p.ctl(&["token", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -53,7 +52,9 @@ fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
 
 #[test]
 fn claude_code_and_copilot_variables_get_the_current_token_through_exec() {
-    let p = Projected::start(jwt_fake(Duration::from_secs(30)), "");
+    let p = Broker::builder()
+        .fake(jwt_fake(Duration::from_secs(30)))
+        .logged_in();
     let out = p.ctl(&[
         "exec",
         "--env",
@@ -74,51 +75,16 @@ fn claude_code_and_copilot_variables_get_the_current_token_through_exec() {
     assert_eq!(fingerprint(lines[1]), current);
 }
 
-/// A Python with openai-python installed: `OAUTH_BROKER_PYTHON`, else the
-/// venv `.ci/run` makes at
-/// `${OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}/python-openai-<version>`.
-/// `None` (with the reason printed) when missing outside CI; in CI a missing
-/// one is a failure.
-fn python_with_openai() -> Option<PathBuf> {
-    let python = match std::env::var_os("OAUTH_BROKER_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("OAUTH_BROKER_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/oauth-broker"))
-            })
-            .unwrap_or_default()
-            .join(format!("python-openai-{OPENAI_PYTHON}/bin/python")),
-    };
-    let works = Command::new(&python)
-        .args(["-c", "import openai"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
-        return Some(python);
-    }
-    let how = format!(
-        "no Python with openai-python at {}; create it with `python3 -m venv \"${{OAUTH_BROKER_CACHE:-$HOME/.cache/oauth-broker}}/python-openai-{OPENAI_PYTHON}\"` and install `openai=={OPENAI_PYTHON}` into it (bash .ci/run does)",
-        python.display()
-    );
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-        panic!("{how}");
-    }
-    eprintln!("skipping the openai-python recipe: {how}");
-    None
-}
-
 #[test]
 fn openai_python_callable_api_key_sends_the_current_token_on_every_request() {
-    let Some(python) = python_with_openai() else {
-        return;
-    };
+    let python = oauth_broker_tests::tools::ensure_openai_python();
     let env = TestEnv::new();
     let fake = FakeAuthServer::start(jwt_fake(Duration::from_secs(3)));
     let api = FakeChatGpt::start(fake.clone(), "acct-test", env.root());
-    let p = Projected::start_with(fake.clone(), env, "", |_, _| {});
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .logged_in();
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openai_callable_api_key.py");
     let mut child = Command::new(python)

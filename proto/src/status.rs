@@ -58,7 +58,11 @@ pub struct EndpointInfo {
 /// The most recent failure, kept until the next success.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
-    /// Protocol error code or provider error code (`invalid_grant`, `http_503`, …).
+    /// The reason of the last refresh failure: the provider's error code
+    /// (`invalid_grant`, `refresh_token_reused`, …) or the broker's name for a
+    /// transport failure (`http_503`, `connection_lost`, `token_already_expired`).
+    /// Not a protocol [`ErrorCode`](crate::ErrorCode): those only travel in
+    /// error frames.
     pub code: String,
     /// One line, no secrets.
     pub message: String,

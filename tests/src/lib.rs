@@ -9,7 +9,7 @@
 //!   server, for running the real Codex CLI and SDKs offline.
 //! * [`fake_anthropic`] — a fake Anthropic (Messages API and token endpoint)
 //!   served inside private network namespaces where Anthropic's host names
-//!   are loopback, for running the real Claude Code offline;
+//!   are loopback, for running the real Claude Code offline.
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -17,7 +17,10 @@
 //! * [`storm_demo`] — N programs sharing one login with and without the broker
 //!   (`cargo run --release -p oauth-broker-tests --bin storm-demo`), on
 //!   [`direct_oauth`], the refresh-it-yourself client of the status quo;
-//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two.
+//! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two;
+//! * [`tools`] — the real outside tools some tests drive (oidc-provider, Codex
+//!   CLI, Claude Code, openai-python, systemd's tools, python3, git), installed
+//!   on first use.
 //!
 //! The fake servers and the harness exist so that the end-to-end tests in
 //! `broker/tests/` can assert exact
@@ -33,4 +36,4 @@ pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
 pub mod storm_demo;
-pub mod tools_claude;
+pub mod tools;

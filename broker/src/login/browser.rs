@@ -16,10 +16,10 @@ use super::failure::LoginFailure;
 use super::loopback::Loopback;
 use super::pkce::{random_state, Pkce};
 use super::redirect::Redirect;
-use super::{Ctx, Paste};
+use super::{Ctx, Paste, PasteError};
 use crate::oauth::TokenResponse;
 use crate::provider::{is_loopback_host, ProviderSpec};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, SecretString};
+use oauth_broker_proto::{ErrorCode, LoginEvent, SecretString};
 use std::time::Duration;
 use url::Url;
 
@@ -128,9 +128,7 @@ async fn wait_for_code(
             paste = next_paste(&mut ctx.paste) => {
                 match Redirect::from_paste(&paste.text) {
                     Err(why) => {
-                        let frame = ErrorFrame::new(ErrorCode::BadRequest, why)
-                            .with_hint("paste the whole address the browser ended on, or the `code#state` the provider's page shows");
-                        let _ = paste.reply.send(Err(frame));
+                        let _ = paste.reply.send(Err(PasteError::Unreadable(why)));
                     }
                     Ok(redirect) => {
                         let _ = paste.reply.send(Ok(()));

@@ -31,7 +31,7 @@ use crate::manager::TokenManager;
 use crate::oauth::{Discovery, ErrorClass, RefreshError, Refresher};
 use crate::provider::{DeviceScheme, ProviderSpec, RefreshKind};
 use failure::LoginFailure;
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, LoginMethod};
+use oauth_broker_proto::{ErrorCode, LoginEvent, LoginMethod};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -44,7 +44,50 @@ pub struct Paste {
     pub text: String,
     /// `Ok` once accepted for this login (the outcome follows as the final
     /// event); `Err` when it cannot be read (the login keeps waiting).
-    pub reply: oneshot::Sender<Result<(), ErrorFrame>>,
+    pub reply: oneshot::Sender<Result<(), PasteError>>,
+}
+
+/// Why a pasted redirect was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasteError {
+    /// No login runs.
+    #[error("no login is waiting for a redirect")]
+    NoLoginWaiting,
+    /// The running login is a device login.
+    #[error("the running login is a device login; there is nothing to paste")]
+    DeviceLogin,
+    /// The login ended meanwhile.
+    #[error("the login ended before the redirect could be used")]
+    LoginEnded,
+    /// The paste is not a redirect (or `code#state`); says why.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The login task went away without a final event (a bug).
+    #[error("the login ended without an outcome")]
+    NoOutcome,
+}
+
+impl PasteError {
+    /// The protocol code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PasteError::NoOutcome => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            PasteError::NoLoginWaiting => {
+                Some("start one with `brokerctl relogin --browser` and paste while it waits")
+            }
+            PasteError::DeviceLogin => Some("approve the code it shows instead"),
+            PasteError::LoginEnded => Some("start a new one with `brokerctl relogin --browser`"),
+            PasteError::Unreadable(_) => Some("paste the whole address the browser ended on, or the `code#state` the provider's page shows"),
+            PasteError::NoOutcome => None,
+        }
+    }
 }
 
 /// The login that is running.
@@ -208,35 +251,19 @@ impl LoginRunner {
     pub async fn submit_paste(
         &self,
         text: &str,
-    ) -> Result<watch::Receiver<Option<LoginEvent>>, ErrorFrame> {
+    ) -> Result<watch::Receiver<Option<LoginEvent>>, PasteError> {
         let (paste, outcome) = {
             let active = self.active();
             let Some(active) = active.as_ref() else {
-                return Err(ErrorFrame::new(
-                    ErrorCode::BadRequest,
-                    "no login is waiting for a redirect",
-                )
-                .with_hint(
-                    "start one with `brokerctl relogin --browser` and paste while it waits",
-                ));
+                return Err(PasteError::NoLoginWaiting);
             };
             let Some(paste) = active.paste.clone() else {
-                return Err(ErrorFrame::new(
-                    ErrorCode::BadRequest,
-                    "the running login is a device login; there is nothing to paste",
-                )
-                .with_hint("approve the code it shows instead"));
+                return Err(PasteError::DeviceLogin);
             };
             (paste, active.outcome.clone())
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        let gone = || {
-            ErrorFrame::new(
-                ErrorCode::BadRequest,
-                "the login ended before the redirect could be used",
-            )
-            .with_hint("start a new one with `brokerctl relogin --browser`")
-        };
+        let gone = || PasteError::LoginEnded;
         paste
             .send(Paste {
                 text: text.to_string(),
@@ -250,16 +277,14 @@ impl LoginRunner {
 
     /// `CompleteLogin` from any connection: pastes, then waits for the login's
     /// final event.
-    pub async fn complete(&self, text: &str) -> Result<LoginEvent, ErrorFrame> {
+    pub async fn complete(&self, text: &str) -> Result<LoginEvent, PasteError> {
         let mut outcome = self.submit_paste(text).await?;
         loop {
             if let Some(event) = outcome.borrow_and_update().clone() {
                 return Ok(event);
             }
             if outcome.changed().await.is_err() {
-                return outcome.borrow().clone().ok_or_else(|| {
-                    ErrorFrame::new(ErrorCode::Internal, "the login ended without an outcome")
-                });
+                return outcome.borrow().clone().ok_or(PasteError::NoOutcome);
             }
         }
     }
@@ -323,11 +348,11 @@ impl LoginRunner {
                 }
             }
         }
-        let expires_at = self.manager.adopt(creds).await.map_err(|frame| {
-            let mut failure = LoginFailure::new(frame.code, frame.message);
-            failure.hint = frame.hint;
-            failure
-        })?;
+        let expires_at = self
+            .manager
+            .adopt(creds)
+            .await
+            .map_err(|e| LoginFailure::new(e.code(), e.to_string()).with_hint(e.hint()))?;
         Ok(LoginEvent::LoggedIn {
             account: self.account.clone(),
             expires_at,

@@ -1,7 +1,9 @@
-//! The error frames the manager answers with. Every one names the cause and the
-//! command that fixes it.
+//! Why the manager could not do what was asked, as domain errors. Every one
+//! names the cause and the command that fixes it; its protocol code is typed
+//! ([`ErrorCode`]). Only the server turns them into wire error frames
+//! (`server/wire_error.rs`).
 
-use oauth_broker_proto::{ErrorCode, ErrorFrame};
+use oauth_broker_proto::ErrorCode;
 use std::time::Duration;
 
 /// Reason recorded when a refresh that may have been processed by the server (a
@@ -17,19 +19,6 @@ pub fn ctl(account: &str, sub: &str) -> String {
     }
 }
 
-/// No login yet.
-pub fn not_logged_in(account: &str) -> ErrorFrame {
-    ErrorFrame::new(
-        ErrorCode::NotLoggedIn,
-        format!("account {account:?} has no login yet"),
-    )
-    .with_hint(format!(
-        "run `{}` (or `{}` to hand over existing tokens)",
-        ctl(account, "relogin"),
-        ctl(account, "import FILE")
-    ))
-}
-
 /// The message for a relogin reason.
 pub fn relogin_message(reason: &str, detail: &str) -> String {
     if reason == REFRESH_INTERRUPTED {
@@ -39,30 +28,187 @@ pub fn relogin_message(reason: &str, detail: &str) -> String {
     }
 }
 
-/// The refresh token is dead.
-pub fn relogin_required(account: &str, reason: &str, message: &str) -> ErrorFrame {
-    ErrorFrame::new(ErrorCode::ReloginRequired, message.to_string())
-        .with_reason(reason)
-        .with_hint(relogin_hint(account))
-}
-
 /// The hint given with every `relogin_required`.
 pub fn relogin_hint(account: &str) -> String {
     format!("run `{}` to log in again", ctl(account, "relogin"))
 }
 
-/// No valid token and the token endpoint is failing.
-pub fn upstream_unavailable(
-    message: &str,
-    hint: Option<String>,
-    retry_after: Duration,
-) -> ErrorFrame {
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let mut frame = ErrorFrame::new(ErrorCode::UpstreamUnavailable, message.to_string())
-        .with_retry_after(secs.max(1));
-    frame.hint = Some(hint.unwrap_or_else(|| {
-        "the broker retries by itself with backoff; check the network or the provider's status"
-            .to_string()
-    }));
-    frame
+/// No login yet.
+pub fn not_logged_in(account: &str) -> TokenError {
+    TokenError::NotLoggedIn {
+        account: account.to_string(),
+    }
+}
+
+/// The refresh token is dead.
+pub fn relogin_required(account: &str, reason: &str, message: &str) -> TokenError {
+    TokenError::ReloginRequired {
+        account: account.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Why no token can be served (`Token`, `Unauthorized`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No login yet.
+    #[error("account {account:?} has no login yet")]
+    NotLoggedIn {
+        /// The account served.
+        account: String,
+    },
+    /// The refresh token is dead.
+    #[error("{message}")]
+    ReloginRequired {
+        /// The account served (for the hint).
+        account: String,
+        /// The provider's reason (`refresh_token_reused`, …) or
+        /// [`REFRESH_INTERRUPTED`].
+        reason: String,
+        /// One line explaining it.
+        message: String,
+    },
+    /// No valid token and the token endpoint is failing.
+    #[error("{message}")]
+    Unavailable {
+        /// One line naming the last failure.
+        message: String,
+        /// The last failure's own hint, if it had one.
+        hint: Option<String>,
+        /// Time until the next attempt.
+        retry_after: Duration,
+    },
+    /// The manager stopped while the request waited.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl TokenError {
+    /// The protocol code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            TokenError::NotLoggedIn { .. } => ErrorCode::NotLoggedIn,
+            TokenError::ReloginRequired { .. } => ErrorCode::ReloginRequired,
+            TokenError::Unavailable { .. } => ErrorCode::UpstreamUnavailable,
+            TokenError::ShuttingDown => ErrorCode::Internal,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            TokenError::NotLoggedIn { account } => format!(
+                "run `{}` (or `{}` to hand over existing tokens)",
+                ctl(account, "relogin"),
+                ctl(account, "import FILE")
+            ),
+            TokenError::ReloginRequired { account, .. } => relogin_hint(account),
+            TokenError::Unavailable { hint, .. } => hint.clone().unwrap_or_else(|| {
+                "the broker retries by itself with backoff; check the network or the provider's status"
+                    .to_string()
+            }),
+            TokenError::ShuttingDown => "retry in a moment".to_string(),
+        }
+    }
+
+    /// The relogin reason, for `relogin_required`.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            TokenError::ReloginRequired { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whole seconds until a retry makes sense (at least 1), for
+    /// `upstream_unavailable`.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            TokenError::Unavailable { retry_after, .. } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                Some(secs.max(1))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why imported or freshly logged-in tokens were not adopted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptError {
+    /// An old copy of tokens the broker already rotated (importing the same
+    /// auth.json twice, say): spending it would look like reuse.
+    #[error("this refresh token was already spent by the broker, which holds a newer one")]
+    AlreadySpent,
+    /// The broker holds this very refresh token and the provider refused it.
+    #[error("the provider already refused this refresh token ({reason})")]
+    AlreadyRefused {
+        /// The account served (for the hint).
+        account: String,
+        /// The provider's reason.
+        reason: String,
+    },
+    /// The state could not be written, so the tokens were not taken over.
+    #[error("the tokens were not adopted: {0}")]
+    NotPersisted(String),
+    /// Another account's broker on this machine holds (or already spent) this
+    /// refresh token: two brokers must never spend one token family.
+    #[error("this refresh token is {holder}; two brokers must never spend one refresh token")]
+    HeldElsewhere {
+        /// The account served (for the hint).
+        account: String,
+        /// Who holds it, as the store describes it.
+        holder: String,
+        /// The other account.
+        holder_account: String,
+    },
+}
+
+impl AdoptError {
+    /// The protocol code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AdoptError::AlreadySpent
+            | AdoptError::AlreadyRefused { .. }
+            | AdoptError::HeldElsewhere { .. } => ErrorCode::BadRequest,
+            AdoptError::NotPersisted(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            AdoptError::AlreadySpent => {
+                "nothing to import: the broker's login is newer (see `brokerctl status`)"
+                    .to_string()
+            }
+            AdoptError::AlreadyRefused { account, .. } => relogin_hint(account),
+            AdoptError::NotPersisted(_) => {
+                "fix the state directory problem above and try again".to_string()
+            }
+            AdoptError::HeldElsewhere {
+                account,
+                holder_account,
+                ..
+            } => format!(
+                "give account {account:?} a login of its own (`{}`), or keep using account {holder_account:?}",
+                ctl(account, "relogin")
+            ),
+        }
+    }
+}
+
+/// Why a logout failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogoutError {
+    /// The state file could not be deleted.
+    #[error("logout failed: {0}")]
+    NotDeleted(String),
+}
+
+impl LogoutError {
+    /// The protocol code.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Internal
+    }
 }

@@ -15,23 +15,28 @@
 //!   broker can explain an `invalid_grant` as an interrupted refresh.
 //! * All persistence goes through `persist_lock`, so writes are ordered and a
 //!   refresh result can never overwrite a newer import or login.
+//! * Every change is published as an immutable [`TokenSnapshot`] (without the
+//!   refresh token) on a `watch` channel. Subscribers — the token command's
+//!   hot path, projection, the systemd status line — read that; the manager
+//!   imports none of them.
 
 pub mod errors;
 mod refresh;
 mod scheduler;
+mod snapshot;
 mod state;
-mod token_id_memo;
 
 use crate::clock::{unix_secs, Clock};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::oauth::Refresher;
-use crate::projection::ProjectionControl;
 use crate::provider::ProviderSpec;
 use crate::store::{PersistedState, Store, StoreError};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, StatusReport, TokenGrant};
+pub use errors::{AdoptError, LogoutError, TokenError};
+use oauth_broker_proto::StatusReport;
+pub use snapshot::{ServedToken, TokenSnapshot};
 use state::{Decision, State};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -48,17 +53,15 @@ pub(crate) struct Inner {
     provider: Arc<ProviderSpec>,
     settings: RefreshSettings,
     state: Mutex<State>,
-    /// Bumped on every state change; waiters and subscribers watch it.
-    version: watch::Sender<u64>,
+    /// The published snapshot, replaced on every state change; waiters and
+    /// subscribers watch it.
+    snapshot: watch::Sender<Arc<TokenSnapshot>>,
     store: Arc<Store>,
     persist_lock: tokio::sync::Mutex<()>,
     refresher: Arc<dyn Refresher>,
     clock: Arc<dyn Clock>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    /// The projection targets, attached by the daemon; opaque here (the
-    /// manager knows nothing about targets), only reported in `status`.
-    projections: OnceLock<Arc<dyn ProjectionControl>>,
 }
 
 impl TokenManager {
@@ -77,21 +80,20 @@ impl TokenManager {
         if state.interrupted {
             tracing::warn!("the previous broker stopped during a refresh; retrying it now");
         }
-        let (version, _) = watch::channel(0);
+        let (snapshot, _) = watch::channel(Arc::new(state.snapshot()));
         let manager = TokenManager {
             inner: Arc::new(Inner {
                 account,
                 provider,
                 settings,
                 state: Mutex::new(state),
-                version,
+                snapshot,
                 store: Arc::new(store),
                 persist_lock: tokio::sync::Mutex::new(()),
                 refresher,
                 clock,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
-                projections: OnceLock::new(),
             }),
         };
         let inner = manager.inner.clone();
@@ -105,7 +107,7 @@ impl TokenManager {
     }
 
     /// A token valid for at least `min_valid` (capped by what a fresh token gives).
-    pub async fn token(&self, min_valid: Duration) -> Result<TokenGrant, ErrorFrame> {
+    pub async fn token(&self, min_valid: Duration) -> Result<Arc<ServedToken>, TokenError> {
         let start = self.inner.lock().generation;
         self.inner
             .wait_for(|st, now| st.decide_token(&self.inner.account, now, min_valid, start))
@@ -113,7 +115,7 @@ impl TokenManager {
     }
 
     /// A client's token was rejected with 401.
-    pub async fn unauthorized(&self, token_id: &str) -> Result<TokenGrant, ErrorFrame> {
+    pub async fn unauthorized(&self, token_id: &str) -> Result<Arc<ServedToken>, TokenError> {
         let start = self.inner.lock().generation;
         let result = self
             .inner
@@ -125,11 +127,10 @@ impl TokenManager {
         result
     }
 
-    /// Status; never waits.
+    /// The manager's status (projection targets are not its business: the
+    /// caller adds theirs); never waits.
     pub fn status(&self) -> StatusReport {
         let inner = &self.inner;
-        // Before taking the state lock: the targets keep their own.
-        let projections = self.projections().map(|p| p.status()).unwrap_or_default();
         let now = inner.clock.now();
         let st = inner.lock();
         let creds = st.creds.as_ref();
@@ -160,13 +161,13 @@ impl TokenManager {
             last_error: st.last_error.clone(),
             degraded: st.degraded.clone(),
             account_id: creds.and_then(|c| c.account_id.clone()),
-            projections,
+            projections: Vec::new(),
         }
     }
 
     /// Adopts new credentials (import or a completed login): persisted first,
     /// then served. Clears any relogin state. Returns the access-token expiry.
-    pub async fn adopt(&self, mut creds: Credentials) -> Result<u64, ErrorFrame> {
+    pub async fn adopt(&self, mut creds: Credentials) -> Result<u64, AdoptError> {
         let inner = &self.inner;
         if creds.account_id.is_none() {
             creds.account_id = crate::provider::derive_account_id(&creds);
@@ -179,24 +180,14 @@ impl TokenManager {
             // like reuse and revoke the whole family.
             let st = inner.lock();
             if st.spent.contains(&new_id) {
-                return Err(ErrorFrame::new(
-                    ErrorCode::BadRequest,
-                    "this refresh token was already spent by the broker, which holds a newer one",
-                )
-                .with_hint(
-                    "nothing to import: the broker's login is newer (see `brokerctl status`)",
-                ));
+                return Err(AdoptError::AlreadySpent);
             }
             if let Some(current) = st.creds.as_ref().filter(|c| c.refresh_token_id() == new_id) {
                 if let Some(r) = &st.relogin {
-                    return Err(ErrorFrame::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "the provider already refused this refresh token ({})",
-                            r.reason
-                        ),
-                    )
-                    .with_hint(errors::relogin_hint(&inner.account)));
+                    return Err(AdoptError::AlreadyRefused {
+                        account: inner.account.clone(),
+                        reason: r.reason.clone(),
+                    });
                 }
                 // The broker already holds this very login: nothing changes.
                 return Ok(current
@@ -207,7 +198,19 @@ impl TokenManager {
                     .unwrap_or(0));
             }
         }
-        let snapshot = {
+        // One writer per token family: another account's broker on this
+        // machine holding (or having spent) this token would race ours.
+        let store = inner.store.clone();
+        let id = new_id.clone();
+        if let Ok(Some(holder)) = tokio::task::spawn_blocking(move || store.other_holder(&id)).await
+        {
+            return Err(AdoptError::HeldElsewhere {
+                account: inner.account.clone(),
+                holder: holder.to_string(),
+                holder_account: holder.account,
+            });
+        }
+        let persisted = {
             let st = inner.lock();
             let mut p = st.persisted(&inner.account);
             p.credentials = Some((&creds).into());
@@ -215,13 +218,10 @@ impl TokenManager {
             p.relogin = None;
             p
         };
-        inner.save(snapshot).await.map_err(|e| {
-            ErrorFrame::new(
-                ErrorCode::Internal,
-                format!("the tokens were not adopted: {e}"),
-            )
-            .with_hint("fix the state directory problem above and try again")
-        })?;
+        inner
+            .save(persisted)
+            .await
+            .map_err(|e| AdoptError::NotPersisted(e.to_string()))?;
         let now = inner.clock.now();
         let expires_at = creds
             .access_token
@@ -235,14 +235,14 @@ impl TokenManager {
             st.last_refresh_at = Some(now);
             st.schedule_next(now, &inner.settings);
         }
-        inner.bump();
+        inner.publish();
         tracing::info!(account = %inner.account, "new tokens adopted and persisted");
         Ok(expires_at)
     }
 
     /// Forgets the login: best-effort revocation at the server, then the state
     /// file is deleted. Returns whether the server confirmed the revocation.
-    pub async fn logout(&self) -> Result<bool, ErrorFrame> {
+    pub async fn logout(&self) -> Result<bool, LogoutError> {
         let inner = &self.inner;
         let _order = inner.persist_lock.lock().await;
         let creds = inner.lock().creds.clone();
@@ -261,38 +261,26 @@ impl TokenManager {
                 source: std::io::Error::other(e.to_string()),
             })
             .and_then(|r| r)
-            .map_err(|e| ErrorFrame::new(ErrorCode::Internal, format!("logout failed: {e}")))?;
+            .map_err(|e| LogoutError::NotDeleted(e.to_string()))?;
         {
             let mut st = inner.lock();
             st.replace_login(None);
             st.next_refresh_at = None;
         }
-        inner.bump();
+        inner.publish();
         tracing::info!(account = %inner.account, revoked, "logged out");
         Ok(revoked)
     }
 
-    /// Notified on every state change (for `STATUS=` lines and projections).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.inner.version.subscribe()
+    /// Every published snapshot, from the current one on (for the systemd
+    /// status line, projection, …). Never carries the refresh token.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<TokenSnapshot>> {
+        self.inner.snapshot.subscribe()
     }
 
-    /// Attaches the projection targets (once, by the daemon), so that `status`
-    /// reports them and requests can reach them.
-    pub fn attach_projections(&self, projections: Arc<dyn ProjectionControl>) {
-        if self.inner.projections.set(projections).is_err() {
-            tracing::warn!("projection targets were attached twice; keeping the first");
-        }
-    }
-
-    /// The attached projection targets, if any.
-    pub fn projections(&self) -> Option<Arc<dyn ProjectionControl>> {
-        self.inner.projections.get().cloned()
-    }
-
-    /// The current credentials (for projection targets inside the broker).
-    pub fn current_credentials(&self) -> Option<Credentials> {
-        self.inner.lock().creds.clone()
+    /// The current snapshot; never waits behind a refresh.
+    pub fn snapshot(&self) -> Arc<TokenSnapshot> {
+        self.inner.snapshot.borrow().clone()
     }
 
     /// Stops the scheduler and waits up to `grace` for an in-flight refresh to
@@ -332,8 +320,14 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn bump(&self) {
-        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    /// Publishes the current state to waiters and subscribers; called after
+    /// every change.
+    ///
+    /// Sent while the state lock is held, so that two publications can never
+    /// overtake each other and leave an older snapshot current.
+    pub(crate) fn publish(&self) {
+        let st = self.lock();
+        self.snapshot.send_replace(Arc::new(st.snapshot()));
     }
 
     pub(crate) async fn save(&self, snapshot: PersistedState) -> Result<(), StoreError> {
@@ -354,11 +348,11 @@ impl Inner {
     async fn wait_for(
         self: &Arc<Self>,
         decide: impl Fn(&State, SystemTime) -> Decision,
-    ) -> Result<TokenGrant, ErrorFrame> {
+    ) -> Result<Arc<ServedToken>, TokenError> {
         loop {
             // Subscribe before deciding: a change after the decision is then
             // seen by `changed()`, so no wake-up is lost.
-            let mut changes = self.version.subscribe();
+            let mut changes = self.snapshot.subscribe();
             let decision = {
                 let mut st = self.lock();
                 match decide(&st, self.clock.now()) {
@@ -374,11 +368,7 @@ impl Inner {
                 Decision::Fail(err) => return Err(err),
                 Decision::Wait | Decision::StartRefresh => {
                     if changes.changed().await.is_err() {
-                        return Err(ErrorFrame::new(
-                            ErrorCode::Internal,
-                            "the broker is shutting down",
-                        )
-                        .with_hint("retry in a moment"));
+                        return Err(TokenError::ShuttingDown);
                     }
                 }
             }

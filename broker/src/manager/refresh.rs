@@ -33,7 +33,7 @@ impl Drop for ClearOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.0.lock().refreshing = false;
-            self.0.bump();
+            self.0.publish();
         }
     }
 }
@@ -50,7 +50,7 @@ async fn run(inner: Arc<Inner>, generation: u64) {
     };
     let Some(creds) = creds else {
         inner.lock().refreshing = false;
-        inner.bump();
+        inner.publish();
         return;
     };
     if !mark_in_flight(&inner, generation, &creds).await {
@@ -79,7 +79,7 @@ async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials
         if st.generation != generation {
             st.refreshing = false;
             drop(st);
-            inner.bump();
+            inner.publish();
             return false;
         }
         st.marker = Some(InFlightMarker {
@@ -117,7 +117,7 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
         }
     };
     let Some((mut snapshot, spent_id)) = current else {
-        inner.bump();
+        inner.publish();
         tracing::info!("discarding a refresh result for replaced credentials");
         return;
     };
@@ -152,7 +152,7 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
                     st.persist_backoff.fail(now, None);
                 }
             }
-            inner.bump();
+            inner.publish();
         }
     }
 }
@@ -180,7 +180,7 @@ fn succeed(
     if let Some(spent) = spent {
         st.record_spent(spent);
     }
-    st.creds = Some(creds);
+    st.set_creds(Some(creds));
     st.generation += 1;
     st.refreshing = false;
     st.interrupted = false;
@@ -221,7 +221,7 @@ fn succeed(
     }
     st.schedule_next(now, &inner.settings);
     drop(st);
-    inner.bump();
+    inner.publish();
     tracing::info!(token_id, rotated, "refreshed access token");
 }
 
@@ -307,7 +307,7 @@ pub(super) async fn persist_retry(inner: &Arc<Inner>) {
         }
     }
     drop(st);
-    inner.bump();
+    inner.publish();
 }
 
 /// Records that a write of the complete current state succeeded: whatever an

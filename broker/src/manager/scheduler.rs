@@ -13,7 +13,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(15);
 
 pub(super) async fn run(inner: Arc<Inner>) {
     loop {
-        let mut changes = inner.version.subscribe();
+        let mut changes = inner.snapshot.subscribe();
         let now = inner.clock.now();
         let next = {
             let mut st = inner.lock();

@@ -8,11 +8,12 @@ use crate::backoff::Backoff;
 use crate::clock::{saturating_diff, unix_secs};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
-use crate::manager::errors;
-use crate::manager::token_id_memo::TokenIdMemo;
+use crate::manager::errors::{self, TokenError};
+use crate::manager::snapshot::{ServedToken, TokenSnapshot};
 use crate::store::{InFlightMarker, PersistedState, ReloginRecord};
-use oauth_broker_proto::{ErrorFrame, LastError, TokenGrant, TokenState};
+use oauth_broker_proto::{LastError, TokenState};
 use rand::Rng;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// `min_valid` is capped at `lifetime / MIN_VALID_CAP_DIVISOR` (20 %), which is
@@ -22,9 +23,9 @@ pub(crate) const MIN_VALID_CAP_DIVISOR: u32 = 5;
 /// What a token request should do next.
 pub(crate) enum Decision {
     /// Answer with this token.
-    Serve(TokenGrant),
+    Serve(Arc<ServedToken>),
     /// Answer with this error.
-    Fail(ErrorFrame),
+    Fail(TokenError),
     /// A refresh is in flight: wait for the state to change.
     Wait,
     /// No refresh is in flight and one is needed: start it, then wait.
@@ -45,7 +46,10 @@ pub(crate) enum Next {
 
 /// The mutable state of one account.
 pub(crate) struct State {
+    /// Replace only through [`State::set_creds`], which keeps `served` in step.
     pub creds: Option<Credentials>,
+    /// The served form of `creds`' access token, built once per grant.
+    pub served: Option<Arc<ServedToken>>,
     /// Bumped whenever `creds` is replaced; a refresh result for an older
     /// generation (the login was replaced meanwhile) is discarded.
     pub generation: u64,
@@ -63,8 +67,6 @@ pub(crate) struct State {
     pub persist_pending: bool,
     pub persist_backoff: Backoff,
     pub next_refresh_at: Option<SystemTime>,
-    /// The served token's fingerprint, computed once per token.
-    pub token_id_memo: TokenIdMemo,
     /// Fingerprints of recently spent refresh tokens (see `PersistedState`).
     pub spent: std::collections::VecDeque<String>,
 }
@@ -85,6 +87,7 @@ impl State {
         );
         let mut state = State {
             creds: None,
+            served: None,
             generation: 0,
             relogin: None,
             refreshing: false,
@@ -98,11 +101,10 @@ impl State {
             degraded: None,
             persist_pending: false,
             next_refresh_at: None,
-            token_id_memo: TokenIdMemo::default(),
             spent: Default::default(),
         };
         if let Some(p) = persisted {
-            state.creds = p.credentials();
+            state.set_creds(p.credentials());
             state.relogin = p.relogin.clone();
             state.refresh_count = p.refresh_count;
             state.last_refresh_at = p.last_refresh_time();
@@ -126,7 +128,7 @@ impl State {
     /// generation, so that a refresh still running for the old login is
     /// discarded, and none of the old login's failures carried over.
     pub fn replace_login(&mut self, creds: Option<Credentials>) {
-        self.creds = creds;
+        self.set_creds(creds);
         self.generation += 1;
         self.relogin = None;
         self.interrupted = false;
@@ -136,6 +138,33 @@ impl State {
         self.degraded = None;
         self.persist_pending = false;
         self.persist_backoff.reset();
+    }
+
+    /// Replaces the credentials and builds their served form (the token
+    /// answer frame included) once, here, instead of once per request.
+    pub fn set_creds(&mut self, creds: Option<Credentials>) {
+        self.served = creds.as_ref().and_then(ServedToken::new).map(Arc::new);
+        self.creds = creds;
+    }
+
+    /// What subscribers see of this state (never the refresh token).
+    pub fn snapshot(&self) -> TokenSnapshot {
+        let creds = self.creds.as_ref();
+        TokenSnapshot {
+            logged_in: creds.is_some(),
+            refreshing: self.refreshing,
+            relogin: self.relogin.clone(),
+            token: self.served.clone(),
+            account_id: creds.and_then(|c| c.account_id.clone()),
+            scopes: creds.map(|c| c.scopes.clone()).unwrap_or_default(),
+            refresh_token_id: match &self.served {
+                Some(served) => Some(served.refresh_token_id.clone()),
+                None => creds.map(Credentials::refresh_token_id),
+            },
+            refresh_count: self.refresh_count,
+            last_error: self.last_error.clone(),
+            degraded: self.degraded.clone(),
+        }
     }
 
     /// Plans the proactive refresh: at 75–80 % of the lifetime (random, so that
@@ -217,14 +246,11 @@ impl State {
             return Decision::Fail(errors::not_logged_in(account));
         };
         let remaining = creds.remaining(now);
-        if let Some(left) = remaining {
-            // The proactive refresh keeps at least a fifth of the lifetime
-            // available, and a fresh token cannot give more than its lifetime:
-            // honour `min_valid` up to that fifth, so that asking for more never
-            // refreshes more than once per lifetime.
-            let wanted = min_valid.min(creds.lifetime() / MIN_VALID_CAP_DIVISOR);
-            if left > wanted || self.generation > start_generation {
-                return Decision::Serve(self.grant(creds));
+        if let Some(served) = self.served.as_ref().filter(|_| remaining.is_some()) {
+            // A fresh token (obtained after the request arrived) is served even
+            // if it cannot satisfy `min_valid`: no refresh loop.
+            if served.satisfies(now, min_valid) || self.generation > start_generation {
+                return Decision::Serve(served.clone());
             }
         }
         if self.refreshing {
@@ -274,7 +300,7 @@ impl State {
     }
 
     /// `upstream_unavailable` with the time until the next attempt.
-    pub fn unavailable(&self, now: SystemTime) -> ErrorFrame {
+    pub fn unavailable(&self, now: SystemTime) -> TokenError {
         let retry_after = self
             .backoff
             .next_attempt_at()
@@ -293,7 +319,11 @@ impl State {
                 None,
             ),
         };
-        errors::upstream_unavailable(&message, hint, retry_after)
+        TokenError::Unavailable {
+            message,
+            hint,
+            retry_after,
+        }
     }
 
     /// What the scheduler should do at `now`.
@@ -321,37 +351,16 @@ impl State {
 }
 
 impl State {
-    /// The wire form of the current token, `creds` being `self.creds`.
-    fn grant(&self, creds: &Credentials) -> TokenGrant {
-        let token_id = self.token_id_memo.token_id(self.generation, creds);
-        grant(creds, token_id)
+    /// The served form of the current token, `creds` being `self.creds` (with
+    /// an access token).
+    fn grant(&self, creds: &Credentials) -> Arc<ServedToken> {
+        self.served.clone().unwrap_or_else(|| {
+            Arc::new(ServedToken::new(creds).expect("grant() is only called with an access token"))
+        })
     }
 
-    /// The current access token's fingerprint, through the same memo as the
-    /// grants (so a 401 report or a status costs no hashing either).
+    /// The current access token's fingerprint (computed once per token).
     pub fn current_token_id(&self) -> Option<String> {
-        let creds = self.creds.as_ref()?;
-        creds.access_token.as_ref()?;
-        Some(self.token_id_memo.token_id(self.generation, creds))
-    }
-}
-
-/// The wire form of `creds`' token (non-secret metadata included), whose
-/// fingerprint is `token_id`.
-pub(crate) fn grant(creds: &Credentials, token_id: String) -> TokenGrant {
-    let mut metadata = creds.metadata.clone();
-    if let Some(id) = &creds.account_id {
-        metadata.insert("account_id".to_string(), id.clone());
-    }
-    TokenGrant {
-        access_token: creds
-            .access_token
-            .clone()
-            .expect("grant() is only called with an access token"),
-        token_type: creds.token_type.clone(),
-        expires_at: creds.expires_at.map(unix_secs).unwrap_or(0),
-        token_id,
-        scopes: creds.scopes.clone(),
-        metadata,
+        self.served.as_ref().map(|s| s.token_id().to_string())
     }
 }

@@ -7,7 +7,7 @@ use crate::clock::OffsetClock;
 use crate::config::{Config, ConfigFile};
 use crate::oauth::RefreshError;
 use futures_util::future::BoxFuture;
-use oauth_broker_proto::ExposeSecret;
+use oauth_broker_proto::{ErrorCode, ExposeSecret};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
@@ -131,7 +131,7 @@ async fn fixture(
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(OffsetClock::default());
     let refresher = Arc::new(refresher(clock.clone()));
-    let store = Store::open(&dir.path().join("acct")).unwrap();
+    let store = Store::open(&dir.path().join("acct"), "acct").unwrap();
     let settings = RefreshSettings {
         backoff_initial_ms: 50,
         ..Default::default()
@@ -168,7 +168,7 @@ async fn concurrent_requests_after_expiry_cause_one_refresh() {
     f.release_the_refresh_once_called().await;
     for h in handles {
         let grant = h.await.unwrap().unwrap();
-        assert_eq!(grant.access_token.expose_secret(), "at-1");
+        assert_eq!(grant.access_token().expose_secret(), "at-1");
     }
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
@@ -178,12 +178,12 @@ async fn clock_jump_past_expiry_never_serves_an_expired_token() {
     let lifetime = Duration::from_secs(3600);
     let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
     let before = f.manager.token(Duration::ZERO).await.unwrap();
-    assert_eq!(before.access_token.expose_secret(), "at-0");
+    assert_eq!(before.access_token().expose_secret(), "at-0");
     // The laptop slept for two hours.
     f.clock.advance_millis(2 * 3600 * 1000);
     let after = f.manager.token(Duration::ZERO).await.unwrap();
-    assert_eq!(after.access_token.expose_secret(), "at-1");
-    assert!(after.expires_at > crate::clock::unix_secs(f.clock.now()));
+    assert_eq!(after.access_token().expose_secret(), "at-1");
+    assert!(after.grant.expires_at > crate::clock::unix_secs(f.clock.now()));
 }
 
 #[tokio::test]
@@ -203,8 +203,8 @@ async fn clock_jump_with_failing_endpoint_answers_upstream_unavailable() {
     .await;
     f.clock.advance_millis(2 * 3600 * 1000);
     let err = f.manager.token(Duration::ZERO).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::UpstreamUnavailable);
-    assert!(err.retry_after_secs.is_some());
+    assert_eq!(err.code(), ErrorCode::UpstreamUnavailable);
+    assert!(err.retry_after_secs().is_some());
 }
 
 #[tokio::test]
@@ -226,19 +226,19 @@ async fn unauthorized_reports_for_one_token_coalesce() {
     let mut handles = Vec::new();
     for _ in 0..50 {
         let m = f.manager.clone();
-        let id = first.token_id.clone();
+        let id = first.token_id().to_string();
         handles.push(tokio::spawn(async move { m.unauthorized(&id).await }));
     }
     f.release_the_refresh_once_called().await;
     for h in handles {
         assert_eq!(
-            h.await.unwrap().unwrap().access_token.expose_secret(),
+            h.await.unwrap().unwrap().access_token().expose_secret(),
             "at-1"
         );
     }
     // A late report about the old token gets the new one without a refresh.
-    let late = f.manager.unauthorized(&first.token_id).await.unwrap();
-    assert_eq!(late.access_token.expose_secret(), "at-1");
+    let late = f.manager.unauthorized(first.token_id()).await.unwrap();
+    assert_eq!(late.access_token().expose_secret(), "at-1");
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -259,12 +259,9 @@ async fn ambiguous_failure_then_refusal_is_reported_as_interrupted() {
     .await;
     f.clock.advance_millis(601_000);
     let err = f.manager.token(Duration::ZERO).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::ReloginRequired);
-    assert_eq!(err.reason.as_deref(), Some(errors::REFRESH_INTERRUPTED));
-    assert!(err
-        .hint
-        .unwrap()
-        .contains("brokerctl --account acct relogin"));
+    assert_eq!(err.code(), ErrorCode::ReloginRequired);
+    assert_eq!(err.reason(), Some(errors::REFRESH_INTERRUPTED));
+    assert!(err.hint().contains("brokerctl --account acct relogin"));
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 2);
     // Terminal: no further calls to the token endpoint.
     assert!(f.manager.token(Duration::ZERO).await.is_err());
@@ -288,11 +285,11 @@ async fn transient_failure_keeps_serving_the_valid_token() {
     .await;
     // Force a refresh through a 401 report; it fails transiently.
     let first = f.manager.token(Duration::ZERO).await.unwrap();
-    let err = f.manager.unauthorized(&first.token_id).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::UpstreamUnavailable);
+    let err = f.manager.unauthorized(first.token_id()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UpstreamUnavailable);
     // Plain token requests still get the cached, valid token.
     let again = f.manager.token(Duration::from_secs(500)).await.unwrap();
-    assert_eq!(again.access_token.expose_secret(), "at-0");
+    assert_eq!(again.access_token().expose_secret(), "at-0");
     let status = f.manager.status();
     assert_eq!(status.last_error.unwrap().code, "http_500");
 }
@@ -320,8 +317,8 @@ async fn clock_jump_while_a_proactive_refresh_is_scheduled_refreshes_once_for_ev
     let now = crate::clock::unix_secs(f.clock.now());
     for h in handles {
         let grant = h.await.unwrap().unwrap();
-        assert_eq!(grant.access_token.expose_secret(), "at-1");
-        assert!(grant.expires_at > now, "served an expired token");
+        assert_eq!(grant.access_token().expose_secret(), "at-1");
+        assert!(grant.grant.expires_at > now, "served an expired token");
     }
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
@@ -336,7 +333,7 @@ async fn clock_jump_during_an_in_flight_refresh_makes_requests_wait_for_it() {
     let first = f.manager.token(Duration::ZERO).await.unwrap();
     let reporter = {
         let m = f.manager.clone();
-        let id = first.token_id.clone();
+        let id = first.token_id().to_string();
         tokio::spawn(async move { m.unauthorized(&id).await })
     };
     f.refresh_called().await;
@@ -351,14 +348,14 @@ async fn clock_jump_during_an_in_flight_refresh_makes_requests_wait_for_it() {
     assert!(!waiter.is_finished(), "served the expired cached token");
     f.release_refresh();
     let grant = waiter.await.unwrap().unwrap();
-    assert_eq!(grant.access_token.expose_secret(), "at-1");
-    assert!(grant.expires_at > crate::clock::unix_secs(f.clock.now()));
+    assert_eq!(grant.access_token().expose_secret(), "at-1");
+    assert!(grant.grant.expires_at > crate::clock::unix_secs(f.clock.now()));
     assert_eq!(
         reporter
             .await
             .unwrap()
             .unwrap()
-            .access_token
+            .access_token()
             .expose_secret(),
         "at-1"
     );
@@ -394,7 +391,7 @@ async fn clock_jump_while_asleep_is_noticed_by_the_scheduler_without_any_request
         "no refresh after the wake-up"
     );
     let grant = f.manager.token(Duration::ZERO).await.unwrap();
-    assert_eq!(grant.access_token.expose_secret(), "at-1");
+    assert_eq!(grant.access_token().expose_secret(), "at-1");
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -404,7 +401,7 @@ async fn importing_an_already_spent_refresh_token_is_refused_and_the_current_one
     let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
     let first = f.manager.token(Duration::ZERO).await.unwrap();
     // Rotate rt-0 → rt-1.
-    f.manager.unauthorized(&first.token_id).await.unwrap();
+    f.manager.unauthorized(first.token_id()).await.unwrap();
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 
     // An old copy holding rt-0 (already spent): refused, state untouched.
@@ -413,9 +410,9 @@ async fn importing_an_already_spent_refresh_token_is_refused_and_the_current_one
         .adopt(creds(&f.clock, lifetime))
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::BadRequest);
-    assert!(err.message.contains("already spent"), "{err}");
-    let current = f.manager.current_credentials().unwrap();
+    assert_eq!(err.code(), ErrorCode::BadRequest);
+    assert!(err.to_string().contains("already spent"), "{err}");
+    let current = f.manager.inner.lock().creds.clone().unwrap();
     assert_eq!(current.refresh_token.expose_secret(), "rt-1");
 
     // The very login the broker holds: accepted without any change.
@@ -424,7 +421,7 @@ async fn importing_an_already_spent_refresh_token_is_refused_and_the_current_one
     same.access_token = Some("other-at".to_string().into());
     f.manager.adopt(same).await.unwrap();
     let after = f.manager.token(Duration::ZERO).await.unwrap();
-    assert_eq!(after.access_token.expose_secret(), "at-1");
+    assert_eq!(after.access_token().expose_secret(), "at-1");
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -436,8 +433,8 @@ async fn a_token_dead_on_arrival_does_not_cause_a_refresh_loop() {
     )
     .await;
     let first = f.manager.token(Duration::ZERO).await.unwrap();
-    let err = f.manager.unauthorized(&first.token_id).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::UpstreamUnavailable, "{err}");
+    let err = f.manager.unauthorized(first.token_id()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UpstreamUnavailable, "{err}");
     // The scheduler paces further attempts with the backoff instead of looping.
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(f.refresher.calls.load(Ordering::SeqCst) <= 2);
@@ -445,4 +442,59 @@ async fn a_token_dead_on_arrival_does_not_cause_a_refresh_loop() {
         f.manager.status().last_error.unwrap().code,
         "token_already_expired"
     );
+}
+
+#[tokio::test]
+async fn the_answer_frame_is_built_once_per_grant_and_published_without_the_refresh_token() {
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    let again = f.manager.token(Duration::ZERO).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "one served token per grant");
+    let snapshot = f.manager.snapshot();
+    assert!(Arc::ptr_eq(snapshot.token.as_ref().unwrap(), &first));
+    assert_eq!(
+        snapshot.refresh_token_id.as_deref(),
+        Some(oauth_broker_proto::token_fingerprint(&"rt-0".to_string().into()).as_str())
+    );
+    let mut changes = f.manager.subscribe();
+    f.manager.unauthorized(first.token_id()).await.unwrap();
+    assert!(changes.has_changed().unwrap());
+    let snapshot = changes.borrow_and_update().clone();
+    let newer = snapshot.token.as_ref().unwrap();
+    assert!(!Arc::ptr_eq(newer, &first));
+    assert_eq!(newer.access_token().expose_secret(), "at-1");
+    assert_eq!(
+        snapshot.refresh_token_id.as_deref(),
+        Some(oauth_broker_proto::token_fingerprint(&"rt-1".to_string().into()).as_str())
+    );
+    // Logging out publishes a snapshot without any token.
+    f.manager.logout().await.unwrap();
+    let snapshot = f.manager.snapshot();
+    assert!(!snapshot.logged_in && snapshot.token.is_none());
+    assert_eq!(
+        f.manager.token(Duration::ZERO).await.unwrap_err().code(),
+        ErrorCode::NotLoggedIn
+    );
+}
+
+#[test]
+fn the_manager_imports_none_of_its_subscribers() {
+    // Data flows one way: the manager publishes snapshots and knows nothing
+    // about who reads them (or who calls it).
+    let sources = [
+        ("errors.rs", include_str!("errors.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("refresh.rs", include_str!("refresh.rs")),
+        ("scheduler.rs", include_str!("scheduler.rs")),
+        ("snapshot.rs", include_str!("snapshot.rs")),
+        ("state.rs", include_str!("state.rs")),
+        ("tests.rs", include_str!("tests.rs")),
+    ];
+    for module in ["projection", "server", "login", "systemd", "ctl"] {
+        let path = format!("crate::{module}");
+        for (file, text) in sources {
+            assert!(!text.contains(&path), "manager/{file} uses {path}");
+        }
+    }
 }

@@ -29,7 +29,7 @@
 
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
-use crate::credentials::Credentials;
+use crate::manager::ServedToken;
 use oauth_broker_proto::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,13 +60,13 @@ impl ToolFormat for ClaudeCode {
         DEFAULT_MARGIN
     }
 
-    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
-        creds
+    fn tool_expiry(&self, token: &ServedToken) -> Option<SystemTime> {
+        token
             .expires_at
-            .map(|expires_at| claimed_expiry(creds, expires_at))
+            .map(|expires_at| claimed_expiry(token, expires_at))
     }
 
-    fn identity_of_login(&self, _creds: &Credentials) -> Identity {
+    fn identity_of_login(&self, _token: &ServedToken) -> Identity {
         Identity::default()
     }
 
@@ -81,17 +81,14 @@ impl ToolFormat for ClaudeCode {
 
     fn render(
         &self,
-        creds: &Credentials,
+        token: &ServedToken,
         mut file: Map<String, Value>,
     ) -> Result<Map<String, Value>, String> {
-        let access_token = creds
-            .access_token
-            .as_ref()
-            .ok_or("the broker holds no access token yet")?;
-        let expires_at = creds
+        let access_token = token.access_token();
+        let expires_at = token
             .expires_at
             .ok_or("the broker does not know when its access token expires")?;
-        let expires_at_ms = claimed_expiry(creds, expires_at)
+        let expires_at_ms = claimed_expiry(token, expires_at)
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
@@ -102,8 +99,8 @@ impl ToolFormat for ClaudeCode {
         login.insert("accessToken".into(), access_token.expose_secret().into());
         login.insert("refreshToken".into(), PLACEHOLDER_REFRESH_TOKEN.into());
         login.insert("expiresAt".into(), expires_at_ms.into());
-        if !creds.scopes.is_empty() {
-            login.insert("scopes".into(), creds.scopes.clone().into());
+        if !token.scopes().is_empty() {
+            login.insert("scopes".into(), token.scopes().to_vec().into());
         }
         file.insert(LOGIN_KEY.into(), Value::Object(login));
         Ok(file)
@@ -114,13 +111,18 @@ impl ToolFormat for ClaudeCode {
 /// [`LEAST_CLAIMED_LIFETIME`] after the token was obtained (see the module
 /// docs). Depends only on the token, so rewriting the same token writes the
 /// same value.
-fn claimed_expiry(creds: &Credentials, expires_at: SystemTime) -> SystemTime {
-    expires_at.max(creds.obtained_at + LEAST_CLAIMED_LIFETIME)
+fn claimed_expiry(token: &ServedToken, expires_at: SystemTime) -> SystemTime {
+    expires_at.max(token.obtained_at + LEAST_CLAIMED_LIFETIME)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Credentials;
+
+    fn served(c: &Credentials) -> ServedToken {
+        ServedToken::new(c).unwrap()
+    }
     use serde_json::json;
 
     fn creds() -> Credentials {
@@ -148,7 +150,7 @@ mod tests {
         let Value::Object(existing) = existing else {
             unreachable!()
         };
-        let file = ClaudeCode.render(&creds(), existing).unwrap();
+        let file = ClaudeCode.render(&served(&creds()), existing).unwrap();
         let login = &file["claudeAiOauth"];
         assert_eq!(login["accessToken"], "sk-ant-oat01-access");
         assert_eq!(login["refreshToken"], PLACEHOLDER_REFRESH_TOKEN);
@@ -167,13 +169,14 @@ mod tests {
             expires_at: Some(obtained + Duration::from_secs(6)),
             ..creds()
         };
+        let short = served(&short);
         let file = ClaudeCode.render(&short, Map::new()).unwrap();
         let claimed = obtained + LEAST_CLAIMED_LIFETIME;
         let claimed_ms = claimed.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         assert_eq!(file["claudeAiOauth"]["expiresAt"], claimed_ms);
         assert_eq!(ClaudeCode.tool_expiry(&short), Some(claimed));
         // An hour-long token (as `creds()`) keeps its real expiry.
-        let long = creds();
+        let long = served(&creds());
         assert_eq!(ClaudeCode.tool_expiry(&long), long.expires_at);
     }
 }

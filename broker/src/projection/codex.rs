@@ -14,7 +14,7 @@
 
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
-use crate::credentials::Credentials;
+use crate::manager::ServedToken;
 use oauth_broker_proto::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime};
@@ -42,19 +42,16 @@ impl ToolFormat for Codex {
     /// Codex judges the token by its JWT `exp`, not by what the token
     /// endpoint said: use the same clock. An absurd `exp` counts as unknown
     /// (then the token endpoint's expiry is all there is).
-    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime> {
-        creds
-            .access_token
-            .as_ref()
-            .and_then(|t| crate::jwt::expiry(t.expose_secret()))
+    fn tool_expiry(&self, token: &ServedToken) -> Option<SystemTime> {
+        crate::jwt::expiry(token.access_token().expose_secret())
             .and_then(exp_time)
-            .or(creds.expires_at)
+            .or(token.expires_at)
     }
 
-    fn identity_of_login(&self, creds: &Credentials) -> Identity {
+    fn identity_of_login(&self, token: &ServedToken) -> Identity {
         Identity {
-            account_id: creds.account_id.clone(),
-            subject: subject(creds.id_token.as_ref().or(creds.access_token.as_ref())),
+            account_id: token.account_id.clone(),
+            subject: subject(token.id_token.as_ref().or(Some(token.access_token()))),
         }
     }
 
@@ -81,17 +78,14 @@ impl ToolFormat for Codex {
 
     fn render(
         &self,
-        creds: &Credentials,
+        token: &ServedToken,
         mut file: Map<String, Value>,
     ) -> Result<Map<String, Value>, String> {
-        let access_token = creds
-            .access_token
-            .as_ref()
-            .ok_or("the broker holds no access token yet")?;
-        let id_token = creds.id_token.as_ref().ok_or(
+        let access_token = token.access_token();
+        let id_token = token.id_token.as_ref().ok_or(
             "the broker's login has no id_token, which Codex needs; run `brokerctl relogin` (or import tokens that include the id_token)",
         )?;
-        let account_id = creds.account_id.as_ref().ok_or(
+        let account_id = token.account_id.as_ref().ok_or(
             "the broker's tokens carry no ChatGPT account id, which Codex needs; is the provider really ChatGPT (preset openai-codex)?",
         )?;
         file.insert("auth_mode".into(), "chatgpt".into());
@@ -106,7 +100,7 @@ impl ToolFormat for Codex {
             }),
         );
         // `2025-06-01T14:03:22Z`, the form Codex writes.
-        let last_refresh = crate::ctl::output::rfc3339(crate::clock::unix_secs(creds.obtained_at));
+        let last_refresh = crate::ctl::output::rfc3339(crate::clock::unix_secs(token.obtained_at));
         file.insert("last_refresh".into(), last_refresh.into());
         Ok(file)
     }
@@ -127,6 +121,11 @@ fn subject(token: Option<&SecretString>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Credentials;
+
+    fn served(c: &Credentials) -> ServedToken {
+        ServedToken::new(c).unwrap()
+    }
     use base64::Engine;
 
     fn jwt(payload: Value) -> String {
@@ -160,7 +159,7 @@ mod tests {
         let c = creds();
         let mut existing = Map::new();
         existing.insert("custom".into(), "kept".into());
-        let file = Codex.render(&c, existing).unwrap();
+        let file = Codex.render(&served(&c), existing).unwrap();
         assert_eq!(file["auth_mode"], "chatgpt");
         assert_eq!(file["OPENAI_API_KEY"], Value::Null);
         assert_eq!(file["custom"], "kept");
@@ -178,12 +177,12 @@ mod tests {
     fn judges_expiry_by_the_jwt_and_reads_identity_back() {
         let c = creds();
         assert_eq!(
-            Codex.tool_expiry(&c),
+            Codex.tool_expiry(&served(&c)),
             Some(crate::clock::from_unix_secs(1_700_003_600))
         );
-        let file = Codex.render(&c, Map::new()).unwrap();
+        let file = Codex.render(&served(&c), Map::new()).unwrap();
         let (identity, refresh) = Codex.inspect(&file);
-        assert_eq!(identity, Codex.identity_of_login(&c));
+        assert_eq!(identity, Codex.identity_of_login(&served(&c)));
         assert_eq!(identity.account_id.as_deref(), Some("acct-1"));
         assert_eq!(identity.subject.as_deref(), Some("user-1"));
         assert_eq!(refresh.unwrap().expose_secret(), PLACEHOLDER_REFRESH_TOKEN);
@@ -194,9 +193,9 @@ mod tests {
         for exp in [u64::MAX, u64::MAX / 2, MAX_PLAUSIBLE_EXP + 1] {
             let mut c = creds();
             c.access_token = Some(jwt(json!({"sub": "user-1", "exp": exp})).into());
-            assert_eq!(Codex.tool_expiry(&c), c.expires_at, "exp {exp}");
+            assert_eq!(Codex.tool_expiry(&served(&c)), c.expires_at, "exp {exp}");
             c.expires_at = None;
-            assert_eq!(Codex.tool_expiry(&c), None, "exp {exp}");
+            assert_eq!(Codex.tool_expiry(&served(&c)), None, "exp {exp}");
         }
     }
 
@@ -205,13 +204,13 @@ mod tests {
         let mut c = creds();
         c.id_token = None;
         assert!(Codex
-            .render(&c, Map::new())
+            .render(&served(&c), Map::new())
             .unwrap_err()
             .contains("id_token"));
         let mut c = creds();
         c.account_id = None;
         assert!(Codex
-            .render(&c, Map::new())
+            .render(&served(&c), Map::new())
             .unwrap_err()
             .contains("account id"));
     }

@@ -7,9 +7,10 @@
 //! token, early enough that the tool adopts the file instead of refreshing.
 //!
 //! Projection is a subscriber: each target runs in a task of its own that
-//! watches [`TokenManager::subscribe`]; the manager knows nothing about
-//! targets. A target's failure is logged and shown in `status`, and never
-//! reaches token service.
+//! watches the manager's snapshots ([`TokenManager::subscribe`]); the manager
+//! knows nothing about targets, and a target never holds the refresh token
+//! (the snapshot carries only its fingerprint). A target's failure is logged
+//! and shown in `status`, and never reaches token service.
 //!
 //! Timing: the manager refreshes proactively at 75–80 % of a token's lifetime.
 //! A target additionally wakes at `expiry − margin` (expiry as the tool sees
@@ -26,14 +27,13 @@ pub mod codex;
 pub mod file;
 pub mod target;
 
+use crate::clock::Clock;
 use crate::config::{ProjectionConfig, ProjectionKind};
 use crate::manager::TokenManager;
-use oauth_broker_proto::{
-    ErrorCode, ErrorFrame, ProjectionRestored, ProjectionStatus, SecretString,
-};
+use oauth_broker_proto::{ErrorCode, ProjectionRestored, ProjectionStatus};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use target::{Target, ToolFormat};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,19 +42,56 @@ use tokio_util::task::TaskTracker;
 /// may wipe, replace or delete it) when no token change wakes it earlier.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What the rest of the broker may ask of the projection targets; the
-/// manager holds it opaquely so that `status` and the `ProjectRestore`
-/// request can reach it.
-pub trait ProjectionControl: Send + Sync {
-    /// One line per target. Never blocks on I/O.
-    fn status(&self) -> Vec<ProjectionStatus>;
-    /// Stops writing `target` (a kind or a path) and gives the file back to
-    /// the tool. Blocking file I/O: call it on the blocking pool.
-    fn restore(
-        &self,
-        target: &str,
-        broker_refresh_token: Option<&SecretString>,
-    ) -> Result<ProjectionRestored, ErrorFrame>;
+/// Why a restore was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectionError {
+    /// No `[[project]]` entries at all.
+    #[error("this broker has no projection targets")]
+    NoTargets,
+    /// No target of that kind or path.
+    #[error("no projection target {name:?}")]
+    UnknownTarget {
+        /// What was asked for.
+        name: String,
+        /// The targets there are, `kind (path)`.
+        known: String,
+    },
+    /// Several targets of that kind.
+    #[error("several projection targets are of kind {name:?}")]
+    Ambiguous {
+        /// What was asked for.
+        name: String,
+        /// The targets there are, `kind (path)`.
+        known: String,
+    },
+    /// The target refused (the file is left as it is); says why.
+    #[error("{0}")]
+    RestoreRefused(String),
+}
+
+impl ProjectionError {
+    /// The protocol code.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::BadRequest
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            ProjectionError::NoTargets => {
+                "projection targets are [[project]] entries in the broker's config".to_string()
+            }
+            ProjectionError::UnknownTarget { known, .. } => {
+                format!("name a kind or a path of: {known}")
+            }
+            ProjectionError::Ambiguous { known, .. } => {
+                format!("name the file's path instead: {known}")
+            }
+            ProjectionError::RestoreRefused(_) => {
+                "the file was left as it is and the broker keeps writing it".to_string()
+            }
+        })
+    }
 }
 
 /// The running targets.
@@ -95,12 +132,18 @@ impl Projections {
     /// Starts one task per target, subscribed to `manager`, until `shutdown`.
     pub fn start(
         manager: &TokenManager,
+        clock: Arc<dyn Clock>,
         Resolved(targets): Resolved,
         shutdown: CancellationToken,
     ) -> Projections {
         let tasks = TaskTracker::new();
         for target in &targets {
-            tasks.spawn(run(target.clone(), manager.clone(), shutdown.clone()));
+            tasks.spawn(run(
+                target.clone(),
+                manager.clone(),
+                clock.clone(),
+                shutdown.clone(),
+            ));
         }
         tasks.close();
         Projections {
@@ -120,16 +163,21 @@ impl Projections {
     }
 }
 
-impl ProjectionControl for Projections {
-    fn status(&self) -> Vec<ProjectionStatus> {
+impl Projections {
+    /// One line per target. Never blocks on I/O.
+    pub fn status(&self) -> Vec<ProjectionStatus> {
         self.targets.iter().map(|t| t.status()).collect()
     }
 
-    fn restore(
+    /// Stops writing `name` (a kind or a path) and gives the file back to the
+    /// tool. `broker_refresh_token_id` is the fingerprint of the refresh token
+    /// the broker holds (a backup holding that token is refused). Blocking
+    /// file I/O: call it on the blocking pool.
+    pub fn restore(
         &self,
         name: &str,
-        broker_refresh_token: Option<&SecretString>,
-    ) -> Result<ProjectionRestored, ErrorFrame> {
+        broker_refresh_token_id: Option<&str>,
+    ) -> Result<ProjectionRestored, ProjectionError> {
         let by_kind: Vec<_> = self.targets.iter().filter(|t| t.kind() == name).collect();
         let by_path: Vec<_> = self
             .targets
@@ -145,56 +193,52 @@ impl ProjectionControl for Projections {
         };
         let target = match (by_path.as_slice(), by_kind.as_slice()) {
             ([one], _) | ([], [one]) => one,
-            ([], []) if self.targets.is_empty() => {
-                return Err(ErrorFrame::new(
-                    ErrorCode::BadRequest,
-                    "this broker has no projection targets",
-                )
-                .with_hint("projection targets are [[project]] entries in the broker's config"))
-            }
+            ([], []) if self.targets.is_empty() => return Err(ProjectionError::NoTargets),
             ([], []) => {
-                return Err(ErrorFrame::new(
-                    ErrorCode::BadRequest,
-                    format!("no projection target {name:?}"),
-                )
-                .with_hint(format!("name a kind or a path of: {}", names())))
+                return Err(ProjectionError::UnknownTarget {
+                    name: name.to_string(),
+                    known: names(),
+                })
             }
             _ => {
-                return Err(ErrorFrame::new(
-                    ErrorCode::BadRequest,
-                    format!("several projection targets are of kind {name:?}"),
-                )
-                .with_hint(format!("name the file's path instead: {}", names())))
+                return Err(ProjectionError::Ambiguous {
+                    name: name.to_string(),
+                    known: names(),
+                })
             }
         };
-        target.restore(broker_refresh_token).map_err(|why| {
-            ErrorFrame::new(ErrorCode::BadRequest, why)
-                .with_hint("the file was left as it is and the broker keeps writing it")
-        })
+        target
+            .restore(broker_refresh_token_id)
+            .map_err(ProjectionError::RestoreRefused)
     }
 }
 
 /// One target's task: write on every token change and whenever the file is
 /// no longer the broker's last write; ask for a fresher token when the file's
 /// token gets within the margin of the tool's own refresh.
-async fn run(target: Arc<Target>, manager: TokenManager, shutdown: CancellationToken) {
+async fn run(
+    target: Arc<Target>,
+    manager: TokenManager,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     // The token for which a fresher one was already asked: ask once per token,
     // so a lifetime shorter than the margin cannot cause a refresh loop.
     let mut asked_for: Option<String> = None;
+    let mut changes = manager.subscribe();
     loop {
         if target.is_stopped() {
             shutdown.cancelled().await;
             return;
         }
-        let mut changes = manager.subscribe();
-        let creds = manager
-            .current_credentials()
-            .filter(|c| c.access_token.is_some());
-        let mut wake = SystemTime::now() + CHECK_INTERVAL;
-        if let Some(creds) = creds {
+        // Marks this snapshot seen: a newer one wakes `changed()` below.
+        let token = changes.borrow_and_update().token.clone();
+        let mut wake = crate::clock::add(clock.now(), CHECK_INTERVAL);
+        if let Some(token) = token {
             let t = target.clone();
-            let c = creds.clone();
-            let synced = tokio::task::spawn_blocking(move || t.sync(&c, SystemTime::now())).await;
+            let served = token.clone();
+            let now = clock.now();
+            let synced = tokio::task::spawn_blocking(move || t.sync(&served, now)).await;
             match synced {
                 Ok(Ok(_)) => {}
                 Ok(Err(why)) => tracing::warn!(kind = target.kind(), "{why}"),
@@ -202,28 +246,25 @@ async fn run(target: Arc<Target>, manager: TokenManager, shutdown: CancellationT
                     tracing::warn!(kind = target.kind(), error = %e, "projection write task failed")
                 }
             }
-            if let Some(deadline) = target.rewrite_deadline(&creds) {
-                let now = SystemTime::now();
+            if let Some(deadline) = target.rewrite_deadline(&token) {
+                let now = clock.now();
                 if deadline > now {
                     wake = wake.min(deadline);
-                } else if asked_for != creds.token_id() {
-                    asked_for = creds.token_id();
+                } else if asked_for.as_deref() != Some(token.token_id()) {
+                    asked_for = Some(token.token_id().to_string());
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         fresher = manager.token(target.margin()) => match fresher {
-                            Ok(grant) if Some(&grant.token_id) != asked_for.as_ref() => continue,
-                            Ok(_) => target.warn_short_lifetime(&creds),
+                            Ok(fresh) if fresh.token_id() != token.token_id() => continue,
+                            Ok(_) => target.warn_short_lifetime(&token),
                             // The manager reports its own failures in status.
-                            Err(e) => tracing::debug!(kind = target.kind(), error = %e.message, "no fresher token for the projection"),
+                            Err(e) => tracing::debug!(kind = target.kind(), error = %e, "no fresher token for the projection"),
                         },
                     }
                 }
             }
         }
-        let sleep = wake
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .min(CHECK_INTERVAL);
+        let sleep = crate::clock::saturating_diff(wake, clock.now()).min(CHECK_INTERVAL);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = changes.changed() => {

@@ -14,9 +14,10 @@
 
 use super::file::{self, Stamp};
 use crate::config::ProjectionKind;
-use crate::credentials::Credentials;
+use crate::manager::ServedToken;
 use oauth_broker_proto::{
-    ExposeSecret, ProjectionRestored, ProjectionStatus, RestoreOutcome, SecretString,
+    token_fingerprint, ExposeSecret, ProjectionRestored, ProjectionStatus, RestoreOutcome,
+    SecretString,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -66,9 +67,9 @@ pub trait ToolFormat: Send + Sync {
     /// on its own, plus a safety margin.
     fn default_refresh_margin(&self) -> Duration;
     /// When the tool considers the broker's current access token expired.
-    fn tool_expiry(&self, creds: &Credentials) -> Option<SystemTime>;
+    fn tool_expiry(&self, token: &ServedToken) -> Option<SystemTime>;
     /// Whose login the broker holds, in the terms this file format uses.
-    fn identity_of_login(&self, creds: &Credentials) -> Identity;
+    fn identity_of_login(&self, token: &ServedToken) -> Identity;
     /// Whose login an existing file holds, and its refresh token.
     fn inspect(&self, file: &Map<String, Value>) -> (Identity, Option<SecretString>);
     /// `file` (the existing contents, or empty) updated with the broker's
@@ -76,7 +77,7 @@ pub trait ToolFormat: Send + Sync {
     /// this login cannot be written in this format.
     fn render(
         &self,
-        creds: &Credentials,
+        token: &ServedToken,
         file: Map<String, Value>,
     ) -> Result<Map<String, Value>, String>;
 }
@@ -153,8 +154,8 @@ impl Target {
 
     /// The file must hold a newer token by then, or the tool starts refreshing
     /// on its own: the token's expiry in the tool's eyes minus the margin.
-    pub fn rewrite_deadline(&self, creds: &Credentials) -> Option<SystemTime> {
-        let expiry = self.format.tool_expiry(creds)?;
+    pub fn rewrite_deadline(&self, token: &ServedToken) -> Option<SystemTime> {
+        let expiry = self.format.tool_expiry(token)?;
         Some(
             expiry
                 .checked_sub(self.margin)
@@ -162,18 +163,15 @@ impl Target {
         )
     }
 
-    /// Brings the file in step with `creds`: nothing when it already holds that
-    /// token and nobody touched it since our write; otherwise checks whose file
-    /// it is, backs up the tool's own login the first time, and writes.
-    pub fn sync(&self, creds: &Credentials, now: SystemTime) -> Result<Synced, String> {
+    /// Brings the file in step with `token`: nothing when it already holds
+    /// that token and nobody touched it since our write; otherwise checks whose
+    /// file it is, backs up the tool's own login the first time, and writes.
+    pub fn sync(&self, token: &ServedToken, now: SystemTime) -> Result<Synced, String> {
         let mut io = self.lock_io();
         if self.is_stopped() {
             return Ok(Synced::Idle);
         }
-        let Some(token_id) = creds.token_id() else {
-            return Ok(Synced::Idle);
-        };
-        let result = self.write_if_needed(&mut io, creds, &token_id);
+        let result = self.write_if_needed(&mut io, token);
         // The I/O is done: publish what status shows.
         let mut report = self.lock_report();
         match &result {
@@ -182,7 +180,7 @@ impl Target {
                 report.last_error = None;
                 let enough = self
                     .format
-                    .tool_expiry(creds)
+                    .tool_expiry(token)
                     .is_some_and(|e| e.duration_since(now).is_ok_and(|left| left > self.margin));
                 if enough {
                     report.warning = None;
@@ -194,12 +192,8 @@ impl Target {
         result
     }
 
-    fn write_if_needed(
-        &self,
-        state: &mut IoState,
-        creds: &Credentials,
-        token_id: &str,
-    ) -> Result<Synced, String> {
+    fn write_if_needed(&self, state: &mut IoState, token: &ServedToken) -> Result<Synced, String> {
+        let token_id = token.token_id();
         let path = self.path.display();
         let on_disk = file::stamp(&self.path).map_err(|e| format!("cannot inspect {path}: {e}"))?;
         let ours_unchanged = matches!(
@@ -217,7 +211,7 @@ impl Target {
             Some(bytes) => {
                 let parsed = serde_json::from_slice::<Map<String, Value>>(bytes).ok();
                 if !ours_unchanged {
-                    self.check_and_back_up(parsed.as_ref(), bytes, creds)?;
+                    self.check_and_back_up(parsed.as_ref(), bytes, token)?;
                 }
                 parsed.unwrap_or_default()
             }
@@ -225,7 +219,7 @@ impl Target {
         };
         let rendered = self
             .format
-            .render(creds, base)
+            .render(token, base)
             .map_err(|why| format!("cannot write {path}: {why}"))?;
         let mut bytes = serde_json::to_vec_pretty(&Value::Object(rendered))
             .map_err(|e| format!("cannot encode {path}: {e}"))?;
@@ -247,7 +241,7 @@ impl Target {
         &self,
         parsed: Option<&Map<String, Value>>,
         bytes: &[u8],
-        creds: &Credentials,
+        token: &ServedToken,
     ) -> Result<(), String> {
         let path = self.path.display();
         let (identity, refresh_token) = match parsed {
@@ -262,15 +256,17 @@ impl Target {
             // Written by a broker before (an earlier run): ours to update.
             return Ok(());
         }
-        if let Some(conflict) = identity.conflict_with(&self.format.identity_of_login(creds)) {
+        if let Some(conflict) = identity.conflict_with(&self.format.identity_of_login(token)) {
             return Err(format!(
                 "{path} holds the login of {conflict}; it was left untouched. If {tool} should use this broker's account, move the file aside (or log {tool} out) and the broker writes it; otherwise remove this [[project]] entry or point its `path` elsewhere",
                 tool = self.kind()
             ));
         }
+        // Compared by fingerprint: the broker's refresh token never reaches a
+        // projection target.
         let owned_by_broker = refresh_token
             .as_ref()
-            .is_some_and(|t| t.expose_secret() == creds.refresh_token.expose_secret());
+            .is_some_and(|t| token_fingerprint(t) == token.refresh_token_id);
         if owned_by_broker {
             // Imported from this very file: a backup would be a second copy of
             // the refresh token the broker now spends.
@@ -291,11 +287,12 @@ impl Target {
 
     /// Stops writing the file and gives it back to the tool: the backup if
     /// there is one, else the broker's projection is removed (the tool is then
-    /// logged out). `broker_refresh_token` is the broker's current one: a
-    /// backup holding it is refused, the tool would spend the broker's token.
+    /// logged out). `broker_refresh_token_id` is the fingerprint of the
+    /// broker's current refresh token: a backup holding that token is refused,
+    /// the tool would spend the broker's token.
     pub fn restore(
         &self,
-        broker_refresh_token: Option<&SecretString>,
+        broker_refresh_token_id: Option<&str>,
     ) -> Result<ProjectionRestored, String> {
         let mut io = self.lock_io();
         let path = self.path.display();
@@ -306,8 +303,8 @@ impl Target {
             Some(bytes) => {
                 let backup_token = self.refresh_token_in(&bytes);
                 let is_brokers = matches!(
-                    (&backup_token, broker_refresh_token),
-                    (Some(a), Some(b)) if a.expose_secret() == b.expose_secret()
+                    (&backup_token, broker_refresh_token_id),
+                    (Some(a), Some(b)) if token_fingerprint(a) == b
                 );
                 if is_brokers {
                     return Err(format!(
@@ -351,8 +348,8 @@ impl Target {
 
     /// Notes that the manager could not give a token that stays `margin`
     /// ahead (tokens live too short for this margin).
-    pub fn warn_short_lifetime(&self, creds: &Credentials) {
-        let lifetime = creds.lifetime().as_secs();
+    pub fn warn_short_lifetime(&self, token: &ServedToken) {
+        let lifetime = token.lifetime().as_secs();
         let message = format!(
             "access tokens live {lifetime}s, too short to keep {}s ahead of {}'s own refresh; it may try to refresh with the placeholder (harmless, but it reports errors). Lower refresh_margin_secs if the tool refreshes later than that",
             self.margin.as_secs(),
@@ -411,10 +408,10 @@ mod tests {
         format!("{}.{}.c2ln", enc(json!({"alg": "none"})), enc(payload))
     }
 
-    fn creds(account: &str, access: &str, now: SystemTime) -> Credentials {
+    fn creds(account: &str, access: &str, now: SystemTime) -> ServedToken {
         let exp = crate::clock::unix_secs(now) + 3600;
         let auth = json!({"chatgpt_account_id": account});
-        Credentials {
+        ServedToken::new(&crate::credentials::Credentials {
             access_token: Some(
                 jwt(json!({"sub": "user-1", "exp": exp, "jti": access, "https://api.openai.com/auth": auth}))
                     .into(),
@@ -428,7 +425,8 @@ mod tests {
             account_id: Some(account.into()),
             metadata: Default::default(),
             refresh_hint_at: None,
-        }
+        })
+        .unwrap()
     }
 
     fn codex_file(account: &str, refresh: &str) -> Vec<u8> {
@@ -539,7 +537,7 @@ mod tests {
         let now = SystemTime::now();
         let c = creds("acct-1", "a", now);
         t.sync(&c, now).unwrap();
-        let done = t.restore(Some(&c.refresh_token)).unwrap();
+        let done = t.restore(Some(c.refresh_token_id.as_str())).unwrap();
         assert_eq!(done.outcome, RestoreOutcome::BackupRestored);
         assert_eq!(std::fs::read(t.path()).unwrap(), own);
         assert_eq!(
@@ -559,7 +557,9 @@ mod tests {
         t.sync(&c, now).unwrap();
         assert!(!file::backup_path(t.path()).exists());
         assert_eq!(
-            t.restore(Some(&c.refresh_token)).unwrap().outcome,
+            t.restore(Some(c.refresh_token_id.as_str()))
+                .unwrap()
+                .outcome,
             RestoreOutcome::Removed
         );
         assert!(!t.path().exists());
@@ -581,7 +581,7 @@ mod tests {
             codex_file("acct-1", "broker-refresh-token"),
         )
         .unwrap();
-        let err = t.restore(Some(&c.refresh_token)).unwrap_err();
+        let err = t.restore(Some(c.refresh_token_id.as_str())).unwrap_err();
         assert!(err.contains("refresh_token_reused"), "{err}");
         assert!(!t.is_stopped());
     }

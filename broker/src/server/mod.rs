@@ -4,13 +4,14 @@
 //! own task. Requests are handed to the token manager, which runs refreshes in
 //! tasks of their own, so dropping a connection never cancels a refresh.
 
+pub mod app;
 mod commands;
 pub mod connection;
 pub mod socket;
+mod wire_error;
 
 use crate::config::ServerSettings;
-use crate::login::LoginRunner;
-use crate::manager::TokenManager;
+pub use app::App;
 use connection::{Connection, ConnectionError, Incoming};
 use oauth_broker_proto::{
     encode_frame, ErrorCode, ErrorFrame, Hello, Request, Response, Welcome, PROTOCOL_VERSION,
@@ -23,12 +24,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Serves `listener` until `shutdown` is cancelled; `login` runs the logins
-/// that `Relogin` asks for (without one, `Relogin` is answered with an error).
+/// Serves `listener` until `shutdown` is cancelled; every command gets `app`.
 pub async fn serve(
     listener: UnixListener,
-    manager: TokenManager,
-    login: Option<Arc<LoginRunner>>,
+    app: App,
     settings: ServerSettings,
     shutdown: CancellationToken,
 ) {
@@ -78,14 +77,13 @@ pub async fn serve(
             tasks.spawn(reject(stream, frame));
             continue;
         };
-        let manager = manager.clone();
-        let login = login.clone();
+        let app = app.clone();
         let settings = settings.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                result = handle(stream, &manager, login.as_ref(), &settings) => {
+                result = handle(stream, &app, &settings) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection closed");
                     }
@@ -125,8 +123,7 @@ async fn reject(mut stream: UnixStream, frame: ErrorFrame) {
 
 async fn handle(
     stream: UnixStream,
-    manager: &TokenManager,
-    login: Option<&Arc<LoginRunner>>,
+    app: &App,
     settings: &ServerSettings,
 ) -> Result<(), ConnectionError> {
     let request_timeout = Duration::from_millis(settings.request_timeout_ms.max(1));
@@ -139,7 +136,7 @@ async fn handle(
             conn.write(&Response::Welcome(Welcome {
                 protocol: PROTOCOL_VERSION,
                 broker_version: env!("CARGO_PKG_VERSION").to_string(),
-                account: manager.account().to_string(),
+                account: app.manager.account().to_string(),
             }))
             .await?;
         }
@@ -175,7 +172,7 @@ async fn handle(
         match conn.read::<Request>(idle_timeout).await {
             Ok(Incoming::Message(request)) => {
                 tracing::trace!(request = request.name(), "request");
-                commands::dispatch(request, manager, login, &mut conn).await?;
+                commands::dispatch(request, app, &mut conn).await?;
             }
             Ok(Incoming::Malformed(why)) => {
                 tracing::debug!("malformed request");

@@ -5,16 +5,19 @@
 //! serving. The `STATUS=` line is what `systemctl --user status oauth-broker`
 //! shows next to the unit, so it says the one thing a user looks for there: is
 //! the login alive, and if not, which command fixes it. It is a subscriber of the
-//! token manager's change channel, like the projection targets: the manager
-//! knows nothing about systemd. All of this does nothing without
-//! `NOTIFY_SOCKET`.
+//! token manager's snapshots, like the projection targets: it reads the
+//! snapshot and nothing else, and the manager knows nothing about systemd.
+//! All of this does nothing without `NOTIFY_SOCKET`.
 
+use crate::clock::{unix_secs, Clock};
 use crate::ctl::output;
-use crate::manager::TokenManager;
-use oauth_broker_proto::{StatusReport, TokenState};
+use crate::manager::TokenSnapshot;
+use oauth_broker_proto::TokenState;
 use sd_notify::NotifyState;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,34 +51,37 @@ pub fn notify_stopping() {
     ]);
 }
 
-/// Keeps `STATUS=` current until `shutdown`: on every state change of the
-/// manager, and when the cached token expires (which changes the line without a
-/// state change). `None` without `NOTIFY_SOCKET`.
+/// Keeps `STATUS=` current until `shutdown`: on every snapshot the manager
+/// publishes, and when the cached token expires (which changes the line
+/// without a new snapshot). `None` without `NOTIFY_SOCKET`.
 pub fn spawn_status_updates(
-    manager: TokenManager,
+    mut snapshots: watch::Receiver<Arc<TokenSnapshot>>,
+    clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     if !enabled() {
         return None;
     }
     Some(tokio::spawn(async move {
-        let mut changes = manager.subscribe();
         let mut last = String::new();
         loop {
-            let report = manager.status();
-            let now = output::unix_secs(SystemTime::now());
-            let line = status_line(&report, now);
+            let snapshot = snapshots.borrow_and_update().clone();
+            let now = clock.now();
+            let line = status_line(&snapshot, now);
             if line != last {
                 send(&[NotifyState::Status(&line)]);
                 last = line;
             }
-            let expiry = report
-                .access_token_expires_at
+            let now = unix_secs(now);
+            let expiry = snapshot
+                .token
+                .as_ref()
+                .map(|t| t.grant.expires_at)
                 .filter(|&at| at >= now)
                 .map(|at| Duration::from_secs(at - now + 1));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                changed = changes.changed() => if changed.is_err() { break },
+                changed = snapshots.changed() => if changed.is_err() { break },
                 _ = sleep_or_forever(expiry) => {}
             }
         }
@@ -89,25 +95,28 @@ async fn sleep_or_forever(duration: Option<Duration>) {
     }
 }
 
-/// The one-line status for `systemctl status`; `now` in unix seconds. Times are
-/// UTC, like everywhere in brokerctl.
-pub fn status_line(report: &StatusReport, now: u64) -> String {
-    let refreshes = match report.refresh_count {
+/// The one-line status for `systemctl status` at `now`. Times are UTC, like
+/// everywhere in brokerctl.
+pub fn status_line(snapshot: &TokenSnapshot, now: SystemTime) -> String {
+    let refreshes = match snapshot.refresh_count {
         1 => "1 refresh".to_string(),
         n => format!("{n} refreshes"),
     };
     let relogin = || {
-        let reason = report.relogin_reason.as_deref().unwrap_or("unknown reason");
+        let reason = snapshot
+            .relogin
+            .as_ref()
+            .map_or("unknown reason", |r| r.reason.as_str());
         format!("relogin required: {reason} — run brokerctl relogin")
     };
-    let mut line = match report.state {
-        _ if report.relogin_required => relogin(),
+    let expires_at = snapshot.token.as_ref().map(|t| t.grant.expires_at);
+    let mut line = match snapshot.state(now) {
         TokenState::ReloginRequired => relogin(),
         TokenState::LoggedOut => {
             "not logged in — run brokerctl relogin or brokerctl import".to_string()
         }
-        TokenState::Valid => match report.access_token_expires_at {
-            Some(at) if at > now => {
+        TokenState::Valid => match expires_at {
+            Some(at) if at > unix_secs(now) => {
                 format!(
                     "logged in, token valid until {}, {refreshes}",
                     output::clock(at)
@@ -117,7 +126,7 @@ pub fn status_line(report: &StatusReport, now: u64) -> String {
         },
         TokenState::Refreshing => format!("logged in, refreshing the token, {refreshes}"),
         TokenState::Expired => {
-            let why = report
+            let why = snapshot
                 .last_error
                 .as_ref()
                 .map(|e| format!(" ({})", e.code))
@@ -125,7 +134,7 @@ pub fn status_line(report: &StatusReport, now: u64) -> String {
             format!("token expired and the token endpoint is failing{why}; retrying")
         }
     };
-    if report.degraded.is_some() {
+    if snapshot.degraded.is_some() {
         line.push_str("; degraded: cannot save the state file (see the log)");
     }
     line
@@ -134,76 +143,101 @@ pub fn status_line(report: &StatusReport, now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oauth_broker_proto::{EndpointInfo, LastError};
+    use crate::clock::from_unix_secs;
+    use crate::credentials::Credentials;
+    use crate::manager::ServedToken;
+    use crate::store::ReloginRecord;
+    use oauth_broker_proto::LastError;
 
     const NOW: u64 = 1_700_000_000; // 2023-11-14 22:13:20 UTC
 
-    fn report(state: TokenState) -> StatusReport {
-        StatusReport {
-            broker_version: "0.1.0".into(),
-            pid: 1,
-            account: "default".into(),
-            provider: "generic".into(),
-            endpoints: EndpointInfo::default(),
-            state,
-            access_token_expires_at: Some(NOW + 3000),
-            token_id: Some("0123456789ab".into()),
-            scopes: vec![],
-            last_refresh_at: None,
-            next_refresh_at: None,
+    fn now() -> SystemTime {
+        from_unix_secs(NOW)
+    }
+
+    /// A login whose token expires at `expires_at` (unix seconds).
+    fn token(expires_at: u64) -> Arc<ServedToken> {
+        Arc::new(
+            ServedToken::new(&Credentials {
+                access_token: Some("at".to_string().into()),
+                expires_at: Some(from_unix_secs(expires_at)),
+                obtained_at: from_unix_secs(NOW - 600),
+                refresh_token: "rt".to_string().into(),
+                id_token: None,
+                token_type: "Bearer".into(),
+                scopes: vec![],
+                account_id: None,
+                metadata: Default::default(),
+                refresh_hint_at: None,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn snapshot(state: TokenState) -> TokenSnapshot {
+        let mut s = TokenSnapshot {
+            logged_in: true,
+            token: Some(token(NOW + 3000)),
             refresh_count: 12,
-            relogin_required: false,
-            relogin_reason: None,
-            last_error: None,
-            degraded: None,
-            account_id: None,
-            projections: vec![],
+            ..Default::default()
+        };
+        match state {
+            TokenState::Valid => {}
+            TokenState::Refreshing => s.refreshing = true,
+            TokenState::Expired => s.token = Some(token(NOW - 10)),
+            TokenState::LoggedOut => {
+                s.logged_in = false;
+                s.token = None;
+            }
+            TokenState::ReloginRequired => {
+                s.relogin = Some(ReloginRecord {
+                    reason: "refresh_token_reused".into(),
+                    message: "m".into(),
+                })
+            }
         }
+        assert_eq!(s.state(now()), state);
+        s
     }
 
     #[test]
     fn says_whether_the_login_is_alive() {
         assert_eq!(
-            status_line(&report(TokenState::Valid), NOW),
+            status_line(&snapshot(TokenState::Valid), now()),
             "logged in, token valid until 23:03 UTC, 12 refreshes"
         );
-        let mut r = report(TokenState::Valid);
-        r.refresh_count = 1;
-        r.degraded = Some("disk full".into());
+        let mut s = snapshot(TokenState::Valid);
+        s.refresh_count = 1;
+        s.degraded = Some("disk full".into());
         assert_eq!(
-            status_line(&r, NOW),
+            status_line(&s, now()),
             "logged in, token valid until 23:03 UTC, 1 refresh; degraded: cannot save the state file (see the log)"
         );
         assert_eq!(
-            status_line(&report(TokenState::Refreshing), NOW),
+            status_line(&snapshot(TokenState::Refreshing), now()),
             "logged in, refreshing the token, 12 refreshes"
         );
     }
 
     #[test]
     fn names_the_command_that_fixes_it() {
-        let mut r = report(TokenState::ReloginRequired);
-        r.relogin_required = true;
-        r.relogin_reason = Some("refresh_token_reused".into());
         assert_eq!(
-            status_line(&r, NOW),
+            status_line(&snapshot(TokenState::ReloginRequired), now()),
             "relogin required: refresh_token_reused — run brokerctl relogin"
         );
-        let mut r = report(TokenState::LoggedOut);
-        r.access_token_expires_at = None;
         assert_eq!(
-            status_line(&r, NOW),
+            status_line(&snapshot(TokenState::LoggedOut), now()),
             "not logged in — run brokerctl relogin or brokerctl import"
         );
-        let mut r = report(TokenState::Expired);
-        r.last_error = Some(LastError {
+        let mut s = snapshot(TokenState::Expired);
+        s.last_error = Some(LastError {
             code: "http_503".into(),
             message: "m".into(),
             hint: None,
             at: NOW,
         });
         assert_eq!(
-            status_line(&r, NOW),
+            status_line(&s, now()),
             "token expired and the token endpoint is failing (http_503); retrying"
         );
     }

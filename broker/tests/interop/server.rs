@@ -5,8 +5,9 @@
 //! server whose behaviour we do not control, so it runs exactly as its
 //! package ships, configured by `tests/interop/oidc-provider/server.mjs`.
 //! Rules that keep the run robust:
-//! * missing Node.js or a missing `npm ci` is a test failure that says what to
-//!   run, never a silent pass;
+//! * the npm packages are installed on first use (`tools::ensure_oidc_provider`);
+//!   missing Node.js or an unreachable npm registry is a test failure that says
+//!   what to do, never a silent pass;
 //! * ready = the server's own `{"event":"ready"}` line on stdout, awaited
 //!   with a time limit; an early exit fails with the server's stderr;
 //! * `Drop` kills the process (also when the test panics), and the server
@@ -66,6 +67,7 @@ impl OidcProvider {
     /// Starts `node server.mjs` and waits for its ready line. `log_dir`
     /// receives the server's stderr.
     pub fn start(options: &ServerOptions, log_dir: &Path) -> OidcProvider {
+        oauth_broker_tests::tools::ensure_oidc_provider();
         let dir = package_dir();
         let version = installed_version(&dir);
         check_node();
@@ -256,7 +258,7 @@ fn installed_version(dir: &Path) -> String {
     let text = std::fs::read_to_string(&manifest).unwrap_or_else(|_| {
         panic!(
             "oidc-provider is not installed ({} is missing): run `npm ci --no-audit --no-fund` in {} \
-             (.ci/run does this before the tests; it needs the npm registry)",
+             (tools::ensure_oidc_provider does this on first use; it needs the npm registry)",
             manifest.display(),
             dir.display()
         )

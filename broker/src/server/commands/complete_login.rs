@@ -4,19 +4,12 @@
 //! final event.
 
 use crate::login::LoginRunner;
-use oauth_broker_proto::{ErrorCode, ErrorFrame, Response};
-use std::sync::Arc;
+use oauth_broker_proto::{ErrorFrame, Response};
 
 /// Pastes and waits for the outcome.
-pub async fn handle(login: Option<&Arc<LoginRunner>>, redirect_url: &str) -> Response {
-    let Some(login) = login else {
-        return Response::Error(
-            ErrorFrame::new(ErrorCode::BadRequest, "this broker does not run logins")
-                .with_hint("hand over existing tokens with `brokerctl import FILE`"),
-        );
-    };
+pub async fn handle(login: &LoginRunner, redirect_url: &str) -> Response {
     match login.complete(redirect_url).await {
         Ok(event) => Response::Login(event),
-        Err(frame) => Response::Error(frame),
+        Err(e) => Response::Error(ErrorFrame::from(e)),
     }
 }

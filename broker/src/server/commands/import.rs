@@ -1,29 +1,30 @@
 //! `Import { tokens }`: adopt existing tokens; the broker owns them from now on.
 
+use super::super::app::App;
+use super::super::wire_error;
 use crate::credentials::Credentials;
-use crate::manager::TokenManager;
-use oauth_broker_proto::{ErrorCode, ErrorFrame, ExposeSecret, ImportTokens, Response};
+use oauth_broker_proto::{ErrorFrame, ExposeSecret, ImportTokens, Response};
 use std::time::SystemTime;
 
 /// Validates, persists and adopts imported tokens.
-pub async fn handle(manager: &TokenManager, tokens: ImportTokens) -> Response {
-    match credentials_from_import(tokens) {
-        Ok(creds) => match manager.adopt(creds).await {
+pub async fn handle(app: &App, tokens: ImportTokens) -> Response {
+    match credentials_from_import(tokens, app.clock.now()) {
+        Ok(creds) => match app.manager.adopt(creds).await {
             Ok(expires_at) => Response::Imported { expires_at },
-            Err(e) => Response::Error(e),
+            Err(e) => Response::Error(ErrorFrame::from(e)),
         },
         Err(e) => Response::Error(e),
     }
 }
 
-fn credentials_from_import(t: ImportTokens) -> Result<Credentials, ErrorFrame> {
+/// The imported tokens as credentials received at `now`.
+fn credentials_from_import(t: ImportTokens, now: SystemTime) -> Result<Credentials, ErrorFrame> {
     if t.refresh_token.expose_secret().trim().is_empty() {
-        return Err(
-            ErrorFrame::new(ErrorCode::BadRequest, "the imported refresh_token is empty")
-                .with_hint("pass a JSON object with a non-empty \"refresh_token\""),
-        );
+        return Err(wire_error::bad_import(
+            "the imported refresh_token is empty",
+            "pass a JSON object with a non-empty \"refresh_token\"",
+        ));
     }
-    let now = SystemTime::now();
     let access_token = t
         .access_token
         .filter(|a| !a.expose_secret().trim().is_empty());

@@ -9,31 +9,26 @@ mod status;
 mod token;
 mod unauthorized;
 
+use super::app::App;
 use super::connection::{Connection, ConnectionError};
-use crate::login::LoginRunner;
-use crate::manager::TokenManager;
 use oauth_broker_proto::Request;
-use std::sync::Arc;
 
 /// Answers one request on `conn`.
 pub async fn dispatch(
     request: Request,
-    manager: &TokenManager,
-    login: Option<&Arc<LoginRunner>>,
+    app: &App,
     conn: &mut Connection,
 ) -> Result<(), ConnectionError> {
     let response = match request {
-        Request::Token { min_valid_secs } => {
-            return token::answer(manager, min_valid_secs, conn).await
-        }
-        Request::Unauthorized { token_id } => unauthorized::handle(manager, &token_id).await,
-        Request::Status => status::handle(manager),
-        Request::Import { tokens } => import::handle(manager, tokens).await,
-        Request::Logout => logout::handle(manager).await,
-        Request::ProjectRestore { target } => project::restore(manager, target).await,
-        Request::Relogin { method } => return relogin::handle(login, method, conn).await,
+        Request::Token { min_valid_secs } => return token::answer(app, min_valid_secs, conn).await,
+        Request::Unauthorized { token_id } => unauthorized::handle(&app.manager, &token_id).await,
+        Request::Status => status::handle(app),
+        Request::Import { tokens } => import::handle(app, tokens).await,
+        Request::Logout => logout::handle(&app.manager).await,
+        Request::ProjectRestore { target } => project::restore(app, target).await,
+        Request::Relogin { method } => return relogin::handle(&app.login, method, conn).await,
         Request::CompleteLogin { redirect_url } => {
-            complete_login::handle(login, &redirect_url).await
+            complete_login::handle(&app.login, &redirect_url).await
         }
     };
     conn.write(&response).await

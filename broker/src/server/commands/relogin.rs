@@ -8,9 +8,11 @@
 //! paste cannot be read, otherwise the login's final event answers it. A client
 //! that disconnects cancels its login.
 
+use crate::login::failure::LoginFailure;
 use crate::login::LoginRunner;
 use crate::server::connection::{Connection, ConnectionError, Incoming};
-use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginEvent, LoginMethod, Request, Response};
+use crate::server::wire_error;
+use oauth_broker_proto::{ErrorCode, ErrorFrame, LoginMethod, Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,19 +23,10 @@ const LOGIN_SILENCE: Duration = Duration::from_secs(24 * 3600);
 
 /// Streams the login's events up to the final one.
 pub async fn handle(
-    login: Option<&Arc<LoginRunner>>,
+    login: &Arc<LoginRunner>,
     method: Option<LoginMethod>,
     conn: &mut Connection,
 ) -> Result<(), ConnectionError> {
-    let Some(login) = login else {
-        return conn
-            .write(&Response::Login(LoginEvent::Error {
-                code: ErrorCode::BadRequest.as_str().to_string(),
-                message: "this broker does not run logins".to_string(),
-                hint: Some("hand over existing tokens with `brokerctl import FILE`".to_string()),
-            }))
-            .await;
-    };
     let mut stream = match login.start(method) {
         Ok(stream) => stream,
         Err(busy) => return conn.write(&Response::Login(busy)).await,
@@ -41,10 +34,9 @@ pub async fn handle(
     loop {
         tokio::select! {
             event = stream.events.recv() => {
-                let event = event.unwrap_or_else(|| LoginEvent::Error {
-                    code: ErrorCode::Internal.as_str().to_string(),
-                    message: "the login ended without an outcome".to_string(),
-                    hint: None,
+                let event = event.unwrap_or_else(|| {
+                    LoginFailure::new(ErrorCode::Internal, "the login ended without an outcome")
+                        .into_event()
                 });
                 let last = event.is_final();
                 conn.write(&Response::Login(event)).await?;
@@ -54,29 +46,17 @@ pub async fn handle(
             }
             incoming = conn.read::<Request>(LOGIN_SILENCE) => match incoming? {
                 Incoming::Message(Request::CompleteLogin { redirect_url }) => {
-                    if let Err(frame) = login.submit_paste(&redirect_url).await {
-                        conn.write(&Response::Error(frame)).await?;
+                    if let Err(e) = login.submit_paste(&redirect_url).await {
+                        conn.write(&Response::Error(ErrorFrame::from(e))).await?;
                     }
                 }
                 Incoming::Message(other) => {
-                    conn.write(&Response::Error(
-                        ErrorFrame::new(
-                            ErrorCode::BadRequest,
-                            format!(
-                                "a login is running on this connection; `{}` must wait until it ends (only complete_login is accepted meanwhile)",
-                                other.name()
-                            ),
-                        )
-                        .with_hint("use another connection for other requests"),
-                    ))
-                    .await?;
+                    conn.write(&Response::Error(wire_error::busy_with_login(other.name())))
+                        .await?;
                 }
                 Incoming::Malformed(why) => {
-                    conn.write(&Response::Error(ErrorFrame::new(
-                        ErrorCode::BadRequest,
-                        format!("malformed request: {why}"),
-                    )))
-                    .await?;
+                    conn.write(&Response::Error(wire_error::malformed_during_login(&why)))
+                        .await?;
                 }
                 Incoming::Closed => {
                     tracing::info!("the client of a running login disconnected; cancelling the login");

@@ -1,0 +1,261 @@
+//! The tools that come from the npm registry: the interop test's
+//! authorization server (panva's `oidc-provider`, pinned by the lockfile in
+//! `tests/interop/oidc-provider`), the real Codex CLI and the real Claude
+//! Code.
+//!
+//! Why Node.js itself is not installed here: the interop server needs
+//! Node.js >= 20.19, newer than some distributions ship, so picking one is
+//! left to the user; its absence fails the test saying so.
+
+use super::once::Install;
+use super::run::run;
+use super::system::find_on_path;
+use super::{cache_dir, expect_tool};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The Codex CLI release `e2e_codex_cli.rs` was written against.
+pub const CODEX_VERSION: &str = "0.169.0";
+
+/// The Claude Code release `e2e_claude_code.rs` was written against: the
+/// newest the npm registry served when the test was written.
+pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
+
+/// What the interop server's `package.json` asks for (`engines.node`).
+const OIDC_PROVIDER_NODE: (u32, u32) = (20, 19);
+/// Codex CLI's npm package starts its native binary from Node.js 16 on.
+const CODEX_NODE: (u32, u32) = (16, 0);
+/// Claude Code's npm package declares Node.js >= 22, which npm only warns
+/// about; its postinstall (which copies the native binary into place, after
+/// which no Node.js runs) worked under Node.js 20.20 when this was written.
+const CLAUDE_CODE_NODE: (u32, u32) = (20, 0);
+const NPM_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Installs the interop server's npm packages (`npm ci` in
+/// `tests/interop/oidc-provider`, from its lockfile) unless they are
+/// installed from this very lockfile already. Returns that directory, from
+/// which `node server.mjs` runs.
+pub fn ensure_oidc_provider() -> PathBuf {
+    static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    expect_tool(OUTCOME.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/oidc-provider");
+        let what = "oidc-provider (npm ci in tests/interop/oidc-provider)";
+        need_node(OIDC_PROVIDER_NODE, what)?;
+        let lockfile = dir.join("package-lock.json");
+        let lock_bytes = std::fs::read(&lockfile)
+            .map_err(|e| format!("cannot read {}: {e}", lockfile.display()))?;
+        let modules = dir.join("node_modules");
+        Install {
+            what: what.to_string(),
+            dir: modules.clone(),
+            // Beside node_modules, which `npm ci` deletes first.
+            lock: dir.join(".npm-install.lock"),
+            marker: modules.join(".oauth-broker-installed"),
+            stamp: format!(
+                "package-lock.json sha256 {}",
+                hex(&Sha256::digest(&lock_bytes))
+            ),
+        }
+        .run_once(|| {
+            let mut npm = Command::new("npm");
+            // The lockfile pins every tarball with its hash, so npm's own
+            // cache may serve them without asking the registry again.
+            npm.args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+                .args(["--loglevel=error"])
+                .current_dir(&dir);
+            run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(what, &e))?;
+            let manifest = modules.join("oidc-provider/package.json");
+            if manifest.is_file() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`npm ci` in {} succeeded but {} is missing",
+                    dir.display(),
+                    manifest.display()
+                ))
+            }
+        })?;
+        Ok(dir)
+    }))
+}
+
+/// The Codex CLI binary: `$OAUTH_BROKER_CODEX_BIN` when set, else
+/// [`CODEX_VERSION`] from npm, installed once into
+/// `<cache>/codex-<version>` (about 400 MB).
+pub fn ensure_codex_cli() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OAUTH_BROKER_CODEX_BIN").filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "OAUTH_BROKER_CODEX_BIN names {}, which is not a file: point it at a Codex CLI \
+             binary or unset it to have the tests install Codex CLI {CODEX_VERSION}",
+            bin.display()
+        );
+        return bin;
+    }
+    static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    expect_tool(OUTCOME.get_or_init(|| {
+        let what = format!("Codex CLI {CODEX_VERSION} (npm @openai/codex)");
+        need_node(CODEX_NODE, &what)?;
+        let dir = cache_dir().join(format!("codex-{CODEX_VERSION}"));
+        let bin = dir.join("node_modules/.bin/codex");
+        Install {
+            what: what.clone(),
+            dir: dir.clone(),
+            lock: cache_dir().join(format!("codex-{CODEX_VERSION}.lock")),
+            marker: dir.join(".installed"),
+            stamp: CODEX_VERSION.to_string(),
+        }
+        .run_once(|| {
+            start_afresh(&dir)?;
+            let mut npm = Command::new("npm");
+            npm.arg("install")
+                .arg("--prefix")
+                .arg(&dir)
+                .args(["--no-audit", "--no-fund", "--loglevel=error"])
+                .arg(format!("@openai/codex@{CODEX_VERSION}"));
+            run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(&what, &e))?;
+            let mut version = Command::new(&bin);
+            version.arg("--version");
+            let printed = run(version, Duration::from_secs(60))
+                .map_err(|e| format!("{what} was installed but does not start: {e}"))?;
+            if printed.contains(CODEX_VERSION) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} was installed but `codex --version` prints {:?}",
+                    printed.trim()
+                ))
+            }
+        })?;
+        Ok(bin)
+    }))
+}
+
+/// The `claude` binary: `$OAUTH_BROKER_CLAUDE_BIN` when set, else
+/// [`CLAUDE_CODE_VERSION`] from npm (`@anthropic-ai/claude-code`, a native
+/// binary of about 400 MB), installed once into
+/// `<cache>/claude-code-<version>`.
+pub fn ensure_claude_code() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OAUTH_BROKER_CLAUDE_BIN").filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "OAUTH_BROKER_CLAUDE_BIN names {}, which is not a file: point it at a Claude Code \
+             binary or unset it to have the tests install Claude Code {CLAUDE_CODE_VERSION}",
+            bin.display()
+        );
+        return bin;
+    }
+    static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    expect_tool(OUTCOME.get_or_init(|| {
+        let what = format!("Claude Code {CLAUDE_CODE_VERSION} (npm @anthropic-ai/claude-code)");
+        need_node(CLAUDE_CODE_NODE, &what)?;
+        let dir = cache_dir().join(format!("claude-code-{CLAUDE_CODE_VERSION}"));
+        let bin = dir.join("node_modules/.bin/claude");
+        Install {
+            what: what.clone(),
+            dir: dir.clone(),
+            lock: cache_dir().join(format!("claude-code-{CLAUDE_CODE_VERSION}.lock")),
+            marker: dir.join(".installed"),
+            stamp: CLAUDE_CODE_VERSION.to_string(),
+        }
+        .run_once(|| {
+            start_afresh(&dir)?;
+            let mut npm = Command::new("npm");
+            npm.arg("install")
+                .arg("--prefix")
+                .arg(&dir)
+                .args(["--no-audit", "--no-fund", "--loglevel=error"])
+                .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"));
+            run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(&what, &e))?;
+            // `claude --version` answers without any network access.
+            let mut version = Command::new(&bin);
+            version.arg("--version");
+            let printed = run(version, Duration::from_secs(60))
+                .map_err(|e| format!("{what} was installed but does not start: {e}"))?;
+            if printed.contains(CLAUDE_CODE_VERSION) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} was installed but `claude --version` prints {:?}",
+                    printed.trim()
+                ))
+            }
+        })?;
+        Ok(bin)
+    }))
+}
+
+/// Removes what a killed install may have left, so npm starts clean.
+pub(super) fn start_afresh(dir: &Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "cannot remove the unfinished install {}: {e}",
+            dir.display()
+        )),
+    }?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// Node.js of at least `min` and npm are on `PATH`, or why not.
+fn need_node(min: (u32, u32), what: &str) -> Result<(), String> {
+    let how = format!(
+        "installing {what} needs Node.js >= {}.{} and npm on PATH \
+         (https://nodejs.org/en/download, or the distribution's nodejs and npm packages if recent enough)",
+        min.0, min.1
+    );
+    let mut node = Command::new("node");
+    node.arg("--version");
+    let version = run(node, Duration::from_secs(30)).map_err(|e| format!("{how}: {e}"))?;
+    match parse_major_minor(&version) {
+        Some(found) if found >= min => {}
+        _ => return Err(format!("{how}; found Node.js {}", version.trim())),
+    }
+    if find_on_path("npm").is_none() {
+        return Err(format!("{how}; npm is missing"));
+    }
+    Ok(())
+}
+
+/// `v20.19.2` → `(20, 19)`.
+fn parse_major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The one-line failure of an npm install, naming the registry it needs.
+fn npm_failed(what: &str, error: &str) -> String {
+    let mut config = Command::new("npm");
+    config.args(["config", "get", "registry"]);
+    let registry = run(config, Duration::from_secs(30))
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|_| "https://registry.npmjs.org/".to_string());
+    format!(
+        "cannot install {what}: {error} — the npm registry {registry} must be reachable once \
+         (or pre-install the test tools: see README, \"Tests\")"
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_major_minor;
+
+    #[test]
+    fn reads_node_versions() {
+        assert_eq!(parse_major_minor("v20.19.2\n"), Some((20, 19)));
+        assert_eq!(parse_major_minor("v22.1.0"), Some((22, 1)));
+        assert_eq!(parse_major_minor("garbage"), None);
+        assert!(parse_major_minor("v20.20.2").unwrap() >= (20, 19));
+        assert!(parse_major_minor("v20.9.0").unwrap() < (20, 19));
+    }
+}
