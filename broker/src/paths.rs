@@ -44,19 +44,8 @@ pub fn account_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string())
 }
 
-/// Account names become file names: keep them to a safe alphabet.
+/// Account names become file names: the client crate's rule, so that brokerd
+/// and every client accept exactly the same names.
 pub fn validate_account(account: &str) -> anyhow::Result<()> {
-    let ok = !account.is_empty()
-        && account.len() <= 64
-        && account
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !account.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "invalid account name {account:?}: use 1-64 letters, digits, '-', '_' or '.' (not starting with '.')"
-        )
-    }
+    oauth_broker_client::validate_account_name(account).map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -16,6 +16,7 @@ fn every_measurement_runs_and_the_table_is_complete() {
     assert_eq!(report.raw.samples, config.round_trips);
     assert_eq!(report.cached.samples, config.round_trips);
     assert_eq!(report.fresh_connection.samples, config.fresh_connections);
+    assert_eq!(report.fresh_pipelined.samples, config.fresh_connections);
     assert_eq!(report.client_cache.samples, config.cache_hits);
     assert_eq!(report.brokerctl.samples, config.brokerctl_runs);
     assert_eq!(report.startup.samples, config.startups);
@@ -35,11 +36,19 @@ fn every_measurement_runs_and_the_table_is_complete() {
     assert!(report.memory.busy_kib > 0);
 
     let table = report.markdown();
-    assert_eq!(report.verdicts().len(), 8);
+    // `oidc-token` is measured beside `brokerctl token` when oidc-agent is
+    // installed, with a verdict and a row of its own.
+    if let Some(oidc) = &report.oidc_token {
+        assert_eq!(oidc.samples, config.brokerctl_runs);
+        assert!(table.contains("`oidc-token`"), "{table}");
+    }
+    let with_oidc = usize::from(report.oidc_token.is_some());
+    assert_eq!(report.verdicts().len(), 8 + with_oidc);
     for row in [
         "Raw Unix-socket ping-pong",
         "Cached token",
         "fresh connection",
+        "in the hello's write",
         "Client-side cache",
         "Throughput",
         "brokerctl token",

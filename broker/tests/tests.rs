@@ -11,6 +11,7 @@ mod common;
 mod interop;
 
 mod e2e_bench_smoke;
+mod e2e_busy_retry;
 mod e2e_caching_client;
 mod e2e_claude_code;
 mod e2e_cli;

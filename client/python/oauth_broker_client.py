@@ -13,8 +13,16 @@ Standard library only, Python 3.8 or newer; copy this one file into your agent.
 
 The broker is found like the Rust client finds it: an explicit socket path, else
 ``OAUTH_BROKER_SOCKET``, else ``$XDG_RUNTIME_DIR/oauth-broker/<account>.sock``
-with the account from the argument, ``OAUTH_BROKER_ACCOUNT`` or ``default``
-(``/run/user/<uid>`` when ``XDG_RUNTIME_DIR`` is unset or relative).
+with the account from the argument, ``OAUTH_BROKER_ACCOUNT`` or ``default``.
+When ``XDG_RUNTIME_DIR`` is unset or relative, ``/run/user/<uid>`` is used if it
+exists, else ``$TMPDIR/oauth-broker-<uid>`` (default ``/tmp/oauth-broker-<uid>``).
+Account names are checked by the broker's rule: 1 to 64 ASCII letters, digits,
+``-``, ``_`` or ``.``, not starting with ``.``.
+
+Right after connecting, before sending a byte, the client asks the kernel
+(``SO_PEERCRED``) who serves the socket and refuses anyone but this user and
+root (:class:`UntrustedPeerError`): under ``/tmp`` another user could have
+created the socket first.
 
 Wire protocol: every message is a frame of a 4-byte big-endian length and that
 many bytes of JSON (at most 64 KiB). The client sends ``{"protocol": 1,
@@ -32,6 +40,7 @@ No exception, ``repr`` or ``str`` ever contains a token.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -64,6 +73,9 @@ __all__ = [
     "BrokerTimeoutError",
     "ConfigError",
     "ProtocolError",
+    "UntrustedPeerError",
+    "MAX_ACCOUNT_LEN",
+    "validate_account_name",
 ]
 
 __version__ = "0.1.0"
@@ -78,10 +90,16 @@ SOCKET_ENV = "OAUTH_BROKER_SOCKET"
 ACCOUNT_ENV = "OAUTH_BROKER_ACCOUNT"
 #: The account used when none is named.
 DEFAULT_ACCOUNT = "default"
+#: Longest account name, in bytes (the broker's limit).
+MAX_ACCOUNT_LEN = 64
 
 _START_BROKER_HINT = (
     "start the broker (`systemctl --user start oauth-broker` or run `brokerd`), "
     "or point OAUTH_BROKER_SOCKET at its socket"
+)
+_UNTRUSTED_PEER_HINT = (
+    "point XDG_RUNTIME_DIR or OAUTH_BROKER_SOCKET at a directory only you can write, "
+    "for both brokerd and its clients, and report the socket's owner to the administrator"
 )
 
 
@@ -210,6 +228,22 @@ class ProtocolError(BrokerError):
     connection broke mid-conversation."""
 
 
+class UntrustedPeerError(BrokerError, PermissionError):
+    """The socket is served by another (non-root) user: an impostor may have
+    created the socket's directory first (easy under ``/tmp``), so nothing was
+    sent to it. ``path`` and ``uid`` say which socket and whose."""
+
+    def __init__(self, path: str, uid: int) -> None:
+        super().__init__(
+            "the socket at {} is served by uid {}, not by this user or root — refusing to "
+            "talk to it (a fallback socket under /tmp could have been created by another "
+            "user)".format(path, uid),
+            hint=_UNTRUSTED_PEER_HINT,
+        )
+        self.path = path
+        self.uid = uid
+
+
 _ERROR_CLASSES = {
     cls.code: cls
     for cls in (
@@ -327,28 +361,42 @@ class Token:
 # --------------------------------------------------------------------------- discovery
 
 
-def _validate_account(account: str) -> None:
-    if (
-        not account
-        or account.startswith(".")
-        or "/" in account
-        or "\0" in account
-        or any(ord(c) < 32 or ord(c) == 127 for c in account)
-    ):
+def validate_account_name(account: str) -> None:
+    """Raises :class:`ConfigError` unless ``account`` is a name the broker
+    accepts: 1 to 64 ASCII letters, digits, ``-``, ``_`` or ``.``, not starting
+    with ``.`` (the Rust crate's ``validate_account_name``)."""
+    ok = (
+        0 < len(account.encode("utf-8")) <= MAX_ACCOUNT_LEN
+        and not account.startswith(".")
+        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in account)
+    )
+    if not ok:
         raise ConfigError(
-            "invalid account name {!r}: use letters, digits, '-', '_' or '.' (not first)".format(
-                account
-            )
+            "invalid account name {!r}: use 1-{} letters, digits, '-', '_' or '.' "
+            "(not starting with '.')".format(account, MAX_ACCOUNT_LEN)
         )
+
+
+def _fallback_runtime_dir(environ: Mapping[str, str], uid: int, isdir=os.path.isdir) -> str:
+    """The runtime directory without a usable ``XDG_RUNTIME_DIR``: logind's
+    ``/run/user/<uid>`` if it exists, else ``$TMPDIR/oauth-broker-<uid>``
+    (``/tmp`` when ``TMPDIR`` is unset), like the Rust client and brokerd."""
+    run_user = "/run/user/{}".format(uid)
+    if isdir(run_user):
+        return run_user
+    tmp = environ.get("TMPDIR")
+    return os.path.join("/tmp" if tmp is None else tmp, "oauth-broker-{}".format(uid))
 
 
 def default_socket_path(
     account: Optional[str] = None,
     environ: Optional[Mapping[str, str]] = None,
     uid: Optional[int] = None,
+    isdir=os.path.isdir,
 ) -> str:
     """The socket a client connects to when no path is given (see the module
-    docs). ``environ`` and ``uid`` default to the process's own."""
+    docs). ``environ``, ``uid`` and ``isdir`` (which says whether
+    ``/run/user/<uid>`` exists) default to the process's own."""
     env = os.environ if environ is None else environ
 
     def var(name: str) -> Optional[str]:
@@ -359,11 +407,34 @@ def default_socket_path(
     if explicit:
         return explicit
     name = account if account is not None else (var(ACCOUNT_ENV) or DEFAULT_ACCOUNT)
-    _validate_account(name)
+    validate_account_name(name)
     runtime = var("XDG_RUNTIME_DIR")
     if not runtime or not os.path.isabs(runtime):
-        runtime = "/run/user/{}".format(os.getuid() if uid is None else uid)
+        runtime = _fallback_runtime_dir(env, os.getuid() if uid is None else uid, isdir)
     return os.path.join(runtime, "oauth-broker", name + ".sock")
+
+
+# --------------------------------------------------------------------------- peer
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process serving a connected Unix socket (for a client:
+    whoever created the listening socket), from ``SO_PEERCRED``."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        # Like the Rust client on such platforms: better no client than one
+        # that may talk to another user's socket.
+        raise OSError(errno.ENOTSUP, "cannot tell who serves the socket on this platform")
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("iII"))
+    _pid, uid, _gid = struct.unpack("iII", creds)
+    return uid
+
+
+def check_peer(path: str, uid: int, my_uid: Optional[int] = None) -> None:
+    """Raises :class:`UntrustedPeerError` unless ``uid`` is this user's or root's."""
+    me = os.getuid() if my_uid is None else my_uid
+    if uid != me and uid != 0:
+        raise UntrustedPeerError(path, uid)
 
 
 # --------------------------------------------------------------------------- framing
@@ -428,8 +499,13 @@ class Client:
         client_name: str = "python",
         connect_timeout: float = 5.0,
         request_timeout: float = 45.0,
+        busy_retry_budget: float = 2.0,
     ) -> None:
         self._explicit_path = socket_path
+        #: Seconds, in all, spent waiting out a broker that answers ``busy``
+        #: (at its connection limit) before :class:`BusyError` is raised; 0
+        #: turns the waiting off. Like the Rust client.
+        self.busy_retry_budget = busy_retry_budget
         self._account = account
         self.client_name = client_name
         self.connect_timeout = connect_timeout
@@ -447,10 +523,30 @@ class Client:
     # -- connection
 
     def connect(self) -> "Client":
-        """Connects and performs the handshake (if not connected yet)."""
+        """Connects and performs the handshake (if not connected yet). A
+        ``busy`` broker is waited out within ``busy_retry_budget``."""
         if self._sock is None:
-            self._sock = self._open()
+            self._sock = self._waiting_out_busy(self._open)
         return self
+
+    def _waiting_out_busy(self, attempt):
+        """Calls ``attempt`` until it does not raise :class:`BusyError` or the
+        budget is spent: waits the broker's ``retry_after`` (never less), or
+        backs off from 50 ms when it names none (the Rust client's rule)."""
+        waited = 0.0
+        backoff = 0.05
+        while True:
+            try:
+                return attempt()
+            except BusyError as e:
+                if e.retry_after is not None:
+                    wait = float(e.retry_after)
+                else:
+                    wait, backoff = backoff, backoff * 2
+                if waited + wait > self.busy_retry_budget:
+                    raise
+                waited += wait
+                time.sleep(wait)
 
     def _open(self) -> socket.socket:
         path = self.socket_path
@@ -467,6 +563,16 @@ class Client:
                 raise BrokerUnreachableError(
                     "no broker at {} ({})".format(path, e.strerror or e), hint=_START_BROKER_HINT
                 )
+            # Before anything is sent: the socket might be an impostor's.
+            try:
+                uid = peer_uid(sock)
+            except OSError as e:
+                raise BrokerError(
+                    "cannot tell who serves {} ({}); refusing to talk to it".format(
+                        path, e.strerror or e
+                    )
+                )
+            check_peer(path, uid)
             try:
                 sock.sendall(encode_frame({"protocol": PROTOCOL_VERSION, "client": self.client_name}))
                 answer = read_frame(sock)
@@ -518,6 +624,9 @@ class Client:
     # -- requests
 
     def _request(self, request: Mapping[str, Any], expected: str) -> Dict[str, Any]:
+        return self._waiting_out_busy(lambda: self._request_once(request, expected))
+
+    def _request_once(self, request: Mapping[str, Any], expected: str) -> Dict[str, Any]:
         reused = self._sock is not None
         try:
             return self._exchange(request, expected)
@@ -534,7 +643,9 @@ class Client:
             raise
 
     def _exchange(self, request: Mapping[str, Any], expected: str) -> Dict[str, Any]:
-        sock = self.connect()._sock
+        if self._sock is None:
+            self._sock = self._open()  # a busy answer is waited out by _request
+        sock = self._sock
         assert sock is not None
         try:
             sock.sendall(encode_frame(request))

@@ -38,6 +38,7 @@ pub(crate) struct Options {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) login_timeout: Duration,
+    pub(crate) busy_budget: Duration,
 }
 
 impl<C> ClientBuilder<C> {
@@ -50,6 +51,7 @@ impl<C> ClientBuilder<C> {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
                 login_timeout: DEFAULT_LOGIN_TIMEOUT,
+                busy_budget: crate::busy::DEFAULT_BUSY_BUDGET,
             },
             _client: PhantomData,
         }
@@ -91,6 +93,15 @@ impl<C> ClientBuilder<C> {
     /// not subject to the request timeout: the user may take minutes.
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
         self.options.login_timeout = timeout;
+        self
+    }
+
+    /// How long, in total, to wait out a broker that answers `busy` (at its
+    /// connection limit) before reporting it (default 2 s). The client waits
+    /// as long as the broker's `retry_after` asks and reconnects; zero turns
+    /// the waiting off.
+    pub fn busy_retry_budget(mut self, budget: Duration) -> Self {
+        self.options.busy_budget = budget;
         self
     }
 

@@ -26,8 +26,8 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// The socket a client connects to when no path is given: `OAUTH_BROKER_SOCKET`,
 /// else the account's socket in the runtime directory (see the module docs).
 ///
-/// `account` overrides `OAUTH_BROKER_ACCOUNT`. Fails only for an invalid account
-/// name (empty, or containing `/`, a NUL byte, or starting with `.`).
+/// `account` overrides `OAUTH_BROKER_ACCOUNT`. Fails only for an account name
+/// the broker would refuse (see [`crate::validate_account_name`]).
 pub fn default_socket_path(account: Option<&str>) -> Result<PathBuf, Error> {
     resolve(
         None,
@@ -63,7 +63,7 @@ pub(crate) fn resolve(
             None => DEFAULT_ACCOUNT.to_string(),
         },
     };
-    validate_account(&account)?;
+    crate::account::validate_account_name(&account)?;
     // The XDG spec says to ignore a relative XDG_RUNTIME_DIR.
     let runtime_dir = env("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
@@ -72,23 +72,6 @@ pub(crate) fn resolve(
     Ok(runtime_dir
         .join("oauth-broker")
         .join(format!("{account}.sock")))
-}
-
-/// An account name becomes a file name: refuse anything that could escape the
-/// directory or hide the file.
-fn validate_account(account: &str) -> Result<(), Error> {
-    if account.is_empty()
-        || account.starts_with('.')
-        || account.contains(['/', '\0'])
-        || account.chars().any(char::is_control)
-    {
-        return Err(Error::Config {
-            message: format!(
-                "invalid account name {account:?}: use letters, digits, '-', '_' or '.' (not first)"
-            ),
-        });
-    }
-    Ok(())
 }
 
 pub(crate) fn current_uid() -> u32 {
@@ -195,7 +178,7 @@ mod tests {
 
     #[test]
     fn bad_account_names_are_refused() {
-        for bad in ["", "../x", "a/b", ".hidden", "a\0b", "a\nb"] {
+        for bad in ["", "../x", "a/b", ".hidden", "a\0b", "a\nb", "a b", "ä"] {
             let err = resolve(
                 None,
                 Some(bad),

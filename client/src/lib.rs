@@ -60,13 +60,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod account;
 mod blocking;
 mod builder;
+mod busy;
 mod caching;
+mod calls;
 mod deadline;
 mod discovery;
 mod error;
 mod exchange;
+mod frames;
 mod peer;
 mod retry;
 mod token;
@@ -74,10 +78,12 @@ mod token;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use account::{validate_account_name, MAX_ACCOUNT_LEN};
 pub use blocking::Client;
 pub use builder::{
     ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
+pub use busy::DEFAULT_BUSY_BUDGET;
 pub use caching::CachingClient;
 pub use discovery::{default_socket_path, ACCOUNT_ENV, DEFAULT_ACCOUNT, SOCKET_ENV};
 pub use error::Error;

@@ -6,4 +6,5 @@ mod support;
 
 mod async_client;
 mod blocking;
+mod busy_and_pipelining;
 mod peer_check;

@@ -28,17 +28,39 @@ pub enum FrameError {
 
 /// Serializes `message` into a complete frame (header + JSON payload).
 pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
-    let mut out = vec![0u8; FRAME_HEADER_LEN];
-    serde_json::to_writer(&mut out, message).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let len = out.len() - FRAME_HEADER_LEN;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
-    }
-    out[..FRAME_HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    let mut out = Vec::new();
+    encode_frame_into(&mut out, message)?;
     Ok(out)
+}
+
+/// Appends the frame of `message` to `out`, so that several frames can go out
+/// in one write (a client's hello and its first request). On error `out` is
+/// left as it was.
+pub fn encode_frame_into<T: Serialize>(out: &mut Vec<u8>, message: &T) -> Result<(), FrameError> {
+    let at = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    let written = serde_json::to_writer(&mut *out, message)
+        .map_err(|e| FrameError::Malformed(e.to_string()))
+        .and_then(|()| {
+            let len = out.len() - at - FRAME_HEADER_LEN;
+            if len > MAX_FRAME_LEN {
+                return Err(FrameError::TooLarge {
+                    len,
+                    max: MAX_FRAME_LEN,
+                });
+            }
+            Ok(len)
+        });
+    match written {
+        Ok(len) => {
+            out[at..at + FRAME_HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(at);
+            Err(e)
+        }
+    }
 }
 
 /// Reads the payload length from a frame header, rejecting oversized frames

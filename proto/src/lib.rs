@@ -14,15 +14,17 @@
 //!
 //! JSON rather than a binary encoding keeps the protocol evolvable (unknown fields
 //! are ignored, additions carry `#[serde(default)]`) and lets agents written in any
-//! language speak it in a few lines. This crate does no I/O: framing is a pair of
-//! pure functions ([`encode_frame`], [`decode_frame`]) plus, behind the `codec`
-//! feature, a `tokio-util` codec built on them.
+//! language speak it in a few lines. This crate does no I/O: framing is
+//! [`encode_frame`] (or [`encode_frame_into`]) for sending and a [`FrameBuffer`]
+//! that cuts received bytes into frames — the one implementation the broker and
+//! both clients use, whatever their I/O (std or tokio).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
 mod frame;
+mod frame_buffer;
 mod import;
 mod login;
 mod message;
@@ -30,16 +32,12 @@ mod secret_serde;
 mod status;
 mod token;
 
-#[cfg(feature = "codec")]
-mod codec;
-
-#[cfg(feature = "codec")]
-pub use codec::{CodecError, FrameCodec};
 pub use error::{ErrorCode, ErrorFrame};
 pub use frame::{
-    decode_frame, decode_payload, encode_frame, frame_len, FrameError, FRAME_HEADER_LEN,
-    MAX_FRAME_LEN,
+    decode_frame, decode_payload, encode_frame, encode_frame_into, frame_len, FrameError,
+    FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
+pub use frame_buffer::FrameBuffer;
 pub use import::ImportTokens;
 pub use login::{LoginEvent, LoginMethod};
 pub use message::{Hello, Request, Response, Welcome};

@@ -23,7 +23,7 @@ pub mod status;
 pub mod token;
 
 use clap::{Args, Parser, Subcommand};
-use oauth_broker_client::{Client, Error};
+use oauth_broker_client::{Client, ClientBuilder, Error};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -91,6 +91,11 @@ pub enum Command {
 impl Global {
     /// Connects to the broker these options point at.
     pub fn connect(&self) -> Result<Client, Error> {
+        self.client_builder().connect()
+    }
+
+    /// A client builder for the broker these options point at.
+    pub fn client_builder(&self) -> ClientBuilder<Client> {
         let mut builder =
             Client::builder().client_name(concat!("brokerctl/", env!("CARGO_PKG_VERSION")));
         if let Some(socket) = &self.socket {
@@ -99,13 +104,19 @@ impl Global {
         if let Some(account) = &self.account {
             builder = builder.account(account);
         }
-        builder.connect()
+        builder
     }
 }
 
 /// brokerctl's `main`.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `brokerctl token` runs once per token: its plain forms skip building
+    // clap's parser for the whole command tree (see `token::parse_plain`).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((global, token)) = token::parse_plain(&args) {
+        return token::run(&global, &token);
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();

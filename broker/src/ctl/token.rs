@@ -10,11 +10,13 @@ use super::{exit, output, Global};
 use clap::Args;
 use oauth_broker_client::{AccessToken, ExposeSecret};
 use serde_json::{Map, Value};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 /// Print a valid access token on stdout.
-#[derive(Debug, Args)]
+#[derive(Debug, PartialEq, Eq, Args)]
 pub struct TokenArgs {
     /// The token must stay valid at least this many more seconds (the broker
     /// refreshes first if needed).
@@ -28,11 +30,12 @@ pub struct TokenArgs {
 
 /// Runs the subcommand.
 pub fn run(global: &Global, args: &TokenArgs) -> ExitCode {
+    // One round trip: the hello and the token request go out in one write.
     let token = match global
-        .connect()
-        .and_then(|mut client| client.token(Duration::from_secs(args.min_valid)))
+        .client_builder()
+        .connect_and_token(Duration::from_secs(args.min_valid))
     {
-        Ok(token) => token,
+        Ok((_client, token)) => token,
         Err(err) => return exit::fail(&err),
     };
     let text = if args.json {
@@ -41,6 +44,72 @@ pub fn run(global: &Global, args: &TokenArgs) -> ExitCode {
         format!("{}\n", token.expose_secret())
     };
     exit::print(&text)
+}
+
+/// The common command lines of `brokerctl token`, read without clap.
+///
+/// Why: `brokerctl token` is a whole process per token (an `auth.command`
+/// hook runs it before every API call), and building clap's parser for the
+/// whole command tree is a measurable part of its run time (README
+/// "Performance"). Only plain forms are recognised — `[--socket PATH]
+/// [--account NAME] token [--min-valid SECS] [--json]`, options in any order
+/// around `token`, each value as the next argument and valid UTF-8 — and
+/// `None` sends everything else (help, `--opt=value`, typos, bad numbers) to
+/// clap, which parses and reports exactly as before. A test checks that every
+/// form accepted here means what clap makes of it.
+pub fn parse_plain(args: &[OsString]) -> Option<(Global, TokenArgs)> {
+    let mut global = Global {
+        socket: None,
+        account: None,
+    };
+    let mut token = TokenArgs {
+        min_valid: 60,
+        json: false,
+    };
+    let mut seen_token = false;
+    let mut seen = [false; 4];
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let arg = arg.to_str()?;
+        let (slot, takes_value) = match arg {
+            "token" if !seen_token => {
+                seen_token = true;
+                continue;
+            }
+            "--socket" => (0, true),
+            "--account" => (1, true),
+            "--min-valid" if seen_token => (2, true),
+            "--json" if seen_token => (3, false),
+            _ => return None,
+        };
+        // A repeated option: let clap decide what that means.
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        if !takes_value {
+            token.json = true;
+            continue;
+        }
+        let value = rest.next()?.to_str()?;
+        if value.is_empty() || value.starts_with('-') {
+            return None;
+        }
+        match slot {
+            0 => global.socket = Some(PathBuf::from(value)),
+            1 => global.account = Some(value.to_string()),
+            _ => token.min_valid = plain_number(value)?,
+        }
+    }
+    seen_token.then_some((global, token))
+}
+
+/// Decimal digits only (no sign, no `_`), fitting a `u64`.
+fn plain_number(text: &str) -> Option<u64> {
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// The standard fields, which metadata never overrides.
@@ -79,6 +148,7 @@ pub fn token_json(token: &AccessToken, now: SystemTime) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
     use oauth_broker_client::proto::TokenGrant;
     use oauth_broker_client::SecretString;
     use serde_json::json;
@@ -96,6 +166,86 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         })
+    }
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    /// Every command line the plain reader takes means the same to clap.
+    #[test]
+    fn plain_command_lines_mean_what_clap_makes_of_them() {
+        let accepted = [
+            &["brokerctl", "token"][..],
+            &["brokerctl", "token", "--json"],
+            &["brokerctl", "token", "--min-valid", "300"],
+            &["brokerctl", "token", "--min-valid", "0", "--json"],
+            &[
+                "brokerctl",
+                "token",
+                "--json",
+                "--min-valid",
+                "18446744073709551615",
+            ],
+            &["brokerctl", "--socket", "/s.sock", "token"],
+            &["brokerctl", "--account", "work", "token", "--json"],
+            &[
+                "brokerctl",
+                "token",
+                "--socket",
+                "/s.sock",
+                "--account",
+                "w",
+            ],
+            &[
+                "brokerctl",
+                "--socket",
+                "/a b/s.sock",
+                "token",
+                "--account",
+                "w",
+                "--min-valid",
+                "5",
+            ],
+        ];
+        for args in accepted {
+            let (global, token) = parse_plain(&os(args)).unwrap_or_else(|| panic!("{args:?}"));
+            let cli = crate::ctl::Cli::try_parse_from(args).unwrap();
+            let crate::ctl::Command::Token(clap_token) = cli.command else {
+                panic!("not token: {args:?}")
+            };
+            assert_eq!(token, clap_token, "{args:?}");
+            assert_eq!(global.socket, cli.global.socket, "{args:?}");
+            assert_eq!(global.account, cli.global.account, "{args:?}");
+        }
+    }
+
+    /// Everything else goes to clap (which may accept it, or report it).
+    #[test]
+    fn anything_unusual_is_left_to_clap() {
+        for args in [
+            &["brokerctl"][..],
+            &["brokerctl", "status"],
+            &["brokerctl", "token", "--help"],
+            &["brokerctl", "--help"],
+            &["brokerctl", "--version"],
+            &["brokerctl", "token", "--min-valid=5"],
+            &["brokerctl", "token", "--min-valid"],
+            &["brokerctl", "token", "--min-valid", "-5"],
+            &["brokerctl", "token", "--min-valid", "+5"],
+            &["brokerctl", "token", "--min-valid", "1e3"],
+            &["brokerctl", "token", "--min-valid", "99999999999999999999"],
+            &["brokerctl", "token", "--json", "--json"],
+            &["brokerctl", "token", "token"],
+            &["brokerctl", "--json", "token"],
+            &["brokerctl", "--socket", "token"],
+            &["brokerctl", "--socket", "", "token"],
+            &["brokerctl", "token", "extra"],
+            &["brokerctl", "token", "-j"],
+            &["brokerctl", "tokne"],
+        ] {
+            assert!(parse_plain(&os(args)).is_none(), "{args:?}");
+        }
     }
 
     #[test]

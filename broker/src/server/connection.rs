@@ -3,11 +3,14 @@
 //! A frame that has started must arrive completely within the request timeout
 //! (slow-loris clients are dropped); between requests a connection may idle for the
 //! idle timeout; a write that the client does not read within the request timeout
-//! drops the client. The read buffer never grows beyond one maximal frame plus one
-//! read, because oversized lengths are refused from the header alone.
+//! drops the client. Framing itself is the protocol crate's [`FrameBuffer`], the
+//! same the clients use: it never grows beyond one maximal frame, because
+//! oversized lengths are refused from the header alone; it keeps a frame that
+//! arrived with the previous one (a client may send its hello and first request
+//! in one write); and it zeroes consumed bytes (an import carries a refresh
+//! token).
 
-use bytes::{Buf, BytesMut};
-use oauth_broker_proto::{decode_frame, encode_frame, FrameError, Response};
+use oauth_broker_proto::{decode_payload, encode_frame, FrameBuffer, FrameError, Response};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,7 +45,7 @@ pub enum ConnectionError {
 /// A framed connection.
 pub struct Connection {
     stream: UnixStream,
-    buf: BytesMut,
+    inbox: FrameBuffer,
     request_timeout: Duration,
 }
 
@@ -51,7 +54,9 @@ impl Connection {
     pub fn new(stream: UnixStream, request_timeout: Duration) -> Self {
         Connection {
             stream,
-            buf: BytesMut::with_capacity(1024),
+            // Small: a broker holds many idle connections, and requests are
+            // tiny; the buffer grows for the rare large one (an import).
+            inbox: FrameBuffer::new(1024),
             request_timeout,
         }
     }
@@ -62,30 +67,26 @@ impl Connection {
         wait_for_start: Duration,
     ) -> Result<Incoming<T>, ConnectionError> {
         let mut deadline = Instant::now()
-            + if self.buf.is_empty() {
+            + if self.inbox.is_empty() {
                 wait_for_start
             } else {
                 self.request_timeout
             };
         loop {
-            match decode_frame::<T>(&self.buf) {
-                Ok(Some((parsed, consumed))) => {
-                    self.buf.advance(consumed);
-                    return Ok(match parsed {
-                        Ok(message) => Incoming::Message(message),
-                        Err(e) => Incoming::Malformed(e.to_string()),
-                    });
-                }
+            match self.inbox.next_frame(decode_payload::<T>) {
+                Ok(Some(Ok(message))) => return Ok(Incoming::Message(message)),
+                Ok(Some(Err(e))) => return Ok(Incoming::Malformed(e.to_string())),
                 Ok(None) => {}
                 Err(e) => return Err(ConnectionError::TooLarge(e)),
             }
-            let was_empty = self.buf.is_empty();
-            let n = timeout_at(deadline, self.stream.read_buf(&mut self.buf))
+            let was_empty = self.inbox.is_empty();
+            let n = timeout_at(deadline, self.stream.read(self.inbox.spare()))
                 .await
                 .map_err(|_| ConnectionError::Timeout)??;
             if n == 0 {
                 return Ok(Incoming::Closed);
             }
+            self.inbox.filled(n);
             if was_empty {
                 // The frame has started: the rest must follow promptly.
                 deadline = Instant::now() + self.request_timeout;

@@ -14,8 +14,10 @@ is skipped.
 
 import http.server
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import unittest
 import urllib.error
@@ -173,6 +175,98 @@ class RevokedTest(unittest.TestCase):
             with self.assertRaises(obc.ReloginRequiredError):
                 client.token()
             self.assertTrue(client.status()["relogin_required"])
+
+
+#: The uid (and gid) of `nobody`, the other user of the impostor test.
+NOBODY = 65534
+
+
+
+def _start_impostor(path):
+    """Forks a child that, as `nobody`, listens on `path` (never accepting:
+    the kernel knows the listener's uid anyway) until the returned pipe is
+    closed. Forked rather than executed: `nobody` may not be able to run this
+    Python (e.g. one installed under /root). Returns (pid, pipe to close)."""
+    ready_r, ready_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the test runner
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(stop_w)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(path)
+            server.listen(8)
+            os.write(ready_w, b"listening")
+            os.read(stop_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(stop_r)
+    try:
+        ready = os.read(ready_r, 9)
+    finally:
+        os.close(ready_r)
+    if ready != b"listening":
+        os.close(stop_w)
+        os.waitpid(pid, 0)
+        raise AssertionError("the impostor did not start listening")
+    return pid, stop_w
+
+
+@unittest.skipUnless(LOGGED_IN, WHY)
+class ForeignSocketTest(unittest.TestCase):
+    """A socket served by another user is refused before a byte is sent
+    (like client/tests/peer_check.rs for the Rust client)."""
+
+    def test_a_socket_served_by_another_user_is_refused(self):
+        if os.getuid() == 0:
+            self._refuse_an_impostor_running_as_nobody()
+        else:
+            self._refuse_brokerd_when_it_looks_foreign()
+
+    def _refuse_an_impostor_running_as_nobody(self):
+        # The impostor listens under /tmp, where another user could
+        # pre-create the fallback socket directory.
+        d = tempfile.mkdtemp(prefix="oauth-broker-peer-", dir="/tmp")
+        os.chmod(d, 0o777)
+        path = os.path.join(d, "impostor.sock")
+        pid, stop = _start_impostor(path)
+        try:
+            with self.assertRaises(obc.UntrustedPeerError) as caught:
+                obc.Client(path, connect_timeout=5).connect()
+            err = caught.exception
+            self.assertEqual((err.uid, err.path), (NOBODY, path))
+            self.assertTrue(
+                str(err).startswith(
+                    "the socket at {} is served by uid {}, not by this user or root".format(path, NOBODY)
+                ),
+                str(err),
+            )
+            self.assertIn("OAUTH_BROKER_SOCKET", err.hint)
+        finally:
+            os.close(stop)
+            _, status = os.waitpid(pid, 0)
+            shutil.rmtree(d, ignore_errors=True)
+        self.assertEqual(status, 0, "the impostor failed")
+
+    def _refuse_brokerd_when_it_looks_foreign(self):
+        # Not root: nobody else's process can be started, so this client
+        # pretends to be another (non-root) user; the real brokerd then
+        # serves the socket under a uid that is not "ours".
+        me = os.getuid()
+        with mock.patch("os.getuid", return_value=me + 1):
+            with self.assertRaises(obc.UntrustedPeerError) as caught:
+                obc.Client(LOGGED_IN).connect()
+        self.assertEqual(caught.exception.uid, me)
+
+    def test_the_real_brokerd_is_served_by_us(self):
+        with obc.Client(LOGGED_IN) as client:
+            self.assertEqual(obc.peer_uid(client._sock), os.getuid())
 
 
 class UnreachableTest(unittest.TestCase):

@@ -9,6 +9,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,12 +56,96 @@ class DiscoveryTest(unittest.TestCase):
 
     def test_empty_means_unset_and_relative_runtime_dir_is_ignored(self):
         env = {"OAUTH_BROKER_SOCKET": "", "OAUTH_BROKER_ACCOUNT": "", "XDG_RUNTIME_DIR": "rel"}
-        self.assertEqual(obc.default_socket_path(None, env, uid=1234), "/run/user/1234/oauth-broker/default.sock")
+        self.assertEqual(
+            obc.default_socket_path(None, env, uid=1234, isdir=lambda p: p == "/run/user/1234"),
+            "/run/user/1234/oauth-broker/default.sock",
+        )
 
-    def test_bad_account_names(self):
-        for bad in ["", "../x", "a/b", ".hidden", "a\nb"]:
-            with self.assertRaises(obc.ConfigError):
+    def test_without_run_user_the_temp_dir_fallback_like_the_rust_client(self):
+        # client/src/discovery.rs: /run/user/<uid> only if it exists, else
+        # $TMPDIR/oauth-broker-<uid>, with /tmp when TMPDIR is unset.
+        missing = lambda p: False  # noqa: E731
+        self.assertEqual(
+            obc.default_socket_path(None, {}, uid=1234, isdir=missing),
+            "/tmp/oauth-broker-1234/oauth-broker/default.sock",
+        )
+        self.assertEqual(
+            obc.default_socket_path("w", {"TMPDIR": "/var/tmp/me", "XDG_RUNTIME_DIR": "rel"}, uid=7, isdir=missing),
+            "/var/tmp/me/oauth-broker-7/oauth-broker/w.sock",
+        )
+        checked = []
+        obc.default_socket_path(None, {}, uid=42, isdir=lambda p: checked.append(p) or True)
+        self.assertEqual(checked, ["/run/user/42"])
+        # An absolute XDG_RUNTIME_DIR needs no fallback at all.
+        self.assertEqual(
+            obc.default_socket_path(None, {"XDG_RUNTIME_DIR": "/xdg"}, uid=1, isdir=lambda p: self.fail(p)),
+            "/xdg/oauth-broker/default.sock",
+        )
+
+    def test_the_process_uid_is_the_default(self):
+        path = obc.default_socket_path(None, {}, isdir=lambda p: False)
+        self.assertIn("/oauth-broker-{}/".format(os.getuid()), path)
+
+
+class AccountNameTest(unittest.TestCase):
+    """The broker's rule (client/src/account.rs), case for case."""
+
+    def test_safe_names_pass(self):
+        for good in ["default", "work", "a", "Work-2_x.y", "a..b", "x" * 64]:
+            obc.validate_account_name(good)
+            self.assertTrue(obc.default_socket_path(good, {"XDG_RUNTIME_DIR": "/x"}).endswith(good + ".sock"))
+
+    def test_names_the_broker_refuses_are_refused(self):
+        for bad in ["", "../x", "a/b", ".hidden", ".", "..", "a\0b", "a\nb", "a b", "\u00e4", "a:b", "a*",
+                    "~user", "x" * 65]:
+            with self.assertRaises(obc.ConfigError) as caught:
                 obc.default_socket_path(bad, {"XDG_RUNTIME_DIR": "/x"})
+            self.assertTrue(str(caught.exception).startswith("invalid account name"), bad)
+            self.assertNotIn("\n", str(caught.exception))
+        with self.assertRaises(obc.ConfigError):
+            obc.default_socket_path(None, {"OAUTH_BROKER_ACCOUNT": "../../etc", "XDG_RUNTIME_DIR": "/x"})
+
+    def test_a_client_with_a_bad_account_fails_before_connecting(self):
+        client = obc.Client(account="../escape")
+        with self.assertRaises(obc.ConfigError):
+            client.connect()
+
+
+class PeerTest(unittest.TestCase):
+    def test_only_the_same_user_or_root_is_trusted(self):
+        obc.check_peer("/s.sock", 1000, my_uid=1000)
+        obc.check_peer("/s.sock", 0, my_uid=1000)
+        for peer, me in [(1001, 1000), (1000, 0), (65534, 1000)]:
+            with self.assertRaises(obc.UntrustedPeerError) as caught:
+                obc.check_peer("/tmp/oauth-broker-1000/oauth-broker/default.sock", peer, my_uid=me)
+            err = caught.exception
+            self.assertEqual(err.uid, peer)
+            self.assertIsInstance(err, PermissionError)
+            self.assertFalse(err.retryable)
+            self.assertIsNone(err.code)
+            text = str(err)
+            self.assertTrue(
+                text.startswith(
+                    "the socket at /tmp/oauth-broker-1000/oauth-broker/default.sock is served by uid {}, "
+                    "not by this user or root — refusing to talk to it".format(peer)
+                ),
+                text,
+            )
+            self.assertIn("another user", text)
+            self.assertNotIn("\n", text)
+
+    def test_a_socket_of_our_own_is_served_by_us(self):
+        d = tempfile.mkdtemp()
+        try:
+            path = os.path.join(d, "s.sock")
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(path)
+            server.listen(1)
+            with server, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(path)
+                self.assertEqual(obc.peer_uid(sock), os.getuid())
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class ErrorsTest(unittest.TestCase):
@@ -130,7 +215,9 @@ class ScriptedBroker:
     a welcome and then answers `answers_per_connection` requests before it
     closes. Records every request."""
 
-    def __init__(self, answers_per_connection):
+    def __init__(self, answers_per_connection, busy_first=0, retry_after=None):
+        self.busy_first = busy_first
+        self.retry_after = retry_after
         self.dir = tempfile.mkdtemp()
         self.path = os.path.join(self.dir, "s.sock")
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -152,6 +239,12 @@ class ScriptedBroker:
             with conn:
                 hello = obc.read_frame(conn)
                 assert hello["protocol"] == 1
+                if self.connections <= self.busy_first:
+                    busy = {"type": "error", "code": "busy", "message": "at the connection limit"}
+                    if self.retry_after is not None:
+                        busy["retry_after_secs"] = self.retry_after
+                    conn.sendall(obc.encode_frame(busy))
+                    continue
                 conn.sendall(obc.encode_frame({"type": "welcome", "protocol": 1, "broker_version": "x", "account": "a"}))
                 for _ in range(self.answers):
                     self.requests.append(obc.read_frame(conn))
@@ -177,6 +270,44 @@ class RetryTest(unittest.TestCase):
                 self.assertEqual(client.token(min_valid=5).access_token, "t2")
                 self.assertEqual(broker.connections, 2)
                 self.assertEqual(broker.requests[1], {"type": "token", "min_valid_secs": 5})
+        finally:
+            broker.close()
+
+
+class BusyTest(unittest.TestCase):
+    """Like the Rust client: `busy` is waited out within a budget."""
+
+    def test_a_busy_broker_is_waited_out(self):
+        broker = ScriptedBroker(answers_per_connection=5, busy_first=2)
+        try:
+            with obc.Client(broker.path) as client:
+                self.assertEqual(broker.connections, 3)
+                self.assertEqual(client.token().access_token, "t1")
+        finally:
+            broker.close()
+
+    def test_retry_after_is_honoured_and_the_budget_bounds_the_wait(self):
+        broker = ScriptedBroker(answers_per_connection=5, busy_first=100, retry_after=1)
+        try:
+            client = obc.Client(broker.path, busy_retry_budget=0.5)
+            started = time.monotonic()
+            with self.assertRaises(obc.BusyError) as caught:
+                client.token()
+            # A one-second retry_after does not fit a half-second budget.
+            self.assertLess(time.monotonic() - started, 0.5)
+            self.assertEqual(caught.exception.retry_after, 1)
+            self.assertEqual(broker.connections, 1)
+        finally:
+            broker.close()
+
+    def test_without_retry_after_it_backs_off_within_the_budget(self):
+        broker = ScriptedBroker(answers_per_connection=5, busy_first=100)
+        try:
+            client = obc.Client(broker.path, busy_retry_budget=0.2)
+            with self.assertRaises(obc.BusyError):
+                client.connect()
+            # Waits of 50 and 100 ms fit 0.2 s; 200 ms more would not.
+            self.assertEqual(broker.connections, 3)
         finally:
             broker.close()
 

@@ -2,51 +2,48 @@
 //!
 //! The hot path — a token request on an open connection — costs two system
 //! calls: one `send` and, usually, one `read` that brings the whole answer into
-//! a buffer kept for the connection's life. The socket timeouts that bound
+//! the connection's [`FrameBuffer`] (the protocol crate's, which the broker and
+//! the async client use too). A new connection sends its hello and first
+//! request in one write and reads both answers, so a one-shot program pays one
+//! round trip, not two. The socket timeouts that bound
 //! each call are re-armed only when the deadline they must respect changed
 //! (see [`ArmedTimeout`]), not before every call as a naive loop would; every
 //! request on a connection with the default timeouts has the same deadline
 //! length, so they are set once.
 
 use crate::deadline::Deadline;
+use crate::frames::{decode_response, push_frame, READ_CHUNK};
 use crate::{exchange, peer, Error};
-use oauth_broker_proto::{
-    decode_payload, encode_frame, frame_len, FrameError, Hello, Response, TokenGrant, Welcome,
-    FRAME_HEADER_LEN,
-};
-use secrecy::zeroize::Zeroize;
+use oauth_broker_proto::{FrameBuffer, FrameError, Hello, Request, Response, Welcome};
 use serde::Serialize;
-use std::fmt;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Bytes read at once: a whole token answer (1–3 KiB) in one call.
-const READ_CHUNK: usize = 8 * 1024;
-
 /// A connection that completed the handshake.
 ///
 /// Its `Debug` (part of the public `Client`'s) shows how much is buffered, never
 /// the bytes: they are answers, i.e. access tokens.
+#[derive(Debug)]
 pub(crate) struct Connection {
     stream: UnixStream,
-    /// Received bytes not yet consumed: `inbox[start..end]`. Zero-initialised
-    /// space after `end` is where the next read goes. Consumed bytes are zeroed
-    /// at once, so no token outlives its frame in here.
-    inbox: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// Received bytes not yet consumed (zeroed once consumed).
+    inbox: FrameBuffer,
     read_timeout: ArmedTimeout,
     write_timeout: ArmedTimeout,
 }
 
 impl Connection {
-    /// Connects and performs the handshake, all within `timeout`.
+    /// Connects and performs the handshake, all within `timeout`. With
+    /// `first`, that request goes out in the same write as the hello; its
+    /// answer is the next frame to [`Connection::recv`]. (If the broker refuses
+    /// the hello, it has not acted on the request.)
     pub(crate) fn open(
         path: &Path,
         client_name: &str,
         timeout: Duration,
+        first: Option<&Request>,
     ) -> Result<(Connection, Welcome), Error> {
         let deadline = Deadline::after(timeout, "connect");
         let stream = connect(path, deadline.remaining()?).map_err(|source| {
@@ -63,15 +60,18 @@ impl Connection {
         peer::check(path, peer::peer_uid(&stream).map_err(io_error)?)?;
         let mut conn = Connection {
             stream,
-            inbox: vec![0; READ_CHUNK],
-            start: 0,
-            end: 0,
+            inbox: FrameBuffer::new(READ_CHUNK),
             read_timeout: ArmedTimeout::default(),
             // `connect` set the send timeout to the connect timeout.
             write_timeout: ArmedTimeout::unknown(),
         };
         let handshake = Deadline::after(deadline.remaining()?, "handshake");
-        conn.send(&Hello::new(client_name), &handshake)?;
+        let mut frames = Vec::with_capacity(256);
+        push_frame(&mut frames, &Hello::new(client_name))?;
+        if let Some(request) = first {
+            push_frame(&mut frames, request)?;
+        }
+        conn.write(&frames, &handshake)?;
         let welcome = exchange::welcome(conn.recv(&handshake)?)?;
         Ok((conn, welcome))
     }
@@ -82,65 +82,34 @@ impl Connection {
         message: &T,
         deadline: &Deadline,
     ) -> Result<(), Error> {
-        let frame = encode_frame(message).map_err(|e| match e {
-            FrameError::TooLarge { len, max } => Error::Config {
-                message: format!("request of {len} bytes exceeds the {max} byte frame limit"),
-            },
-            FrameError::Malformed(_) => Error::protocol("request could not be encoded"),
-        })?;
+        let mut frame = Vec::with_capacity(128);
+        push_frame(&mut frame, message)?;
+        self.write(&frame, deadline)
+    }
+
+    fn write(&mut self, bytes: &[u8], deadline: &Deadline) -> Result<(), Error> {
         if let Some(timeout) = self.write_timeout.rearm(deadline.remaining()?) {
             self.stream
                 .set_write_timeout(Some(timeout))
                 .map_err(io_error)?;
         }
-        write_all(&self.stream, &frame).map_err(|e| transport_error(e, deadline))
+        write_all(&self.stream, bytes).map_err(|e| transport_error(e, deadline))
     }
 
     /// Reads one frame, waiting until `deadline` at most.
     pub(crate) fn recv(&mut self, deadline: &Deadline) -> Result<Response, Error> {
-        while self.end - self.start < FRAME_HEADER_LEN {
-            self.fill(FRAME_HEADER_LEN, deadline)?;
-        }
-        let header: [u8; FRAME_HEADER_LEN] = self.inbox[self.start..self.start + FRAME_HEADER_LEN]
-            .try_into()
-            .expect("four header bytes");
-        let len = frame_len(header)
-            .map_err(|_| exchange::too_large(u32::from_be_bytes(header) as usize))?;
-        let total = FRAME_HEADER_LEN + len;
-        while self.end - self.start < total {
-            self.fill(total, deadline)?;
-        }
-        let payload = &self.inbox[self.start + FRAME_HEADER_LEN..self.start + total];
-        let parsed = decode_response(payload).map_err(|_| exchange::malformed());
-        self.inbox[self.start..self.start + total].zeroize();
-        self.start += total;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        parsed
-    }
-
-    /// Reads whatever is available (at least one byte) into the inbox, making
-    /// room for a frame of `frame_total` bytes first.
-    fn fill(&mut self, frame_total: usize, deadline: &Deadline) -> Result<(), Error> {
-        if self.inbox.len() - self.start < frame_total {
-            // Move the unread bytes to the front and grow to the frame's size
-            // (at most one maximal frame: `frame_len` refused larger ones).
-            // The moved bytes' old copies are zeroed, and growing copies into
-            // a new buffer so that the old one is zeroed before it is freed.
-            self.inbox.copy_within(self.start..self.end, 0);
-            let unread = self.end - self.start;
-            self.inbox[unread..self.end].zeroize();
-            self.end = unread;
-            self.start = 0;
-            if self.inbox.len() < frame_total {
-                let mut bigger = vec![0; frame_total];
-                bigger[..unread].copy_from_slice(&self.inbox[..unread]);
-                self.inbox.zeroize();
-                self.inbox = bigger;
+        loop {
+            match self.inbox.next_frame(decode_response) {
+                Ok(Some(parsed)) => return parsed.map_err(|_| exchange::malformed()),
+                Ok(None) => self.fill(deadline)?,
+                Err(FrameError::TooLarge { len, .. }) => return Err(exchange::too_large(len)),
+                Err(FrameError::Malformed(_)) => return Err(exchange::malformed()),
             }
         }
+    }
+
+    /// Reads whatever is available (at least one byte) into the inbox.
+    fn fill(&mut self, deadline: &Deadline) -> Result<(), Error> {
         loop {
             // A trickling peer cannot stretch the exchange beyond the deadline:
             // each further read gets only what is left of it.
@@ -149,10 +118,10 @@ impl Connection {
                     .set_read_timeout(Some(timeout))
                     .map_err(io_error)?;
             }
-            match self.stream.read(&mut self.inbox[self.end..]) {
+            match self.stream.read(self.inbox.spare()) {
                 Ok(0) => return Err(io_error(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
-                    self.end += n;
+                    self.inbox.filled(n);
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -160,40 +129,6 @@ impl Connection {
             }
         }
     }
-}
-
-impl fmt::Debug for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("stream", &self.stream)
-            .field("buffered_bytes", &(self.end - self.start))
-            .field("read_timeout", &self.read_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Connection {
-    /// Unread answers may hold tokens: zero them before the memory is freed.
-    fn drop(&mut self) {
-        self.inbox.zeroize();
-    }
-}
-
-/// Parses an answer. A token answer — the hot path — is parsed straight into
-/// its [`TokenGrant`] when the tag comes first, as the broker always sends it:
-/// serde parses internally tagged enums by first copying the whole object into
-/// an intermediate tree, which costs more than the parse itself. Anything else,
-/// or a token answer in another key order, takes the general path.
-fn decode_response(payload: &[u8]) -> Result<Response, FrameError> {
-    const TOKEN_TAG: &[u8] = br#"{"type":"token","#;
-    if payload.starts_with(TOKEN_TAG) {
-        // The extra `type` key is ignored like any unknown field.
-        if let Ok(grant) = serde_json::from_slice::<TokenGrant>(payload) {
-            return Ok(Response::Token(grant));
-        }
-    }
-    decode_payload(payload)
 }
 
 /// The timeout currently set on one direction of the socket.
@@ -319,18 +254,17 @@ fn write_all(mut stream: &UnixStream, buf: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oauth_broker_proto::{ErrorCode, ErrorFrame};
+    use oauth_broker_proto::{encode_frame, ErrorCode, ErrorFrame};
     use std::io::Write;
     use std::time::Instant;
 
-    /// A connection over one end of a socket pair, and the broker's end.
+    /// A connection over one end of a socket pair (with a small inbox, so that
+    /// growing is exercised), and the broker's end.
     fn pair() -> (Connection, UnixStream) {
         let (client, broker) = UnixStream::pair().unwrap();
         let conn = Connection {
             stream: client,
-            inbox: vec![0; 16],
-            start: 0,
-            end: 0,
+            inbox: FrameBuffer::new(16),
             read_timeout: ArmedTimeout::default(),
             write_timeout: ArmedTimeout::default(),
         };
@@ -360,26 +294,20 @@ mod tests {
             message_of(conn.recv(&deadline).unwrap()),
             "second, longer than the initial inbox"
         );
-        assert_eq!((conn.start, conn.end), (0, 0));
-    }
-
-    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-        haystack.windows(needle.len()).any(|w| w == needle)
+        assert!(conn.inbox.is_empty());
     }
 
     #[test]
-    fn consumed_answers_are_zeroed_and_debug_shows_no_bytes() {
+    fn debug_shows_how_much_is_buffered_never_the_bytes() {
         let (mut conn, mut broker) = pair();
-        conn.inbox = vec![0; READ_CHUNK];
+        conn.inbox = FrameBuffer::new(READ_CHUNK);
         let mut bytes = error_frame("first-SECRET-A");
         bytes.extend(error_frame("second-SECRET-B"));
         broker.write_all(&bytes).unwrap();
         let deadline = Deadline::after(Duration::from_secs(5), "request");
         assert_eq!(message_of(conn.recv(&deadline).unwrap()), "first-SECRET-A");
-        assert!(!contains(&conn.inbox, b"SECRET-A"));
-        // One read brought both frames: the second waits in the inbox...
-        assert!(contains(&conn.inbox, b"SECRET-B"));
-        // ...and `Debug` shows neither it nor its bytes, only how many there are.
+        // One read brought both frames: the second waits in the inbox, and
+        // `Debug` shows neither it nor its bytes, only how many there are.
         let debug = format!("{conn:?} {conn:#?}");
         let as_numbers = format!("{:?}", b"SECRET-B".as_slice()).replace(' ', "");
         let as_numbers = as_numbers.trim_matches(['[', ']']);
@@ -391,22 +319,9 @@ mod tests {
                 .contains(as_numbers),
             "{debug}"
         );
-        assert!(debug.contains(&format!("buffered_bytes: {}", conn.end - conn.start)));
+        assert!(debug.contains(&format!("buffered_bytes: {}", conn.inbox.len())));
+        assert!(!conn.inbox.is_empty());
         assert_eq!(message_of(conn.recv(&deadline).unwrap()), "second-SECRET-B");
-        assert!(conn.inbox.iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn a_grown_inbox_holds_no_copy_of_consumed_answers() {
-        let (mut conn, mut broker) = pair();
-        // Longer than the 16 byte inbox: read in pieces, moved and grown.
-        broker
-            .write_all(&error_frame("a message longer than sixteen bytes, SECRET"))
-            .unwrap();
-        let deadline = Deadline::after(Duration::from_secs(5), "request");
-        conn.recv(&deadline).unwrap();
-        assert!(conn.inbox.len() > 16);
-        assert!(conn.inbox.iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -452,38 +367,13 @@ mod tests {
     }
 
     #[test]
-    fn token_answers_parse_the_same_on_the_fast_path() {
-        use oauth_broker_proto::{ExposeSecret, SecretString};
-        let grant = TokenGrant {
-            access_token: SecretString::from("tok-123".to_owned()),
-            token_type: "Bearer".into(),
-            expires_at: 1_800_000_000,
-            token_id: "0123456789ab".into(),
-            scopes: vec!["openid".into()],
-            metadata: [("account_id".to_string(), "acct".to_string())].into(),
-        };
-        let frame = encode_frame(&Response::Token(grant)).unwrap();
-        let payload = &frame[FRAME_HEADER_LEN..];
-        assert!(payload.starts_with(br#"{"type":"token","#));
-        for parsed in [decode_response(payload), decode_payload(payload)] {
-            let Ok(Response::Token(got)) = parsed else {
-                panic!("not a token answer")
-            };
-            assert_eq!(got.access_token.expose_secret(), "tok-123");
-            assert_eq!(got.expires_at, 1_800_000_000);
-            assert_eq!(got.token_id, "0123456789ab");
-            assert_eq!(got.scopes, ["openid"]);
-            assert_eq!(got.metadata["account_id"], "acct");
-        }
-        // Another key order, an error frame and garbage take the general path.
-        let reordered = br#"{"access_token":"t","expires_at":1,"token_id":"x","type":"token"}"#;
-        assert!(matches!(decode_response(reordered), Ok(Response::Token(_))));
-        let error = error_frame("nope");
-        assert!(matches!(
-            decode_response(&error[FRAME_HEADER_LEN..]),
-            Ok(Response::Error(_))
-        ));
-        assert!(decode_response(br#"{"type":"token","access_token":"#).is_err());
+    fn an_oversized_answer_is_a_protocol_error() {
+        let (mut conn, mut broker) = pair();
+        broker.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(5), "request");
+        let err = conn.recv(&deadline).unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        assert!(err.to_string().contains(&u32::MAX.to_string()), "{err}");
     }
 
     #[test]

@@ -3,17 +3,16 @@
 mod connection;
 
 use crate::builder::{ClientBuilder, Options};
+use crate::busy::BusyRetry;
+use crate::calls::{self, with_calls, Call};
 use crate::deadline::Deadline;
 use crate::exchange::{self, LoginStep};
 use crate::retry::Failed;
 use crate::{AccessToken, Error};
 use connection::Connection;
-use oauth_broker_proto::{
-    ImportTokens, LoginEvent, LoginMethod, ProjectionRestored, Request, Response, StatusReport,
-    Welcome,
-};
+use oauth_broker_proto::{LoginEvent, LoginMethod, Request, Response, Welcome};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// A blocking connection to the broker.
 ///
@@ -23,7 +22,9 @@ use std::time::{Duration, SystemTime};
 /// reconnect once transparently; the others are resent only if they provably
 /// never reached the broker, since it may have acted on them. After
 /// any transport error (timeout, I/O, malformed answer) the connection is dropped
-/// and the next request opens a new one.
+/// and the next request opens a new one, sending the hello and the request in
+/// one write. A broker that answers `busy` (at its connection limit) is waited
+/// out within a budget (see [`ClientBuilder::busy_retry_budget`]).
 ///
 /// Methods take `&mut self`: share a client between threads behind a `Mutex`, or
 /// give each thread its own (connections are cheap).
@@ -39,11 +40,14 @@ impl ClientBuilder<Client> {
     /// Connects and performs the handshake.
     pub fn connect(self) -> Result<Client, Error> {
         let path = self.options.socket_path()?;
-        let (conn, welcome) = Connection::open(
-            &path,
-            &self.options.client_name,
-            self.options.connect_timeout,
-        )?;
+        let (conn, welcome) = BusyRetry::run_blocking(self.options.busy_budget, || {
+            Connection::open(
+                &path,
+                &self.options.client_name,
+                self.options.connect_timeout,
+                None,
+            )
+        })?;
         Ok(Client {
             options: self.options,
             path,
@@ -51,7 +55,33 @@ impl ClientBuilder<Client> {
             welcome,
         })
     }
+
+    /// Connects and asks for a token in one round trip: the hello and the
+    /// token request go out in one write. The fastest way for a program that
+    /// needs one token and exits (`brokerctl token`); the client can be used
+    /// for more requests afterwards.
+    pub fn connect_and_token(self, min_valid: Duration) -> Result<(Client, AccessToken), Error> {
+        Client::open_with(self.options, &calls::token(min_valid))
+    }
 }
+
+/// Generates the table's methods (see [`crate::calls`]).
+macro_rules! blocking_methods {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($($arg:ident: $ty:ty),*) -> $out:ty { $($row:tt)* }
+    )*) => {
+        impl Client {
+            $(
+                $(#[$doc])*
+                pub fn $name(&mut self, $($arg: $ty),*) -> Result<$out, Error> {
+                    self.call(calls::$name($($arg),*))
+                }
+            )*
+        }
+    };
+}
+with_calls!(blocking_methods);
 
 impl Client {
     /// Connects to the discovered socket with default settings (see
@@ -73,42 +103,6 @@ impl Client {
     /// The socket this client talks to.
     pub fn socket_path(&self) -> &Path {
         &self.path
-    }
-
-    /// An access token valid for at least `min_valid` more (unless even a fresh
-    /// token lives shorter, in which case the fresh one). May wait for one refresh.
-    pub fn token(&mut self, min_valid: Duration) -> Result<AccessToken, Error> {
-        let request = Request::Token {
-            min_valid_secs: min_valid.as_secs(),
-        };
-        self.call(&request, true, exchange::token)
-    }
-
-    /// Reports that a server rejected `token` with 401 and returns a replacement:
-    /// a newer token if the broker already has one, else a freshly refreshed one.
-    pub fn unauthorized(&mut self, token: &AccessToken) -> Result<AccessToken, Error> {
-        let request = Request::Unauthorized {
-            token_id: token.token_id().to_string(),
-        };
-        self.call(&request, true, exchange::token)
-    }
-
-    /// The broker's state. Never waits behind a refresh.
-    pub fn status(&mut self) -> Result<StatusReport, Error> {
-        self.call(&Request::Status, true, exchange::status)
-    }
-
-    /// Hands existing tokens to the broker, which persists and from then on owns
-    /// them. Returns the access token's expiry, or `None` when the broker will
-    /// refresh before first use.
-    pub fn import(&mut self, tokens: ImportTokens) -> Result<Option<SystemTime>, Error> {
-        self.call(&Request::Import { tokens }, false, exchange::imported)
-    }
-
-    /// Forgets the login (revoking at the server when possible). Returns whether
-    /// the server confirmed the revocation.
-    pub fn logout(&mut self) -> Result<bool, Error> {
-        self.call(&Request::Logout, false, exchange::logged_out)
     }
 
     /// Runs a login in the broker and calls `on_event` for every event it streams
@@ -152,52 +146,62 @@ impl Client {
         }
     }
 
-    /// During a browser login running elsewhere: hands the broker the redirect URL
-    /// the user pasted (when the browser could not reach the loopback listener).
-    pub fn complete_login(&mut self, redirect_url: &str) -> Result<LoginEvent, Error> {
-        let request = Request::CompleteLogin {
-            redirect_url: redirect_url.to_string(),
-        };
-        self.call(&request, false, exchange::login_completed)
+    /// A new client whose connection opens with `call` pipelined behind the
+    /// hello; returns it with the call's answer.
+    fn open_with<T>(options: Options, call: &Call<T>) -> Result<(Client, T), Error> {
+        let path = options.socket_path()?;
+        BusyRetry::run_blocking(options.busy_budget, || {
+            let deadline = Deadline::after(options.request_timeout, "request");
+            let (mut conn, welcome) = Connection::open(
+                &path,
+                &options.client_name,
+                options.connect_timeout,
+                Some(&call.request),
+            )?;
+            let answer = conn.recv(&deadline).and_then(call.answer)?;
+            Ok((conn, welcome, answer))
+        })
+        .map(|(conn, welcome, answer)| {
+            let client = Client {
+                options,
+                path,
+                conn: Some(conn),
+                welcome,
+            };
+            (client, answer)
+        })
     }
 
-    /// Stops the broker writing a projection target's file (its kind, e.g.
-    /// `codex`, or its path) and gives the file back to its tool: the backup
-    /// of the tool's own login if the broker made one, else the broker's file
-    /// is removed.
-    pub fn project_restore(&mut self, target: &str) -> Result<ProjectionRestored, Error> {
-        let request = Request::ProjectRestore {
-            target: target.to_string(),
-        };
-        self.call(&request, false, exchange::project_restored)
+    /// Sends the call's request and reads its answer: resent once on a new
+    /// connection when the old one turned out dead (see [`crate::retry`]), and
+    /// again while the broker answers `busy`, within the busy budget.
+    fn call<T>(&mut self, call: Call<T>) -> Result<T, Error> {
+        BusyRetry::run_blocking(self.options.busy_budget, || {
+            let reused = self.conn.is_some();
+            match self.exchange(&call) {
+                Err(failed) if failed.should_retry(reused, call.idempotent) => self.exchange(&call),
+                other => other,
+            }
+            .map_err(|failed| failed.error)
+        })
     }
 
-    /// Sends `request` and interprets the answer with `parse`, resending once on
-    /// a new connection when the old one turned out dead (see [`crate::retry`]).
-    fn call<T>(
-        &mut self,
-        request: &Request,
-        idempotent: bool,
-        parse: fn(Response) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let reused = self.conn.is_some();
-        match self.exchange(request, parse) {
-            Err(failed) if failed.should_retry(reused, idempotent) => self.exchange(request, parse),
-            other => other,
-        }
-        .map_err(|failed| failed.error)
-    }
-
-    fn exchange<T>(
-        &mut self,
-        request: &Request,
-        parse: fn(Response) -> Result<T, Error>,
-    ) -> Result<T, Failed> {
+    fn exchange<T>(&mut self, call: &Call<T>) -> Result<T, Failed> {
         let deadline = Deadline::after(self.options.request_timeout, "request");
-        let mut conn = self.send_by(request, &deadline)?;
+        let mut conn = match self.conn.take() {
+            Some(mut conn) => {
+                conn.send(&call.request, &deadline)
+                    .map_err(Failed::undelivered)?;
+                conn
+            }
+            // A new connection carries the request in its first write.
+            None => self
+                .open(Some(&call.request))
+                .map_err(Failed::undelivered)?,
+        };
         let result = conn
             .recv(&deadline)
-            .and_then(parse)
+            .and_then(call.answer)
             .map_err(Failed::delivered);
         // Error frames are ordinary answers; only transport trouble or an answer
         // out of step with the request makes the connection unusable.
@@ -211,25 +215,24 @@ impl Client {
     /// timeout and hands back the connection to read the answer from.
     fn send(&mut self, request: &Request) -> Result<Connection, Failed> {
         let deadline = Deadline::after(self.options.request_timeout, "request");
-        self.send_by(request, &deadline)
-    }
-
-    fn send_by(&mut self, request: &Request, deadline: &Deadline) -> Result<Connection, Failed> {
-        let mut conn = self.take_connection().map_err(Failed::undelivered)?;
-        conn.send(request, deadline).map_err(Failed::undelivered)?;
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => BusyRetry::run_blocking(self.options.busy_budget, || self.open(None))
+                .map_err(Failed::undelivered)?,
+        };
+        conn.send(request, &deadline).map_err(Failed::undelivered)?;
         Ok(conn)
     }
 
-    /// The open connection, or a new one. The caller puts it back when the
-    /// exchange ended cleanly, so a failed exchange leaves no half-read stream.
-    fn take_connection(&mut self) -> Result<Connection, Error> {
-        if let Some(conn) = self.conn.take() {
-            return Ok(conn);
-        }
+    /// A new connection (with `first` sent behind the hello). The caller puts
+    /// it back when the exchange ended cleanly, so a failed exchange leaves no
+    /// half-read stream.
+    fn open(&mut self, first: Option<&Request>) -> Result<Connection, Error> {
         let (conn, welcome) = Connection::open(
             &self.path,
             &self.options.client_name,
             self.options.connect_timeout,
+            first,
         )?;
         self.welcome = welcome;
         Ok(conn)

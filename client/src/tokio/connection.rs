@@ -1,35 +1,40 @@
 //! One framed connection to the broker over a tokio `UnixStream`.
+//!
+//! Framing is the protocol crate's [`FrameBuffer`], as in the blocking client
+//! and the broker; only the reads and writes are async here.
 
 use crate::deadline::Deadline;
+use crate::frames::{decode_response, push_frame, READ_CHUNK};
 use crate::{exchange, peer, Error};
-use ::tokio::io::AsyncWriteExt;
+use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ::tokio::net::UnixStream;
 use ::tokio::time::{sleep, timeout};
-use futures_util::{SinkExt, StreamExt};
-use oauth_broker_proto::{
-    encode_frame, CodecError, FrameCodec, FrameError, Hello, Request, Response, Welcome,
-};
+use oauth_broker_proto::{FrameBuffer, FrameError, Hello, Request, Response, Welcome};
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
-use tokio_util::codec::Framed;
 
-/// A connection that completed the handshake.
+/// A connection that completed the handshake. Its `Debug` shows how much is
+/// buffered, never the bytes (they are tokens).
 #[derive(Debug)]
 pub(crate) struct Connection {
-    framed: Framed<UnixStream, FrameCodec<Response, Request>>,
+    stream: UnixStream,
+    inbox: FrameBuffer,
 }
 
 impl Connection {
-    /// Connects and performs the handshake, all within `limit`.
+    /// Connects and performs the handshake, all within `limit`. With `first`,
+    /// that request goes out in the same write as the hello (see the blocking
+    /// client's `Connection::open`).
     pub(crate) async fn open(
         path: &Path,
         client_name: &str,
         limit: Duration,
+        first: Option<&Request>,
     ) -> Result<(Connection, Welcome), Error> {
         let deadline = Deadline::after(limit, "connect");
-        let mut stream =
+        let stream =
             within(&deadline, connect(path))
                 .await?
                 .map_err(|source| Error::Unreachable {
@@ -43,14 +48,16 @@ impl Connection {
             .uid();
         peer::check(path, peer_uid)?;
         let handshake = Deadline::after(deadline.remaining()?, "handshake");
-        let hello = encode_frame(&Hello::new(client_name))
-            .map_err(|_| Error::protocol("client name too long for a frame"))?;
-        within(&handshake, stream.write_all(&hello))
-            .await?
-            .map_err(|source| Error::Io { source })?;
+        let mut frames = Vec::with_capacity(256);
+        push_frame(&mut frames, &Hello::new(client_name))?;
+        if let Some(request) = first {
+            push_frame(&mut frames, request)?;
+        }
         let mut conn = Connection {
-            framed: Framed::new(stream, FrameCodec::new()),
+            stream,
+            inbox: FrameBuffer::new(READ_CHUNK),
         };
+        conn.write(&frames, &handshake).await?;
         let welcome = exchange::welcome(conn.recv(&handshake).await?)?;
         Ok((conn, welcome))
     }
@@ -61,33 +68,35 @@ impl Connection {
         request: &Request,
         deadline: &Deadline,
     ) -> Result<(), Error> {
-        within(deadline, self.framed.send(request.clone()))
+        let mut frame = Vec::with_capacity(128);
+        push_frame(&mut frame, request)?;
+        self.write(&frame, deadline).await
+    }
+
+    async fn write(&mut self, bytes: &[u8], deadline: &Deadline) -> Result<(), Error> {
+        within(deadline, self.stream.write_all(bytes))
             .await?
-            .map_err(|e| match e {
-                CodecError::Io(source) => Error::Io { source },
-                CodecError::Frame(FrameError::TooLarge { len, max }) => Error::Config {
-                    message: format!("request of {len} bytes exceeds the {max} byte frame limit"),
-                },
-                CodecError::Frame(FrameError::Malformed(_)) => {
-                    Error::protocol("request could not be encoded")
-                }
-            })
+            .map_err(|source| Error::Io { source })
     }
 
     /// Reads one response, waiting until `deadline` at most.
     pub(crate) async fn recv(&mut self, deadline: &Deadline) -> Result<Response, Error> {
-        match within(deadline, self.framed.next()).await? {
-            None => Err(Error::Io {
-                source: io::ErrorKind::UnexpectedEof.into(),
-            }),
-            Some(Ok(Ok(response))) => Ok(response),
-            Some(Ok(Err(_)) | Err(CodecError::Frame(FrameError::Malformed(_)))) => {
-                Err(exchange::malformed())
+        loop {
+            match self.inbox.next_frame(decode_response) {
+                Ok(Some(parsed)) => return parsed.map_err(|_| exchange::malformed()),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, .. }) => return Err(exchange::too_large(len)),
+                Err(FrameError::Malformed(_)) => return Err(exchange::malformed()),
             }
-            Some(Err(CodecError::Frame(FrameError::TooLarge { len, .. }))) => {
-                Err(exchange::too_large(len))
+            let n = within(deadline, self.stream.read(self.inbox.spare()))
+                .await?
+                .map_err(|source| Error::Io { source })?;
+            if n == 0 {
+                return Err(Error::Io {
+                    source: io::ErrorKind::UnexpectedEof.into(),
+                });
             }
-            Some(Err(CodecError::Io(source))) => Err(Error::Io { source }),
+            self.inbox.filled(n);
         }
     }
 }

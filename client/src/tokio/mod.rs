@@ -25,19 +25,21 @@ mod connection;
 pub use crate::caching::asynchronous::CachingClient;
 
 use crate::builder::{ClientBuilder, Options};
+use crate::busy::BusyRetry;
+use crate::calls::{self, with_calls, Call};
 use crate::deadline::Deadline;
 use crate::exchange::{self, LoginStep};
 use crate::retry::Failed;
 use crate::{AccessToken, Error};
 use connection::Connection;
-use oauth_broker_proto::{
-    ImportTokens, LoginEvent, LoginMethod, Request, Response, StatusReport, Welcome,
-};
+use oauth_broker_proto::{LoginEvent, LoginMethod, Request, Response, Welcome};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// An async connection to the broker. See [`crate::Client`] for the behaviour of
-/// each method; this type differs only in being `async`.
+/// each method; this type differs only in being `async`. Both have the same
+/// methods: they are generated from one table (see the crate's `calls` module).
 #[derive(Debug)]
 pub struct Client {
     options: Options,
@@ -50,11 +52,14 @@ impl ClientBuilder<Client> {
     /// Connects and performs the handshake.
     pub async fn connect(self) -> Result<Client, Error> {
         let path = self.options.socket_path()?;
-        let (conn, welcome) = Connection::open(
-            &path,
-            &self.options.client_name,
-            self.options.connect_timeout,
-        )
+        let (conn, welcome) = busy_retry(self.options.busy_budget, || {
+            Connection::open(
+                &path,
+                &self.options.client_name,
+                self.options.connect_timeout,
+                None,
+            )
+        })
         .await?;
         Ok(Client {
             options: self.options,
@@ -63,7 +68,34 @@ impl ClientBuilder<Client> {
             welcome,
         })
     }
+
+    /// See [`crate::ClientBuilder::connect_and_token`].
+    pub async fn connect_and_token(
+        self,
+        min_valid: Duration,
+    ) -> Result<(Client, AccessToken), Error> {
+        Client::open_with(self.options, &calls::token(min_valid)).await
+    }
 }
+
+/// Generates the table's methods (see [`crate::calls`]); the same table as the
+/// blocking client's.
+macro_rules! async_methods {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($($arg:ident: $ty:ty),*) -> $out:ty { $($row:tt)* }
+    )*) => {
+        impl Client {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&mut self, $($arg: $ty),*) -> Result<$out, Error> {
+                    self.call(calls::$name($($arg),*)).await
+                }
+            )*
+        }
+    };
+}
+with_calls!(async_methods);
 
 impl Client {
     /// Connects to the discovered socket with default settings.
@@ -84,39 +116,6 @@ impl Client {
     /// The socket this client talks to.
     pub fn socket_path(&self) -> &Path {
         &self.path
-    }
-
-    /// See [`crate::Client::token`].
-    pub async fn token(&mut self, min_valid: Duration) -> Result<AccessToken, Error> {
-        let request = Request::Token {
-            min_valid_secs: min_valid.as_secs(),
-        };
-        self.call(&request, true, exchange::token).await
-    }
-
-    /// See [`crate::Client::unauthorized`].
-    pub async fn unauthorized(&mut self, token: &AccessToken) -> Result<AccessToken, Error> {
-        let request = Request::Unauthorized {
-            token_id: token.token_id().to_string(),
-        };
-        self.call(&request, true, exchange::token).await
-    }
-
-    /// See [`crate::Client::status`].
-    pub async fn status(&mut self) -> Result<StatusReport, Error> {
-        self.call(&Request::Status, true, exchange::status).await
-    }
-
-    /// See [`crate::Client::import`].
-    pub async fn import(&mut self, tokens: ImportTokens) -> Result<Option<SystemTime>, Error> {
-        self.call(&Request::Import { tokens }, false, exchange::imported)
-            .await
-    }
-
-    /// See [`crate::Client::logout`].
-    pub async fn logout(&mut self) -> Result<bool, Error> {
-        self.call(&Request::Logout, false, exchange::logged_out)
-            .await
     }
 
     /// See [`crate::Client::relogin`].
@@ -154,41 +153,70 @@ impl Client {
         }
     }
 
-    /// See [`crate::Client::complete_login`].
-    pub async fn complete_login(&mut self, redirect_url: &str) -> Result<LoginEvent, Error> {
-        let request = Request::CompleteLogin {
-            redirect_url: redirect_url.to_string(),
+    async fn open_with<T>(options: Options, call: &Call<T>) -> Result<(Client, T), Error> {
+        let path = options.socket_path()?;
+        let (conn, welcome, answer) = busy_retry(options.busy_budget, || async {
+            let deadline = Deadline::after(options.request_timeout, "request");
+            let (mut conn, welcome) = Connection::open(
+                &path,
+                &options.client_name,
+                options.connect_timeout,
+                Some(&call.request),
+            )
+            .await?;
+            let answer = conn.recv(&deadline).await.and_then(call.answer)?;
+            Ok((conn, welcome, answer))
+        })
+        .await?;
+        let client = Client {
+            options,
+            path,
+            conn: Some(conn),
+            welcome,
         };
-        self.call(&request, false, exchange::login_completed).await
+        Ok((client, answer))
     }
 
-    async fn call<T>(
-        &mut self,
-        request: &Request,
-        idempotent: bool,
-        parse: fn(Response) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let reused = self.conn.is_some();
-        match self.exchange(request, parse).await {
-            Err(failed) if failed.should_retry(reused, idempotent) => {
-                self.exchange(request, parse).await
+    /// See the blocking client's `call`.
+    async fn call<T>(&mut self, call: Call<T>) -> Result<T, Error> {
+        let mut busy = BusyRetry::new(self.options.busy_budget);
+        loop {
+            let reused = self.conn.is_some();
+            let result = match self.exchange(&call).await {
+                Err(failed) if failed.should_retry(reused, call.idempotent) => {
+                    self.exchange(&call).await
+                }
+                other => other,
             }
-            other => other,
+            .map_err(|failed| failed.error);
+            match result {
+                Err(err) => match busy.next_wait(&err) {
+                    Some(wait) => ::tokio::time::sleep(wait).await,
+                    None => return Err(err),
+                },
+                done => return done,
+            }
         }
-        .map_err(|failed| failed.error)
     }
 
-    async fn exchange<T>(
-        &mut self,
-        request: &Request,
-        parse: fn(Response) -> Result<T, Error>,
-    ) -> Result<T, Failed> {
+    async fn exchange<T>(&mut self, call: &Call<T>) -> Result<T, Failed> {
         let deadline = Deadline::after(self.options.request_timeout, "request");
-        let mut conn = self.send_by(request, &deadline).await?;
+        let mut conn = match self.conn.take() {
+            Some(mut conn) => {
+                conn.send(&call.request, &deadline)
+                    .await
+                    .map_err(Failed::undelivered)?;
+                conn
+            }
+            None => self
+                .open(Some(&call.request))
+                .await
+                .map_err(Failed::undelivered)?,
+        };
         let result = conn
             .recv(&deadline)
             .await
-            .and_then(parse)
+            .and_then(call.answer)
             .map_err(Failed::delivered);
         if !matches!(&result, Err(failed) if failed.error.breaks_connection()) {
             self.conn = Some(conn);
@@ -198,34 +226,60 @@ impl Client {
 
     async fn send(&mut self, request: &Request) -> Result<Connection, Failed> {
         let deadline = Deadline::after(self.options.request_timeout, "request");
-        self.send_by(request, &deadline).await
-    }
-
-    async fn send_by(
-        &mut self,
-        request: &Request,
-        deadline: &Deadline,
-    ) -> Result<Connection, Failed> {
-        let mut conn = self.take_connection().await.map_err(Failed::undelivered)?;
-        conn.send(request, deadline)
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let budget = self.options.busy_budget;
+                busy_retry(budget, || self.open_detached(None))
+                    .await
+                    .map_err(Failed::undelivered)
+                    .map(|(conn, welcome)| {
+                        self.welcome = welcome;
+                        conn
+                    })?
+            }
+        };
+        conn.send(request, &deadline)
             .await
             .map_err(Failed::undelivered)?;
         Ok(conn)
     }
 
-    /// The open connection, or a new one; taken out while in use so that a
-    /// cancelled call leaves no half-used connection behind.
-    async fn take_connection(&mut self) -> Result<Connection, Error> {
-        if let Some(conn) = self.conn.take() {
-            return Ok(conn);
-        }
-        let (conn, welcome) = Connection::open(
+    /// A new connection (with `first` sent behind the hello); taken out while
+    /// in use so that a cancelled call leaves no half-used connection behind.
+    async fn open(&mut self, first: Option<&Request>) -> Result<Connection, Error> {
+        let (conn, welcome) = self.open_detached(first).await?;
+        self.welcome = welcome;
+        Ok(conn)
+    }
+
+    fn open_detached<'a>(
+        &'a self,
+        first: Option<&'a Request>,
+    ) -> impl Future<Output = Result<(Connection, Welcome), Error>> + 'a {
+        Connection::open(
             &self.path,
             &self.options.client_name,
             self.options.connect_timeout,
+            first,
         )
-        .await?;
-        self.welcome = welcome;
-        Ok(conn)
+    }
+}
+
+/// Calls `attempt` until it does not fail with `busy` or the budget is spent
+/// (see [`crate::busy`]).
+async fn busy_retry<T, F: Future<Output = Result<T, Error>>>(
+    budget: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, Error> {
+    let mut busy = BusyRetry::new(budget);
+    loop {
+        match attempt().await {
+            Err(err) => match busy.next_wait(&err) {
+                Some(wait) => ::tokio::time::sleep(wait).await,
+                None => return Err(err),
+            },
+            done => return done,
+        }
     }
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use oauth_broker_proto::{
-    decode_frame, encode_frame, ErrorFrame, Hello, Request, Response, SecretString, TokenGrant,
+    encode_frame, ErrorFrame, FrameBuffer, Hello, Request, Response, SecretString, TokenGrant,
     Welcome, PROTOCOL_VERSION,
 };
 use std::io::{Read, Write};
@@ -28,6 +28,8 @@ pub enum Step {
 }
 
 type Handler = dyn Fn(&Request) -> Vec<Step> + Send + Sync;
+/// The answer to the hello of the n-th connection (from 0).
+type HelloReplies = dyn Fn(usize) -> Option<Response> + Send + Sync;
 
 /// What the fake saw.
 #[derive(Default)]
@@ -69,10 +71,31 @@ impl FakeBroker {
         fake
     }
 
+    /// A fake answering the hello of its n-th connection (from 0) with
+    /// `hello_reply(n)`, e.g. `busy` for the first few.
+    pub fn start_with_hellos(
+        hello_reply: impl Fn(usize) -> Option<Response> + Send + Sync + 'static,
+        handler: impl Fn(&Request) -> Vec<Step> + Send + Sync + 'static,
+    ) -> FakeBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.sock");
+        let mut fake = FakeBroker::start_at_with_hellos(&path, Arc::new(hello_reply), handler);
+        fake._dir = Some(dir);
+        fake
+    }
+
     /// A fake on `path` (the caller owns the directory), e.g. a restarted broker.
     pub fn start_at(
         path: &Path,
         hello_reply: Option<Response>,
+        handler: impl Fn(&Request) -> Vec<Step> + Send + Sync + 'static,
+    ) -> FakeBroker {
+        FakeBroker::start_at_with_hellos(path, Arc::new(move |_| hello_reply.clone()), handler)
+    }
+
+    fn start_at_with_hellos(
+        path: &Path,
+        hello_replies: Arc<HelloReplies>,
         handler: impl Fn(&Request) -> Vec<Step> + Send + Sync + 'static,
     ) -> FakeBroker {
         let _ = std::fs::remove_file(path);
@@ -90,9 +113,13 @@ impl FakeBroker {
                     }
                     let Ok(stream) = stream else { continue };
                     streams.lock().unwrap().push(stream.try_clone().unwrap());
-                    log.lock().unwrap().connections += 1;
+                    let index = {
+                        let mut log = log.lock().unwrap();
+                        log.connections += 1;
+                        log.connections - 1
+                    };
                     let (log, handler, hello_reply) =
-                        (log.clone(), handler.clone(), hello_reply.clone());
+                        (log.clone(), handler.clone(), hello_replies(index));
                     thread::spawn(move || serve(stream, log, handler, hello_reply));
                 }
             });
@@ -139,7 +166,10 @@ fn serve(
     handler: Arc<Handler>,
     hello_reply: Option<Response>,
 ) {
-    let Some(payload) = read_frame(&mut stream) else {
+    // One buffer for the connection's life: a client may send its hello and
+    // first request in one write.
+    let mut inbox = FrameBuffer::new(4096);
+    let Some(payload) = read_frame(&mut stream, &mut inbox) else {
         return;
     };
     let Ok(hello) = serde_json::from_slice::<Hello>(&payload) else {
@@ -154,7 +184,7 @@ fn serve(
         }
         None => {} // never answer the hello
     }
-    while let Some(payload) = read_frame(&mut stream) {
+    while let Some(payload) = read_frame(&mut stream, &mut inbox) {
         let Ok(request) = serde_json::from_slice::<Request>(&payload) else {
             return;
         };
@@ -183,20 +213,18 @@ fn serve(
     }
 }
 
-fn read_frame(stream: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+fn read_frame(stream: &mut UnixStream, inbox: &mut FrameBuffer) -> Option<Vec<u8>> {
     loop {
-        match decode_frame::<serde_json::Value>(&buf) {
-            Ok(Some((_, consumed))) => return Some(buf[4..consumed].to_vec()),
+        match inbox.next_frame(<[u8]>::to_vec) {
+            Ok(Some(payload)) => return Some(payload),
             Ok(None) => {}
             Err(_) => return None,
         }
-        let n = stream.read(&mut chunk).ok()?;
+        let n = stream.read(inbox.spare()).ok()?;
         if n == 0 {
             return None;
         }
-        buf.extend_from_slice(&chunk[..n]);
+        inbox.filled(n);
     }
 }
 

@@ -13,7 +13,8 @@
 //! * [`throughput`] — tokens per second with 1 … 256 concurrent clients, as
 //!   threads of the blocking client and as tasks of the async client, next to
 //!   the raw limit for as many blocking threads;
-//! * [`brokerctl`] — a whole `brokerctl token` process;
+//! * [`brokerctl`] — a whole `brokerctl token` process, interleaved with
+//!   [`oidc_token`] (oidc-agent's `oidc-token`) when that is installed;
 //! * [`storm`] — 500 clients waiting when the token expires;
 //! * [`startup`] and [`memory`] — start-to-ready time and resident memory.
 //!
@@ -24,6 +25,7 @@ pub mod brokerctl;
 pub mod cpu;
 pub mod latency;
 pub mod memory;
+pub mod oidc_token;
 pub mod raw;
 pub mod report;
 pub mod round_trip;
@@ -57,7 +59,7 @@ pub struct BenchConfig {
     pub throughput_clients: Vec<usize>,
     /// Length of each throughput run.
     pub throughput_duration: Duration,
-    /// `brokerctl token` runs.
+    /// `brokerctl token` runs (and as many `oidc-token` runs).
     pub brokerctl_runs: usize,
     /// Clients waiting in the refresh storm.
     pub storm_clients: usize,
@@ -76,7 +78,7 @@ impl BenchConfig {
             cache_hits: 1_000_000,
             throughput_clients: vec![1, 8, 64, 256],
             throughput_duration: Duration::from_secs(2),
-            brokerctl_runs: 500,
+            brokerctl_runs: 200,
             storm_clients: 500,
             startups: 30,
             open_connections: 1000,
@@ -119,9 +121,13 @@ pub struct Report {
     pub raw: Latency,
     pub cached: Latency,
     pub fresh_connection: Latency,
+    /// The same with the token request sent in the hello's write.
+    pub fresh_pipelined: Latency,
     pub client_cache: Latency,
     pub throughput: Vec<ThroughputRow>,
     pub brokerctl: Latency,
+    /// `oidc-token` beside it, when oidc-agent is installed.
+    pub oidc_token: Option<Latency>,
     pub storm: StormResult,
     pub startup: Latency,
     pub memory: Memory,
@@ -155,6 +161,12 @@ pub fn run(
         warmup(config.fresh_connections),
         config.fresh_connections,
     )?;
+    progress("connect + token pipelined behind the hello");
+    let fresh_pipelined = round_trip::fresh_connection_pipelined(
+        bench.socket(),
+        warmup(config.fresh_connections),
+        config.fresh_connections,
+    )?;
 
     progress("client-side cache");
     let client_cache =
@@ -173,13 +185,37 @@ pub fn run(
         });
     }
 
-    progress("brokerctl token processes");
-    let brokerctl = brokerctl::token_process(
-        &binaries.brokerctl,
-        &bench.broker,
-        warmup(config.brokerctl_runs),
-        config.brokerctl_runs,
-    )?;
+    let oidc = match oidc_token::OidcAgent::start(&bench.fake) {
+        Ok(agent) => agent,
+        Err(e) => {
+            progress(&format!("oidc-token left out: {e:#}"));
+            None
+        }
+    };
+    let (brokerctl, oidc_token) = match &oidc {
+        Some(oidc) => {
+            progress("brokerctl token and oidc-token processes, interleaved");
+            let (ours, theirs) = brokerctl::token_process_beside_oidc_token(
+                &binaries.brokerctl,
+                &bench.broker,
+                oidc,
+                warmup(config.brokerctl_runs),
+                config.brokerctl_runs,
+            )?;
+            (ours, Some(theirs))
+        }
+        None => {
+            progress("brokerctl token processes (oidc-agent not installed)");
+            let ours = brokerctl::token_process(
+                &binaries.brokerctl,
+                &bench.broker,
+                warmup(config.brokerctl_runs),
+                config.brokerctl_runs,
+            )?;
+            (ours, None)
+        }
+    };
+    drop(oidc);
     drop(bench);
 
     progress(&format!(
@@ -199,9 +235,11 @@ pub fn run(
         raw,
         cached,
         fresh_connection,
+        fresh_pipelined,
         client_cache,
         throughput,
         brokerctl,
+        oidc_token,
         storm,
         startup,
         memory,

@@ -13,6 +13,8 @@ pub const THROUGHPUT_TARGET_CLIENTS: usize = 64;
 pub const THROUGHPUT_TARGET: f64 = 100_000.0;
 /// `brokerctl token` median wanted.
 pub const BROKERCTL_TARGET: Duration = Duration::from_millis(2);
+/// `brokerctl token` median wanted, relative to `oidc-token`'s.
+pub const OIDC_TOKEN_RATIO_TARGET: f64 = 0.8;
 /// Allowance over one token-endpoint round trip for serving a whole storm.
 pub const STORM_ALLOWANCE: Duration = Duration::from_millis(5);
 /// Start-to-ready wanted.
@@ -34,7 +36,7 @@ impl Report {
             .throughput
             .iter()
             .find(|t| t.clients == THROUGHPUT_TARGET_CLIENTS);
-        vec![
+        let mut verdicts = vec![
             Verdict {
                 target: "cached p50 within 2x of the raw ping-pong",
                 met: ratio(self.cached.p50, self.raw.p50) <= 2.0,
@@ -69,7 +71,15 @@ impl Report {
                 target: "brokerd under 10 MiB resident when idle",
                 met: self.memory.idle_kib < IDLE_RSS_TARGET_KIB,
             },
-        ]
+        ];
+        // Only when oidc-agent is installed.
+        if let Some(oidc) = &self.oidc_token {
+            verdicts.push(Verdict {
+                target: "brokerctl token median at most 0.8x oidc-token's",
+                met: ratio(self.brokerctl.p50, oidc.p50) <= OIDC_TOKEN_RATIO_TARGET,
+            });
+        }
+        verdicts
     }
 
     /// The Markdown table of the run.
@@ -103,6 +113,13 @@ impl Report {
         rows.push([
             "Connect + handshake + token, fresh connection".into(),
             percentiles(&self.fresh_connection),
+            "—".into(),
+            String::new(),
+        ]);
+        rows.push([
+            "Connect + token in the hello's write (`connect_and_token`, as `brokerctl token`)"
+                .into(),
+            percentiles(&self.fresh_pipelined),
             "—".into(),
             String::new(),
         ]);
@@ -148,6 +165,19 @@ impl Report {
             "p50 < 2 ms".into(),
             met(3).into(),
         ]);
+        if let Some(oidc) = &self.oidc_token {
+            rows.push([
+                "`oidc-token` (oidc-agent 4), whole process, interleaved with the row above".into(),
+                format!(
+                    "p50 {} · p99 {} — `brokerctl token` / `oidc-token` p50: **{:.2}×**",
+                    Human(oidc.p50),
+                    Human(oidc.p99),
+                    ratio(self.brokerctl.p50, oidc.p50)
+                ),
+                "ratio ≤ 0.8×".into(),
+                met(8).into(),
+            ]);
+        }
         rows.push([
             format!(
                 "Refresh storm: {} clients waiting when the token expires",
