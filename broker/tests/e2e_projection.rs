@@ -133,6 +133,7 @@ fn codex_file_follows_every_refresh_and_never_holds_a_real_refresh_token() {
 
 #[test]
 fn claude_code_file_keeps_other_entries_and_is_rewritten_after_a_wipe() {
+    let started = now_unix();
     let p = Broker::builder()
         .fake(jwt_fake(Duration::from_secs(30)))
         .extra_toml("[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n")
@@ -154,11 +155,15 @@ fn claude_code_file_keeps_other_entries_and_is_rewritten_after_a_wipe() {
     assert_eq!(login["refreshToken"], PLACEHOLDER);
     assert_eq!(login["subscriptionType"], "max");
     assert_eq!(json["mcpOAuth"]["srv"]["accessToken"], "mcp-token");
-    let expires_ms = login["expiresAt"].as_u64().unwrap();
-    assert_eq!(
-        expires_ms / 1000,
-        p.status().access_token_expires_at.unwrap(),
-        "expiresAt is the broker's expiry in milliseconds"
+    // The 30-second token is shown to Claude Code as living at least
+    // LEAST_CLAIMED_LIFETIME (15 minutes) from when the broker got it, so that
+    // Claude Code never finds it within its 5-minute refresh window.
+    let expires_secs = login["expiresAt"].as_u64().unwrap() / 1000;
+    let least = 15 * 60;
+    assert!(expires_secs > p.status().access_token_expires_at.unwrap());
+    assert!(
+        (started + least..=now_unix() + least).contains(&expires_secs),
+        "expiresAt is 15 minutes after the broker got the token, in milliseconds"
     );
     assert!(
         fs::read_to_string(p.env.path("claude/.credentials.json.oauth-broker-backup"))
@@ -320,4 +325,11 @@ fn a_margin_the_tokens_cannot_meet_is_reported_not_turned_into_a_refresh_loop() 
     assert!(out.status.success());
     assert!(refreshes <= 3, "no refresh loop: {refreshes} refreshes");
     p.wait_projected(&path, CODEX_ACCESS);
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

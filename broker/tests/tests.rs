@@ -13,6 +13,7 @@ mod interop;
 mod e2e_bench_smoke;
 mod e2e_busy_retry;
 mod e2e_caching_client;
+mod e2e_claude_code;
 mod e2e_cli;
 mod e2e_codex_cli;
 mod e2e_dialects;

@@ -9,6 +9,9 @@
 //!   server, for running the real Codex CLI and SDKs offline.
 //! * [`netns`] — runs a real tool whose URLs are fixed (Hermes Agent) in a
 //!   private network namespace whose hostnames lead to the fakes;
+//! * [`fake_anthropic`] — a fake Anthropic (Messages API and token endpoint)
+//!   served inside private network namespaces where Anthropic's host names
+//!   are loopback, for running the real Claude Code offline.
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -18,8 +21,8 @@
 //!   [`direct_oauth`], the refresh-it-yourself client of the status quo;
 //! * [`binaries`] — finding (and building) `brokerd`/`brokerctl` for those two;
 //! * [`tools`] — the real outside tools some tests drive (oidc-provider, Codex
-//!   CLI, openai-python, Hermes Agent, systemd's tools, python3, git),
-//!   installed on first use.
+//!   CLI, Claude Code, openai-python, Hermes Agent, systemd's tools, python3,
+//!   git), installed on first use.
 //!
 //! The fake servers and the harness exist so that the end-to-end tests in
 //! `broker/tests/` can assert exact
@@ -30,6 +33,7 @@
 pub mod bench;
 pub mod binaries;
 pub mod direct_oauth;
+pub mod fake_anthropic;
 pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;

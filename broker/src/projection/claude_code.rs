@@ -1,15 +1,29 @@
 //! Claude Code's `.credentials.json` (Claude Pro/Max sign-in). Facts observed
-//! with the real Claude Code 2.1.330 (shared/PROVIDERS.md):
+//! with the real Claude Code 2.1.330 (shared/PROVIDERS.md) and checked again
+//! with 2.1.332 in `broker/tests/e2e_claude_code.rs`:
 //!
 //! * The login lives under `claudeAiOauth`: `accessToken`, `refreshToken`,
 //!   `expiresAt` (unix milliseconds), `scopes`, `subscriptionType`. The same
 //!   file holds other entries (MCP server logins), so the broker only replaces
 //!   the fields it owns and keeps everything else.
 //! * Claude Code re-reads the file whenever its mtime changed, before every
-//!   request; it refreshes on its own once `expiresAt` is within 5 minutes (and
-//!   wipes the file when that refresh fails with `invalid_grant`). The default
-//!   margin is therefore 10 minutes, and a wiped file is rewritten at the next
-//!   check.
+//!   request; it refreshes on its own once `expiresAt` is within 5 minutes —
+//!   at start-up, and after a 401 when the re-read file's `expiresAt` is that
+//!   close (a 401 with a far `expiresAt` in the re-read file just retries with
+//!   the file's token) — and wipes the file when that refresh fails with
+//!   `invalid_grant`. The default margin is therefore 10 minutes, and a wiped
+//!   file is rewritten at the next check.
+//! * `expiresAt` is only Claude Code's cue to refresh, and its refresh can only
+//!   fail here (the file holds a placeholder). So the written `expiresAt` is the
+//!   token's expiry, but never less than [`LEAST_CLAIMED_LIFETIME`] after the
+//!   broker got the token: a token that lives shorter than Claude Code's
+//!   refresh window plus the margin (test servers issue seconds-long tokens;
+//!   Anthropic's live hours and are written unchanged) would otherwise make
+//!   every start of Claude Code a doomed refresh that wipes the file. While
+//!   the broker runs it replaces the token long before that claimed expiry,
+//!   and the API's 401 for a dead token makes Claude Code re-read the file
+//!   (only if the file still holds that same token does it refresh — and
+//!   wipe the file — as it would have done anyway).
 //! * The file names no account, so the broker cannot tell whose login an
 //!   existing file holds: it backs the file up before the first write.
 
@@ -22,6 +36,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Claude Code refreshes on its own 5 minutes before expiry; stay 5 more ahead.
 const DEFAULT_MARGIN: Duration = Duration::from_secs(10 * 60);
+
+/// Claude Code's own refresh window (observed: `expiresAt` within 5 minutes).
+const CLAUDE_CODE_REFRESH_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// The least lifetime a written `expiresAt` claims, counted from when the
+/// broker got the token: the margin plus Claude Code's refresh window, so that
+/// Claude Code never finds a freshly written short-lived token due.
+pub const LEAST_CLAIMED_LIFETIME: Duration =
+    Duration::from_secs(DEFAULT_MARGIN.as_secs() + CLAUDE_CODE_REFRESH_WINDOW.as_secs());
 
 const LOGIN_KEY: &str = "claudeAiOauth";
 
@@ -38,7 +61,9 @@ impl ToolFormat for ClaudeCode {
     }
 
     fn tool_expiry(&self, token: &ServedToken) -> Option<SystemTime> {
-        token.expires_at
+        token
+            .expires_at
+            .map(|expires_at| claimed_expiry(token, expires_at))
     }
 
     fn identity_of_login(&self, _token: &ServedToken) -> Identity {
@@ -63,7 +88,7 @@ impl ToolFormat for ClaudeCode {
         let expires_at = token
             .expires_at
             .ok_or("the broker does not know when its access token expires")?;
-        let expires_at_ms = expires_at
+        let expires_at_ms = claimed_expiry(token, expires_at)
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
@@ -80,6 +105,14 @@ impl ToolFormat for ClaudeCode {
         file.insert(LOGIN_KEY.into(), Value::Object(login));
         Ok(file)
     }
+}
+
+/// The `expiresAt` Claude Code is shown: the real expiry, but at least
+/// [`LEAST_CLAIMED_LIFETIME`] after the token was obtained (see the module
+/// docs). Depends only on the token, so rewriting the same token writes the
+/// same value.
+fn claimed_expiry(token: &ServedToken, expires_at: SystemTime) -> SystemTime {
+    expires_at.max(token.obtained_at + LEAST_CLAIMED_LIFETIME)
 }
 
 #[cfg(test)]
@@ -127,5 +160,23 @@ mod tests {
         assert_eq!(file["mcpOAuth"]["server"]["accessToken"], "mcp");
         let (_, refresh) = ClaudeCode.inspect(&file);
         assert_eq!(refresh.unwrap().expose_secret(), PLACEHOLDER_REFRESH_TOKEN);
+    }
+
+    #[test]
+    fn a_short_lived_token_claims_the_least_lifetime_and_a_long_one_its_own() {
+        let obtained = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let short = Credentials {
+            expires_at: Some(obtained + Duration::from_secs(6)),
+            ..creds()
+        };
+        let short = served(&short);
+        let file = ClaudeCode.render(&short, Map::new()).unwrap();
+        let claimed = obtained + LEAST_CLAIMED_LIFETIME;
+        let claimed_ms = claimed.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert_eq!(file["claudeAiOauth"]["expiresAt"], claimed_ms);
+        assert_eq!(ClaudeCode.tool_expiry(&short), Some(claimed));
+        // An hour-long token (as `creds()`) keeps its real expiry.
+        let long = served(&creds());
+        assert_eq!(ClaudeCode.tool_expiry(&long), long.expires_at);
     }
 }

@@ -18,6 +18,11 @@ fn main() {
         tools::ensure_codex_cli().display()
     );
     println!(
+        "Claude Code {}: {}",
+        tools::CLAUDE_CODE_VERSION,
+        tools::ensure_claude_code().display()
+    );
+    println!(
         "openai-python {}: {}",
         tools::OPENAI_PYTHON_VERSION,
         tools::ensure_openai_python().display()

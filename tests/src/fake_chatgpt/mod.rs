@@ -23,7 +23,7 @@
 //! leave the test.
 
 mod routes;
-mod tls;
+pub(crate) mod tls;
 
 pub use tls::STANDS_IN_FOR;
 

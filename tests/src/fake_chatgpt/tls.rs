@@ -1,7 +1,8 @@
 //! A throw-away certificate authority and a server certificate for loopback.
 //!
-//! Why: Codex CLI only talks HTTPS to its ChatGPT backend. A CA made fresh
-//! for each test (and trusted through `CODEX_CA_CERTIFICATE` or an HTTP
+//! Why: Codex CLI only talks HTTPS to its ChatGPT backend, and Claude Code
+//! only to Anthropic's own host names. A CA made fresh for each test (and
+//! trusted through `CODEX_CA_CERTIFICATE`, `NODE_EXTRA_CA_CERTS` or an HTTP
 //! client's own setting) keeps the test offline and leaves the machine's trust
 //! store alone.
 
@@ -27,9 +28,16 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// Generates the CA and the server certificate; writes the CA's PEM to
-    /// `ca_pem_path`.
+    /// Generates the CA and the server certificate (for [`STANDS_IN_FOR`]);
+    /// writes the CA's PEM to `ca_pem_path`.
     pub(crate) fn generate(ca_pem_path: &Path) -> anyhow::Result<Tls> {
+        Self::generate_for(ca_pem_path, &STANDS_IN_FOR)
+    }
+
+    /// Like [`generate`](Self::generate), with `host_names` in the server
+    /// certificate besides `localhost` and `127.0.0.1` (for a client whose
+    /// host names a hosts file points at loopback).
+    pub(crate) fn generate_for(ca_pem_path: &Path, host_names: &[&str]) -> anyhow::Result<Tls> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![
@@ -43,8 +51,10 @@ impl Tls {
         let ca_key = KeyPair::generate()?;
         let ca = ca_params.self_signed(&ca_key)?;
 
-        let mut names = vec!["localhost".to_string()];
-        names.extend(STANDS_IN_FOR.iter().map(|n| n.to_string()));
+        let names = std::iter::once("localhost")
+            .chain(host_names.iter().copied())
+            .map(str::to_string)
+            .collect::<Vec<_>>();
         let mut leaf_params = CertificateParams::new(names)?;
         leaf_params
             .subject_alt_names

@@ -271,6 +271,10 @@ impl Families {
     }
 
     /// Current, unexpired and not revoked.
+    pub(crate) fn access_expires_at(&self, token: &str) -> Option<Instant> {
+        self.access.get(token).map(|e| e.expires_at)
+    }
+
     pub(crate) fn is_access_valid(&self, token: &str, now: Instant) -> bool {
         self.is_access_live(token) && self.access.get(token).is_some_and(|e| now < e.expires_at)
     }

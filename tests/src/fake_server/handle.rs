@@ -516,6 +516,13 @@ impl FakeAuthServer {
             .read(|i| i.families.is_access_valid(access_token, Instant::now()))
     }
 
+    /// When an access token this server issued ends (its issue time plus the
+    /// `access_ttl` of that moment), to order tokens by issue time.
+    pub fn access_token_expires_at(&self, access_token: &str) -> Option<Instant> {
+        self.shared()
+            .read(|i| i.families.access_expires_at(access_token))
+    }
+
     /// A Copilot session token this server issued and that has not expired.
     pub fn is_copilot_token_valid(&self, token: &str) -> bool {
         self.shared()

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`ensure_oidc_provider`] | `npm ci` of the interop server's pinned packages | `tests/interop/oidc-provider/node_modules` |
 //! | [`ensure_codex_cli`] | Codex CLI [`CODEX_VERSION`] from npm | [`cache_dir`]`/codex-<version>` |
+//! | [`ensure_claude_code`] | Claude Code [`CLAUDE_CODE_VERSION`] from npm | [`cache_dir`]`/claude-code-<version>` |
 //! | [`ensure_openai_python`] | openai-python [`OPENAI_PYTHON_VERSION`] from PyPI, in a venv | [`cache_dir`]`/python-openai-<version>` |
 //! | [`ensure_hermes_agent`] | Hermes Agent [`HERMES_AGENT_VERSION`] from PyPI, in a venv | [`cache_dir`]`/hermes-agent-<version>` |
 //! | [`ensure_system_tools`] | `systemd-analyze`, `systemd-socket-activate`, `python3`, `git` | the distribution's packages (`apt-get`, only as root or with passwordless sudo) |
@@ -28,7 +29,9 @@ mod run;
 mod system;
 
 pub use hermes::{ensure_hermes_agent, HERMES_AGENT_VERSION};
-pub use node::{ensure_codex_cli, ensure_oidc_provider, CODEX_VERSION};
+pub use node::{
+    ensure_claude_code, ensure_codex_cli, ensure_oidc_provider, CLAUDE_CODE_VERSION, CODEX_VERSION,
+};
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};
 pub use system::ensure_system_tools;
 
@@ -45,7 +48,7 @@ pub fn cache_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".cache/oauth-broker"),
         None => panic!(
             "neither OAUTH_BROKER_CACHE nor HOME is set: set OAUTH_BROKER_CACHE to a directory \
-             for the test tools (Codex CLI, openai-python, Hermes Agent)"
+             for the test tools (Codex CLI, Claude Code, openai-python, Hermes Agent)"
         ),
     }
 }

@@ -1,6 +1,7 @@
 //! The tools that come from the npm registry: the interop test's
 //! authorization server (panva's `oidc-provider`, pinned by the lockfile in
-//! `tests/interop/oidc-provider`) and the real Codex CLI.
+//! `tests/interop/oidc-provider`), the real Codex CLI and the real Claude
+//! Code.
 //!
 //! Why Node.js itself is not installed here: the interop server needs
 //! Node.js >= 20.19, newer than some distributions ship, so picking one is
@@ -19,10 +20,18 @@ use std::time::Duration;
 /// The Codex CLI release `e2e_codex_cli.rs` was written against.
 pub const CODEX_VERSION: &str = "0.169.0";
 
+/// The Claude Code release `e2e_claude_code.rs` was written against: the
+/// newest the npm registry served when the test was written.
+pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
+
 /// What the interop server's `package.json` asks for (`engines.node`).
 const OIDC_PROVIDER_NODE: (u32, u32) = (20, 19);
 /// Codex CLI's npm package starts its native binary from Node.js 16 on.
 const CODEX_NODE: (u32, u32) = (16, 0);
+/// Claude Code's npm package declares Node.js >= 22, which npm only warns
+/// about; its postinstall (which copies the native binary into place, after
+/// which no Node.js runs) worked under Node.js 20.20 when this was written.
+const CLAUDE_CODE_NODE: (u32, u32) = (20, 0);
 const NPM_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Installs the interop server's npm packages (`npm ci` in
@@ -118,6 +127,61 @@ pub fn ensure_codex_cli() -> PathBuf {
             } else {
                 Err(format!(
                     "{what} was installed but `codex --version` prints {:?}",
+                    printed.trim()
+                ))
+            }
+        })?;
+        Ok(bin)
+    }))
+}
+
+/// The `claude` binary: `$OAUTH_BROKER_CLAUDE_BIN` when set, else
+/// [`CLAUDE_CODE_VERSION`] from npm (`@anthropic-ai/claude-code`, a native
+/// binary of about 400 MB), installed once into
+/// `<cache>/claude-code-<version>`.
+pub fn ensure_claude_code() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OAUTH_BROKER_CLAUDE_BIN").filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "OAUTH_BROKER_CLAUDE_BIN names {}, which is not a file: point it at a Claude Code \
+             binary or unset it to have the tests install Claude Code {CLAUDE_CODE_VERSION}",
+            bin.display()
+        );
+        return bin;
+    }
+    static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    expect_tool(OUTCOME.get_or_init(|| {
+        let what = format!("Claude Code {CLAUDE_CODE_VERSION} (npm @anthropic-ai/claude-code)");
+        need_node(CLAUDE_CODE_NODE, &what)?;
+        let dir = cache_dir().join(format!("claude-code-{CLAUDE_CODE_VERSION}"));
+        let bin = dir.join("node_modules/.bin/claude");
+        Install {
+            what: what.clone(),
+            dir: dir.clone(),
+            lock: cache_dir().join(format!("claude-code-{CLAUDE_CODE_VERSION}.lock")),
+            marker: dir.join(".installed"),
+            stamp: CLAUDE_CODE_VERSION.to_string(),
+        }
+        .run_once(|| {
+            start_afresh(&dir)?;
+            let mut npm = Command::new("npm");
+            npm.arg("install")
+                .arg("--prefix")
+                .arg(&dir)
+                .args(["--no-audit", "--no-fund", "--loglevel=error"])
+                .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"));
+            run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(&what, &e))?;
+            // `claude --version` answers without any network access.
+            let mut version = Command::new(&bin);
+            version.arg("--version");
+            let printed = run(version, Duration::from_secs(60))
+                .map_err(|e| format!("{what} was installed but does not start: {e}"))?;
+            if printed.contains(CLAUDE_CODE_VERSION) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} was installed but `claude --version` prints {:?}",
                     printed.trim()
                 ))
             }
