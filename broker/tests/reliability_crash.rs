@@ -88,8 +88,11 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
     println!("RELIABILITY crash seed={seed} (rerun with CRASH_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     // Long-lived access tokens: every refresh here is triggered on purpose
-    // with an `Unauthorized` report, none by the proactive timer.
-    let spec = RigSpec::with_ttl(Duration::from_secs(600));
+    // with an `Unauthorized` report, none by the proactive timer. A 1 s HTTP
+    // timeout: after a kill mid-refresh the next broker waits that long (since
+    // the in-flight marker) before it spends the token again.
+    let spec = RigSpec::with_ttl(Duration::from_secs(600))
+        .refresh("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n");
     let (mut rig, _grant) = Rig::logged_in(spec);
     let mut tally = Tally::default();
     let started = Instant::now();
