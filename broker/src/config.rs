@@ -4,6 +4,8 @@
 //! must not silently fall back to a preset's default and send the refresh token
 //! somewhere unexpected. Every error names the file.
 
+use crate::capped_read::{describe_cap, read_capped};
+use crate::trusted_path;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -282,17 +284,64 @@ impl Config {
                 })
             }
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read config file {}: {e}; create it or pass --config with an existing file",
-                path.display()
-            )
-        })?;
+        let text = read_trusted(&path)?;
         Ok(Config {
             file: parse(&text, &path.display().to_string())?,
             source: Some(path),
         })
     }
+}
+
+/// A config is a few KiB; anything larger is the wrong file.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads the config file (at most [`MAX_CONFIG_BYTES`]) after making sure no
+/// other user could have written it: it decides where the refresh token is
+/// sent (see [`crate::trusted_path`]). The check is made on the opened file
+/// (the inode actually read) and on every directory above it.
+fn read_trusted(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read config file {}: {e}; create it or pass --config with an existing file",
+            path.display()
+        )
+    })?;
+    let cannot_read =
+        |e: std::io::Error| anyhow::anyhow!("cannot read config file {}: {e}", path.display());
+    let meta = file.metadata().map_err(cannot_read)?;
+    if meta.is_dir() {
+        anyhow::bail!(
+            "config file {} is a directory; pass --config with the file itself",
+            path.display()
+        );
+    }
+    let bytes = read_capped(&file, MAX_CONFIG_BYTES)
+        .map_err(cannot_read)?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "config file {} is larger than {} (the limit for a config file); check that it is the right file",
+                path.display(),
+                describe_cap(MAX_CONFIG_BYTES)
+            )
+        })?;
+    trusted_path::check_file_meta(&meta, path)
+        .and_then(|()| trusted_path::check_parents(path, trusted_path::home_from_env().as_deref()))
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "{}",
+                why.refusal(
+                    "config file",
+                    path,
+                    "another user could change where the refresh token is sent"
+                )
+            )
+        })?;
+    String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "config file {} is not UTF-8 text; a config is TOML",
+            path.display()
+        )
+    })
 }
 
 /// Parses config text; errors name the source and the offending key, and values

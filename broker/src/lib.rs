@@ -6,11 +6,13 @@
 //! [`provider`]; the [`store`] is only called by the manager.
 
 pub mod backoff;
+pub mod capped_read;
 pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod ctl;
 pub mod daemon;
+pub mod durable;
 pub mod hardening;
 pub mod jwt;
 pub mod logging;
@@ -23,3 +25,4 @@ pub mod provider;
 pub mod server;
 pub mod store;
 pub mod systemd;
+pub mod trusted_path;

@@ -1,41 +1,57 @@
 //! Durable state of one account: `state.json` and a `lock` file in a 0700 dir.
 //!
-//! Writes are atomic and durable: a temp file in the same directory created with
-//! mode 0600 (never briefly readable by others), written, fsynced, renamed over the
-//! old file, and the directory fsynced so the rename itself survives a power cut.
-//! A crash at any point leaves either the old or the new file, never a torn one.
+//! Writes go through [`crate::durable`]: a crash at any point leaves either the
+//! old or the new file, never a torn one, and the file is 0600 from its first
+//! byte.
 //!
 //! `flock(LOCK_EX|LOCK_NB)` on `lock` makes the broker the only one for the
 //! account; the holder's pid is written into the lock file so a second broker
 //! can say who holds it. Only the token manager calls this module.
+//!
+//! One refresh token, one writer: a state file reached through a symlink, one
+//! that names another account, or one whose refresh token another account's
+//! state on this machine holds (or already spent) is refused — two brokers
+//! spending one token family make the provider revoke it.
 
+use crate::capped_read::{describe_cap, read_capped};
 use crate::clock::{from_unix_secs, unix_secs};
 use crate::credentials::Credentials;
+use crate::durable;
 use nix::fcntl::{Flock, FlockArg};
-use oauth_broker_proto::{ExposeSecret, SecretString};
+use oauth_broker_proto::{token_fingerprint, ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Current state file format.
 pub const STATE_VERSION: u32 = 1;
 
 const STATE_FILE: &str = "state.json";
-const TEMP_FILE: &str = ".state.json.tmp";
 const LOCK_FILE: &str = "lock";
+
+/// A state file is a few KiB (tokens plus a bounded list of fingerprints).
+pub const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// At most this many entries of the state root are looked at when searching
+/// other accounts for a refresh token (the scan must stay cheap).
+const MAX_SIBLINGS: usize = 256;
+
+/// How long a second broker waits for the lock holder to write its pid (the
+/// holder writes it right after taking the lock).
+const PID_WAIT: Duration = Duration::from_millis(500);
 
 /// Why the store cannot be used. Messages name the path and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another broker holds the account.
-    #[error("another brokerd (pid {pid}) already serves this account (lock {path}); stop it first, e.g. `kill {pid}` or `systemctl --user stop oauth-broker`")]
+    #[error("{}", locked_message(*pid, path))]
     Locked {
-        /// The holder's pid, or `unknown`.
-        pid: String,
+        /// The holder's pid, if it could be read.
+        pid: Option<u32>,
         /// The lock file.
         path: PathBuf,
     },
@@ -59,8 +75,44 @@ pub enum StoreError {
         /// Our uid.
         me: u32,
     },
+    /// The state directory path is taken by something else.
+    #[error("state directory {path} exists but is not a directory; move it aside (`mv {path} {path}.old`) or pass --state-dir DIR")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A state or lock file that is a symlink (or not a regular file).
+    #[error("{path} is {what}, not a file of this broker's own; {fix}")]
+    NotOwnFile {
+        /// The path.
+        path: PathBuf,
+        /// "a symbolic link", "not a regular file".
+        what: &'static str,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The state file belongs to another account.
+    #[error("state file {path} belongs to account {found:?}, not to {expected:?}; it was left untouched: move it back to account {found:?}'s state directory (or aside) and run `{}`", relogin_command(expected))]
+    WrongAccount {
+        /// The file.
+        path: PathBuf,
+        /// The account named in it.
+        found: String,
+        /// This broker's account.
+        expected: String,
+    },
+    /// Another account's state holds (or spent) the same refresh token.
+    #[error("the refresh token in {path} is {holder}; two brokers must never spend one refresh token (the provider would revoke the login): move {path} aside and run `{}` to give account {account:?} a login of its own", relogin_command(account))]
+    HeldElsewhere {
+        /// Our state file.
+        path: PathBuf,
+        /// This broker's account.
+        account: String,
+        /// Who else holds it.
+        holder: OtherHolder,
+    },
     /// The state file does not parse.
-    #[error("state file {path} is unreadable ({why}); it was left untouched: move it aside and run `brokerctl relogin` (or restore a backup)")]
+    #[error("state file {path} is unreadable ({why}); it was left untouched: move it aside and run `brokerctl relogin`")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -77,6 +129,52 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+fn locked_message(pid: Option<u32>, path: &Path) -> String {
+    let path = path.display();
+    match pid {
+        Some(pid) => format!("another brokerd (pid {pid}) already serves this account (lock {path}); stop it first, e.g. `kill {pid}` or `systemctl --user stop oauth-broker`"),
+        None => format!("another brokerd already serves this account (lock {path}; it has not written its pid yet); stop it first, e.g. `fuser -k {path}` or `systemctl --user stop oauth-broker`"),
+    }
+}
+
+/// `brokerctl relogin` for `account` (with `--account` unless it is the default).
+fn relogin_command(account: &str) -> String {
+    if account == crate::paths::DEFAULT_ACCOUNT {
+        "brokerctl relogin".to_string()
+    } else {
+        format!("brokerctl --account {account} relogin")
+    }
+}
+
+/// Another account's state on this machine that holds (or already spent) a
+/// refresh token. Shows the account and the file, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherHolder {
+    /// The other account (its state directory's name).
+    pub account: String,
+    /// Its state file.
+    pub path: PathBuf,
+    /// True when the other account already spent the token (it holds a newer
+    /// one); false when it holds it now.
+    pub spent: bool,
+}
+
+impl std::fmt::Display for OtherHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.spent {
+            "already spent by"
+        } else {
+            "also held by"
+        };
+        write!(
+            f,
+            "{verb} account {:?} ({})",
+            self.account,
+            self.path.display()
+        )
+    }
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -245,10 +343,12 @@ impl PersistedState {
     }
 }
 
-/// Test-only fault injection for the disk-trouble tests: when the environment
-/// variable `OAUTH_BROKER_FAULT_STORE` names an existing file, every save fails
-/// as if the disk were full, until the file is removed. Without the variable
-/// (the normal case) this is a single `env::var_os` per save.
+/// Test-only fault injection for the disk-trouble tests (compiled only with the
+/// `test-hooks` feature, which the test suite turns on and release builds do
+/// not): when the environment variable `OAUTH_BROKER_FAULT_STORE` names an
+/// existing file, every save fails as if the disk were full, until the file is
+/// removed.
+#[cfg(feature = "test-hooks")]
 fn injected_fault() -> Option<std::io::Error> {
     let path = std::env::var_os("OAUTH_BROKER_FAULT_STORE")?;
     Path::new(&path)
@@ -256,55 +356,93 @@ fn injected_fault() -> Option<std::io::Error> {
         .then(|| std::io::Error::from_raw_os_error(nix::libc::ENOSPC))
 }
 
+#[cfg(not(feature = "test-hooks"))]
+fn injected_fault() -> Option<std::io::Error> {
+    None
+}
+
+/// Opens an existing file of the store without following a symlink and
+/// without blocking on a FIFO; `None` when it does not exist.
+fn open_own_file(
+    path: &Path,
+    options: &mut OpenOptions,
+    what: &'static str,
+) -> Result<Option<File>, StoreError> {
+    let file = match options
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(StoreError::NotOwnFile {
+                path: path.to_path_buf(),
+                what: "a symbolic link",
+                fix: format!(
+                    "the broker never follows links here (another broker may be spending the same refresh token): remove it (`rm {}`) and start again",
+                    path.display()
+                ),
+            })
+        }
+        Err(e) => return Err(io(what, path)(e)),
+    };
+    let meta = file.metadata().map_err(io("cannot inspect", path))?;
+    if !meta.is_file() {
+        return Err(StoreError::NotOwnFile {
+            path: path.to_path_buf(),
+            what: "not a regular file",
+            fix: format!(
+                "move it aside (`mv {} {}.old`) and start again",
+                path.display(),
+                path.display()
+            ),
+        });
+    }
+    Ok(Some(file))
+}
+
 /// The account's state directory, locked for this process.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    account: String,
     _lock: Flock<File>,
 }
 
 impl Store {
-    /// Creates (0700) or checks the directory, takes the lock and records our pid.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        if !dir.exists() {
-            if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent).map_err(io("cannot create directory", parent))?;
-            }
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dir)
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
+    /// Creates (0700) or checks the directory of `account`, takes the lock and
+    /// records our pid.
+    pub fn open(dir: &Path, account: &str) -> Result<Store, StoreError> {
+        match fs::metadata(dir) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(StoreError::NotADirectory {
+                    path: dir.to_path_buf(),
                 })
-                .map_err(io("cannot create state directory", dir))?;
+            }
+            Ok(_) => {}
+            Err(_) => create_private_dir(dir)?,
         }
         check_private(dir, 0o700)?;
 
         let lock_path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io("cannot open lock file", &lock_path))?;
+        let file = open_own_file(
+            &lock_path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600),
+            "cannot open lock file",
+        )?
+        .ok_or_else(|| {
+            io("cannot open lock file", &lock_path)(std::io::ErrorKind::NotFound.into())
+        })?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
-            Err((mut file, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
+            Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
                 return Err(StoreError::Locked {
-                    pid: if pid.is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid.to_string()
-                    },
+                    pid: holder_pid(&lock_path, PID_WAIT),
                     path: lock_path,
                 });
             }
@@ -316,14 +454,16 @@ impl Store {
                 })
             }
         };
+        // One write of the whole line after truncating: a reader sees either
+        // nothing or the complete pid (and waits for it, see `holder_pid`).
+        let line = format!("{}\n", std::process::id());
         lock.set_len(0)
-            .map_err(io("cannot write lock file", &lock_path))?;
-        lock.rewind()
-            .map_err(io("cannot write lock file", &lock_path))?;
-        writeln!(&mut *lock, "{}", std::process::id())
+            .and_then(|()| lock.rewind())
+            .and_then(|_| lock.write_all(line.as_bytes()))
             .map_err(io("cannot write lock file", &lock_path))?;
         Ok(Store {
             dir: dir.to_path_buf(),
+            account: account.to_string(),
             _lock: lock,
         })
     }
@@ -338,20 +478,28 @@ impl Store {
         self.dir.join(STATE_FILE)
     }
 
-    /// Reads the state file; `None` when there is none yet.
+    /// Reads the state file; `None` when there is none yet. Refuses a file
+    /// that is a symlink, belongs to another account, or whose refresh token
+    /// another account's state on this machine holds or spent.
     pub fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         let path = self.state_path();
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("cannot read state file", &path)(e)),
+        let Some(file) = open_own_file(
+            &path,
+            OpenOptions::new().read(true),
+            "cannot read state file",
+        )?
+        else {
+            return Ok(None);
         };
         check_private_file(&file, &path)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(io("cannot read state file", &path))?;
+        let bytes = read_capped(&file, MAX_STATE_BYTES)
+            .map_err(io("cannot read state file", &path))?
+            .ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                why: format!("larger than {}", describe_cap(MAX_STATE_BYTES)),
+            })?;
         let state: PersistedState =
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path: path.clone(),
                 why: format!(
                     "line {} column {}: {}",
@@ -369,40 +517,77 @@ impl Store {
                 ),
             });
         }
+        if state.account != self.account {
+            return Err(StoreError::WrongAccount {
+                path,
+                found: state.account,
+                expected: self.account.clone(),
+            });
+        }
+        if let Some(creds) = &state.credentials {
+            if let Some(holder) = self.other_holder(&token_fingerprint(&creds.refresh_token)) {
+                return Err(StoreError::HeldElsewhere {
+                    path,
+                    account: self.account.clone(),
+                    holder,
+                });
+            }
+        }
         Ok(Some(state))
+    }
+
+    /// Another account whose state, next to ours, holds or already spent the
+    /// refresh token with fingerprint `refresh_token_id` (see
+    /// [`Credentials::refresh_token_id`]). Looks only at the first
+    /// [`MAX_SIBLINGS`] entries of the state root, only at directories and
+    /// files of this user, reads at most [`MAX_STATE_BYTES`] per file, and
+    /// ignores what it cannot read: a best-effort guard, never a reason to stop.
+    pub fn other_holder(&self, refresh_token_id: &str) -> Option<OtherHolder> {
+        let root = self.dir.parent()?;
+        let own = fs::metadata(&self.dir).ok()?;
+        let me = nix::unistd::getuid().as_raw();
+        fs::read_dir(root)
+            .ok()?
+            .take(MAX_SIBLINGS)
+            .filter_map(Result::ok)
+            .find_map(|entry| {
+                let meta = fs::symlink_metadata(entry.path()).ok()?;
+                let sibling = meta.is_dir()
+                    && meta.uid() == me
+                    && (meta.dev(), meta.ino()) != (own.dev(), own.ino());
+                if !sibling {
+                    return None;
+                }
+                let path = entry.path().join(STATE_FILE);
+                let view = read_sibling(&path, me)?;
+                let held = view
+                    .credentials
+                    .is_some_and(|c| token_fingerprint(&c.refresh_token) == refresh_token_id);
+                let spent = view
+                    .spent_refresh_tokens
+                    .iter()
+                    .any(|id| id == refresh_token_id);
+                (held || spent).then(|| OtherHolder {
+                    account: entry.file_name().to_string_lossy().into_owned(),
+                    path,
+                    spent: !held,
+                })
+            })
     }
 
     /// Atomically and durably replaces the state file.
     pub fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
         let path = self.state_path();
-        let tmp = self.dir.join(TEMP_FILE);
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Io {
             what: "cannot serialize state for",
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
         if let Some(e) = injected_fault() {
+            let tmp = durable::temp_path(&path).unwrap_or_else(|_| path.clone());
             return Err(io("cannot write state file", &tmp)(e));
         }
-        let write = || -> std::io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            // An old temp file may have been created with other permissions.
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io("cannot write state file", &path)(e)
-        })
+        durable::write(&path, &bytes).map_err(|e| io("cannot write state file", &path)(e.into_io()))
     }
 
     /// Deletes the state file (logout).
@@ -413,10 +598,96 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("cannot delete state file", &path)(e)),
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("cannot sync directory", &self.dir))
+        durable::sync_dir(&self.dir).map_err(io("cannot sync directory", &self.dir))
     }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).map_err(io("cannot create directory", parent))?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(io("cannot create state directory", dir))?;
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The pid in a lock file held by another broker. The holder writes it right
+/// after taking the lock, so an empty file (or the pid of a dead earlier
+/// holder, not yet overwritten) means "wait a moment"; after `wait` the answer
+/// is `None` rather than a guess.
+fn holder_pid(lock_path: &Path, wait: Duration) -> Option<u32> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let pid = fs::read(lock_path)
+            .ok()
+            .and_then(|bytes| read_pid(&bytes))
+            .filter(|pid| process_exists(*pid));
+        if pid.is_some() || Instant::now() >= deadline {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A complete `pid\n` line.
+fn read_pid(bytes: &[u8]) -> Option<u32> {
+    let line = std::str::from_utf8(bytes).ok()?.strip_suffix('\n')?;
+    line.trim().parse().ok().filter(|pid| *pid > 0)
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 only checks; EPERM means it exists but belongs to someone else.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
+/// What [`Store::other_holder`] needs from another account's state file.
+#[derive(Deserialize)]
+struct SiblingView {
+    #[serde(default)]
+    credentials: Option<SiblingCredentials>,
+    #[serde(default)]
+    spent_refresh_tokens: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct SiblingCredentials {
+    refresh_token: SecretString,
+}
+
+/// Another account's state file: only a regular file of this user, never
+/// through a symlink, at most [`MAX_STATE_BYTES`]; `None` on any doubt.
+fn read_sibling(path: &Path, me: u32) -> Option<SiblingView> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != me {
+        return None;
+    }
+    let bytes = read_capped(&file, MAX_STATE_BYTES).ok()??;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// serde_json's messages never quote string values, but keep only the category.
@@ -483,7 +754,7 @@ mod tests {
     fn round_trip_with_private_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("acct");
-        let store = Store::open(&dir).unwrap();
+        let store = Store::open(&dir, "acct").unwrap();
         assert!(store.load().unwrap().is_none());
         let mut state = PersistedState::empty("acct");
         state.credentials = Some((&creds()).into());
@@ -505,8 +776,8 @@ mod tests {
     #[test]
     fn second_open_names_the_holder() {
         let tmp = tempfile::tempdir().unwrap();
-        let _first = Store::open(tmp.path().join("a").as_path()).unwrap();
-        let err = Store::open(tmp.path().join("a").as_path()).unwrap_err();
+        let _first = Store::open(tmp.path().join("a").as_path(), "a").unwrap();
+        let err = Store::open(tmp.path().join("a").as_path(), "a").unwrap_err();
         assert!(
             err.to_string().contains(&std::process::id().to_string()),
             "{err}"
@@ -517,7 +788,7 @@ mod tests {
     fn group_readable_state_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a");
-        let store = Store::open(&dir).unwrap();
+        let store = Store::open(&dir, "acct").unwrap();
         store.save(&PersistedState::empty("a")).unwrap();
         fs::set_permissions(store.state_path(), fs::Permissions::from_mode(0o640)).unwrap();
         let err = store.load().unwrap_err();
@@ -527,7 +798,7 @@ mod tests {
     #[test]
     fn corrupt_state_is_reported_without_content() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("a")).unwrap();
+        let store = Store::open(&tmp.path().join("a"), "a").unwrap();
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -540,5 +811,126 @@ mod tests {
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("unreadable"), "{err}");
         assert!(!err.contains("rt-sec"), "{err}");
+        // Restoring a backup could replay a refresh token already spent.
+        assert!(!err.contains("backup"), "{err}");
+    }
+
+    fn logged_in(account: &str, refresh_token: &str) -> PersistedState {
+        let mut c = creds();
+        c.refresh_token = refresh_token.to_string().into();
+        let mut state = PersistedState::empty(account);
+        state.credentials = Some((&c).into());
+        state
+    }
+
+    #[test]
+    fn a_state_file_of_another_account_is_refused_with_the_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("work"), "work").unwrap();
+        store.save(&logged_in("home", "rt-secret")).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(
+            err.contains(r#"belongs to account "home", not to "work""#),
+            "{err}"
+        );
+        assert!(err.contains("brokerctl --account work relogin"), "{err}");
+        assert!(!err.contains("rt-secret"), "{err}");
+    }
+
+    #[test]
+    fn a_symlinked_state_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere.json");
+        let store = Store::open(&tmp.path().join("a"), "a").unwrap();
+        store.save(&logged_in("a", "rt-secret")).unwrap();
+        fs::rename(store.state_path(), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, store.state_path()).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(err.contains("rm "), "{err}");
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused_and_its_target_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(LOCK_FILE)).unwrap();
+        let err = Store::open(&dir, "a").unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_state_directory_that_is_a_file_says_so_once_with_the_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a");
+        fs::write(&path, b"").unwrap();
+        let err = Store::open(&path, "a").unwrap_err();
+        assert!(matches!(err, StoreError::NotADirectory { .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_none());
+        assert!(err.to_string().contains("--state-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_refresh_token_held_or_spent_by_another_account_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Store::open(&tmp.path().join("home"), "home").unwrap();
+        let mut state = logged_in("home", "rt-shared");
+        state.spent_refresh_tokens = vec![token_fingerprint(&"rt-old".to_string().into())];
+        home.save(&state).unwrap();
+        drop(home);
+        let work = Store::open(&tmp.path().join("work"), "work").unwrap();
+        let id = |t: &str| token_fingerprint(&t.to_string().into());
+
+        let held = work.other_holder(&id("rt-shared")).unwrap();
+        assert_eq!(held.account, "home");
+        assert!(!held.spent);
+        assert!(work.other_holder(&id("rt-old")).unwrap().spent);
+        assert_eq!(work.other_holder(&id("rt-own")), None);
+        // Our own state never counts as "another account".
+        work.save(&logged_in("work", "rt-own")).unwrap();
+        assert_eq!(work.other_holder(&id("rt-own")), None);
+        assert!(work.load().unwrap().is_some());
+
+        work.save(&logged_in("work", "rt-shared")).unwrap();
+        let err = work.load().unwrap_err().to_string();
+        assert!(err.contains(r#"also held by account "home""#), "{err}");
+        assert!(err.contains("brokerctl --account work relogin"), "{err}");
+        assert!(!err.contains("rt-shared"), "{err}");
+    }
+
+    #[test]
+    fn the_second_broker_waits_for_the_holder_to_write_its_pid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lock_path = tmp.path().join(LOCK_FILE);
+        fs::write(&lock_path, b"").unwrap();
+        assert_eq!(holder_pid(&lock_path, Duration::from_millis(20)), None);
+        let writer = {
+            let lock_path = lock_path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
+            })
+        };
+        assert_eq!(
+            holder_pid(&lock_path, Duration::from_secs(10)),
+            Some(std::process::id())
+        );
+        writer.join().unwrap();
+        // A half-written line or a dead holder's pid is not an answer.
+        assert_eq!(read_pid(b"12"), None);
+        assert_eq!(read_pid(b"12\n"), Some(12));
+    }
+
+    #[test]
+    fn locked_message_never_suggests_kill_unknown() {
+        let path = Path::new("/s/lock");
+        assert!(locked_message(Some(42), path).contains("`kill 42`"));
+        let unknown = locked_message(None, path);
+        assert!(!unknown.contains("kill unknown"), "{unknown}");
+        assert!(unknown.contains("has not written its pid yet"), "{unknown}");
     }
 }

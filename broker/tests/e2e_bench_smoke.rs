@@ -3,9 +3,7 @@
 //! only what must hold however fast the machine is (one refresh for the whole
 //! storm, one token for every waiter, a complete table).
 
-mod common;
-
-use common::{brokerctl, brokerd};
+use crate::common::{brokerctl, brokerd};
 use oauth_broker_tests::bench::{self, BenchConfig};
 use oauth_broker_tests::binaries::Binaries;
 

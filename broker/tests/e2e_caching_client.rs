@@ -2,9 +2,7 @@
 //! with no IPC at all (provably: the broker is gone), `min_valid` beyond it
 //! asks the broker, `unauthorized` drops it, and a broker error forgets it.
 
-mod common;
-
-use common::{fake_with_ttl, Setup};
+use crate::common::{fake_with_ttl, Broker};
 use oauth_broker_client::{CachingClient, ExposeSecret};
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ const LIFETIME: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_valid_cached_token_is_served_without_asking_the_broker() {
-    let mut setup = Setup::logged_in(fake_with_ttl(LIFETIME));
+    let mut setup = Broker::logged_in(fake_with_ttl(LIFETIME));
     let mut client = CachingClient::new(setup.client());
     let first = client.token(Duration::from_secs(5)).expect("token");
     assert!(setup.fake.is_access_token_valid(first.expose_secret()));
@@ -47,7 +45,7 @@ fn a_valid_cached_token_is_served_without_asking_the_broker() {
 
 #[test]
 fn min_valid_beyond_the_cached_token_asks_the_broker_each_time() {
-    let setup = Setup::logged_in(fake_with_ttl(LIFETIME));
+    let setup = Broker::logged_in(fake_with_ttl(LIFETIME));
     let mut client = CachingClient::new(setup.client());
     let first = client.token(Duration::ZERO).expect("token");
     // The broker caps min_valid at a fifth of the lifetime and answers with the
@@ -62,7 +60,7 @@ fn min_valid_beyond_the_cached_token_asks_the_broker_each_time() {
 
 #[test]
 fn unauthorized_drops_the_cached_token_and_caches_the_replacement() {
-    let mut setup = Setup::logged_in(fake_with_ttl(LIFETIME));
+    let mut setup = Broker::logged_in(fake_with_ttl(LIFETIME));
     let mut client = CachingClient::new(setup.client());
     let first = client.token(Duration::from_secs(5)).expect("token");
 
@@ -83,14 +81,14 @@ fn unauthorized_drops_the_cached_token_and_caches_the_replacement() {
 
 #[test]
 fn an_error_from_the_broker_forgets_the_cached_token() {
-    let setup = Setup::logged_in(fake_with_ttl(LIFETIME));
+    let setup = Broker::logged_in(fake_with_ttl(LIFETIME));
     let mut client = CachingClient::new(setup.client());
     client.token(Duration::from_secs(5)).expect("token");
 
     // Logged out elsewhere: the next request that reaches the broker learns it,
     // and from then on the stale token is not served even for a small min_valid.
     let out = setup.ctl(&["logout"]);
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
     let err = client.token(LIFETIME * 2).expect_err("logged out");
     assert!(err.needs_login(), "{err:?}");
     assert!(client.cached().is_none());
@@ -100,7 +98,7 @@ fn an_error_from_the_broker_forgets_the_cached_token() {
 
 #[tokio::test]
 async fn the_async_caching_client_serves_from_its_cache_too() {
-    let mut setup = Setup::logged_in(fake_with_ttl(LIFETIME));
+    let mut setup = Broker::logged_in(fake_with_ttl(LIFETIME));
     let socket = setup.broker.socket_path().to_path_buf();
     let inner = oauth_broker_client::tokio::Client::builder()
         .socket(&socket)

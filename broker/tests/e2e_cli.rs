@@ -1,15 +1,13 @@
 //! brokerctl against the real daemon: exit codes, output shapes, import errors,
 //! logout.
 
-mod common;
-
-use common::{brokerctl, fake_with_ttl, stderr, stdout, Setup};
+use crate::common::{brokerctl, fake_with_ttl, stderr, stdout, Broker};
 use oauth_broker_tests::fake_server::FakeConfig;
 use std::time::Duration;
 
 #[test]
 fn status_exit_codes_follow_the_login_state() {
-    let mut setup = Setup::logged_out(FakeConfig::default());
+    let mut setup = Broker::logged_out(FakeConfig::default());
     let out = setup.ctl(&["status"]);
     assert_eq!(
         out.status.code(),
@@ -38,7 +36,7 @@ fn status_exit_codes_follow_the_login_state() {
 
 #[test]
 fn token_prints_the_token_alone_or_one_json_object() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(120)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(120)));
     let out = setup.ctl(&["token"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -60,7 +58,7 @@ fn token_prints_the_token_alone_or_one_json_object() {
 
 #[test]
 fn bad_import_input_is_one_clear_line_and_keeps_the_login() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(120)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(120)));
     for (input, needle) in [
         (&b"not json"[..], "JSON"),
         (br#"{"access_token":"abc"}"#, "refresh_token"),
@@ -79,7 +77,7 @@ fn bad_import_input_is_one_clear_line_and_keeps_the_login() {
 
 #[test]
 fn logout_forgets_the_login_and_revokes_it() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(120)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(120)));
     let out = setup.ctl(&["logout"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(setup.fake.stats().revocation_requests, 1);
@@ -95,7 +93,7 @@ fn logout_forgets_the_login_and_revokes_it() {
 
 #[test]
 fn importing_the_same_tokens_again_after_a_rotation_is_refused() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(120)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(120)));
     let grant = setup.grant.clone().unwrap();
     // Importing the very same login again is harmless.
     let out = setup.ctl_stdin(&["import", "-"], grant.to_import_json().as_bytes());

@@ -33,12 +33,10 @@
 //! of them otherwise resolves a chatgpt.com host; checked with `strace -f -e
 //! trace=network` when this test was written). No proxy variable reaches Codex.
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_tests::fake_chatgpt::{BackendRequest, FakeChatGpt};
 use oauth_broker_tests::fake_server::{ErrorShape, FakeAuthServer, FakeConfig};
 use oauth_broker_tests::harness::{run_with_timeout, TestEnv};
-use projection_support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -202,7 +200,11 @@ fn codex_cli_runs_on_the_projected_file_across_refreshes_and_heals_a_401() {
         &fake,
         "[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\n",
     );
-    let p = Projected::start_config(fake.clone(), env, &toml);
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |_| toml)
+        .logged_in();
     let codex = Codex::new(bin, &p.env, &fake, &backend);
     codex.write_config(&codex_toml(&backend, ""));
     let auth_json = codex.home.join("auth.json");
@@ -300,7 +302,11 @@ fn codex_cli_custom_provider_gets_its_token_from_brokerctl_and_reruns_it_after_a
     let env = TestEnv::new();
     let fake = chatgpt_auth_server();
     let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
-    let p = Projected::start_config(fake.clone(), env, &broker_toml(&fake, ""));
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(|fake| broker_toml(fake, ""))
+        .logged_in();
     let codex = Codex::new(bin, &p.env, &fake, &backend);
     // The README recipe: no auth.json at all, the token comes from brokerctl.
     let provider = format!(

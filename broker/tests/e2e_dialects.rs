@@ -4,9 +4,7 @@
 //! `git-credential` (git's key=value protocol, by hand and through the real
 //! `git credential`), and `completions`.
 
-mod common;
-
-use common::{brokerctl, fake_with_ttl, stderr, stdout, Setup};
+use crate::common::{brokerctl, fake_with_ttl, stderr, stdout, Broker};
 use oauth_broker_tests::harness::run_with_timeout;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -15,14 +13,14 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `brokerctl token --json`, parsed.
-fn token_json(setup: &Setup) -> serde_json::Value {
+fn token_json(setup: &Broker) -> serde_json::Value {
     let out = setup.ctl(&["token", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// brokerctl with this broker's environment plus `extra`, and `stdin`.
-fn ctl_env(setup: &Setup, args: &[&str], extra: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+fn ctl_env(setup: &Broker, args: &[&str], extra: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
     let mut cmd = setup.broker.brokerctl_command(&brokerctl(), args);
     cmd.envs(extra.iter().copied());
     run_with_timeout(cmd, stdin, TIMEOUT).unwrap()
@@ -36,7 +34,7 @@ fn long_lived() -> oauth_broker_tests::fake_server::FakeConfig {
 
 #[test]
 fn exec_runs_the_command_in_its_place_with_the_token() {
-    let setup = Setup::logged_in(long_lived());
+    let setup = Broker::logged_in(long_lived());
     let current = setup.grant.as_ref().unwrap().access_token.clone();
 
     // The default variable, the child's exit status, and exec(2): the shell's
@@ -94,7 +92,7 @@ fn exec_runs_the_command_in_its_place_with_the_token() {
 
 #[test]
 fn exec_does_not_run_the_command_without_a_token() {
-    let setup = Setup::logged_out(long_lived());
+    let setup = Broker::logged_out(long_lived());
     let marker = setup.env.path("ran");
     let out = setup.ctl(&["exec", "--", "touch", marker.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -113,7 +111,7 @@ fn rfc3339_by_date(unix: u64) -> String {
 
 #[test]
 fn exec_credential_answers_kubectl() {
-    let setup = Setup::logged_in(long_lived());
+    let setup = Broker::logged_in(long_lived());
     let current = setup.grant.as_ref().unwrap().access_token.clone();
     let expires_at = token_json(&setup)["expires_at"].as_u64().unwrap();
 
@@ -154,7 +152,7 @@ fn exec_credential_answers_kubectl() {
 
 #[test]
 fn git_credential_speaks_the_helper_protocol() {
-    let setup = Setup::logged_in(long_lived());
+    let setup = Broker::logged_in(long_lived());
     let first = token_json(&setup);
     let current = first["access_token"].as_str().unwrap().to_string();
     let expires_at = first["expires_at"].as_u64().unwrap();
@@ -221,7 +219,7 @@ fn git_credential_speaks_the_helper_protocol() {
 #[test]
 fn real_git_uses_the_helper() {
     oauth_broker_tests::tools::ensure_system_tools();
-    let setup = Setup::logged_in(long_lived());
+    let setup = Broker::logged_in(long_lived());
     let current = setup.grant.as_ref().unwrap().access_token.clone();
     let helper = format!(
         "!{} --socket {} git-credential",
@@ -300,7 +298,7 @@ fn completions_are_valid_shell_scripts() {
 /// `--json` on the admin commands too, and never a colour code in piped output.
 #[test]
 fn import_and_logout_speak_json_and_pipes_get_no_colour() {
-    let setup = Setup::logged_out(long_lived());
+    let setup = Broker::logged_out(long_lived());
     let grant = setup.fake.issue_grant();
     let out = setup.ctl_stdin(
         &["import", "--json", "-"],

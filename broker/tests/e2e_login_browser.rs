@@ -3,14 +3,12 @@
 //! the test acting as the browser: the loopback redirect, a forged `state`, a
 //! denial, the paste fallback (`brokerctl complete-login`), and the timeout.
 
-mod common;
-
-use common::{config_for, query_param, stderr, stdout, Setup};
+use crate::common::{query_param, stderr, stdout, Broker};
 use oauth_broker_client::ExposeSecret;
 use oauth_broker_tests::fake_server::{AuthorizeBehavior, FakeConfig};
 use std::time::Duration;
 
-fn start_browser_login(setup: &Setup) -> (common::LoginChild, String) {
+fn start_browser_login(setup: &Broker) -> (crate::common::LoginChild, String) {
     let mut child = setup.relogin_json(&["--browser"]);
     let event = child.expect_event("authorize_url");
     (child, event["url"].as_str().unwrap().to_string())
@@ -18,7 +16,7 @@ fn start_browser_login(setup: &Setup) -> (common::LoginChild, String) {
 
 #[test]
 fn browser_login_through_the_loopback_redirect() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let mut child = setup.relogin_json(&["--browser"]);
     let event = child.expect_event("authorize_url");
     let url = event["url"].as_str().unwrap();
@@ -62,7 +60,7 @@ fn browser_login_through_the_loopback_redirect() {
 
 #[test]
 fn a_redirect_with_a_foreign_state_is_refused_and_the_login_keeps_waiting() {
-    let setup = Setup::logged_in(FakeConfig {
+    let setup = Broker::logged_in(FakeConfig {
         access_ttl: Duration::from_secs(300),
         ..FakeConfig::default()
     });
@@ -124,7 +122,7 @@ fn a_redirect_with_a_foreign_state_is_refused_and_the_login_keeps_waiting() {
 
 #[test]
 fn a_denial_in_the_browser_ends_the_login() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     setup.fake.set_authorize_behavior(AuthorizeBehavior::Deny);
     let (mut child, url) = start_browser_login(&setup);
     let browser = setup.fake.browser_login(&url).unwrap();
@@ -138,7 +136,7 @@ fn a_denial_in_the_browser_ends_the_login() {
 
 #[test]
 fn a_pasted_redirect_completes_the_login() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let (mut child, url) = start_browser_login(&setup);
     // The browser is on another machine: it cannot reach the listener, the
     // user copies the address it ended on.
@@ -153,7 +151,7 @@ fn a_pasted_redirect_completes_the_login() {
     );
 
     let out = setup.broker.brokerctl_with_stdin(
-        &common::brokerctl(),
+        &crate::common::brokerctl(),
         &["complete-login", "-"],
         Some(format!("{location}\n").as_bytes()),
     );
@@ -170,9 +168,9 @@ fn a_pasted_redirect_completes_the_login() {
 
 #[test]
 fn the_browser_login_times_out_and_complete_login_needs_a_waiting_login() {
-    let setup = Setup::with_config(FakeConfig::default(), |fake| {
-        config_for(fake, "[login]\nbrowser_timeout_secs = 1\n")
-    });
+    let setup = Broker::builder()
+        .extra_toml("[login]\nbrowser_timeout_secs = 1\n")
+        .start();
     let (mut child, _url) = start_browser_login(&setup);
     let error = child.expect_event("error");
     assert_eq!(error["code"], "relogin_required");

@@ -4,14 +4,12 @@
 //! gaps), denial, expiry, transient failures, a busy second login, a client
 //! that goes away, and logout's revocation afterwards.
 
-mod common;
-
-use common::{config_for, stdout, Setup, STEP};
+use crate::common::{stdout, Broker, STEP};
 use oauth_broker_tests::fake_server::{FakeConfig, Fault};
 use std::time::Duration;
 
 /// Starts a device login and returns the child and the `device_code` event.
-fn start_device_login(setup: &Setup) -> (common::LoginChild, serde_json::Value) {
+fn start_device_login(setup: &Broker) -> (crate::common::LoginChild, serde_json::Value) {
     let mut child = setup.relogin_json(&["--device"]);
     let event = child.expect_event("device_code");
     (child, event)
@@ -19,7 +17,7 @@ fn start_device_login(setup: &Setup) -> (common::LoginChild, serde_json::Value) 
 
 #[test]
 fn device_login_from_nothing_with_the_user_approving() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     assert_eq!(setup.status_json()["state"], "logged_out");
 
     let (mut child, event) = start_device_login(&setup);
@@ -70,7 +68,7 @@ fn device_login_from_nothing_with_the_user_approving() {
 
 #[test]
 fn slow_down_adds_five_seconds_for_good() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     setup.fake.set_device_slow_down(1);
     let (mut child, event) = start_device_login(&setup);
     // The user approves at once; the first poll is still told to slow down.
@@ -92,7 +90,7 @@ fn slow_down_adds_five_seconds_for_good() {
 
 #[test]
 fn denial_ends_the_login_and_keeps_the_previous_one() {
-    let setup = Setup::logged_in(FakeConfig {
+    let setup = Broker::logged_in(FakeConfig {
         access_ttl: Duration::from_secs(300),
         ..FakeConfig::default()
     });
@@ -125,7 +123,7 @@ fn denial_ends_the_login_and_keeps_the_previous_one() {
 
 #[test]
 fn the_codes_expiry_is_honoured() {
-    let setup = Setup::logged_out(FakeConfig {
+    let setup = Broker::logged_out(FakeConfig {
         device_code_ttl: Duration::from_secs(2),
         ..FakeConfig::default()
     });
@@ -148,7 +146,7 @@ fn the_codes_expiry_is_honoured() {
 
 #[test]
 fn an_expired_token_answer_ends_the_login() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let (mut child, event) = start_device_login(&setup);
     setup.fake.wait_for_device_polls(1, STEP).unwrap();
     assert!(setup
@@ -164,7 +162,7 @@ fn an_expired_token_answer_ends_the_login() {
 
 #[test]
 fn transient_poll_failures_are_retried() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     setup.fake.push_fault(Fault::Status(503));
     setup.fake.push_fault(Fault::DropConnection);
     let (mut child, event) = start_device_login(&setup);
@@ -179,9 +177,9 @@ fn transient_poll_failures_are_retried() {
 
 #[test]
 fn persistent_poll_failures_give_up_as_upstream_unavailable() {
-    let setup = Setup::with_config(FakeConfig::default(), |fake| {
-        config_for(fake, "[login]\ndevice_transient_retries = 2\n")
-    });
+    let setup = Broker::builder()
+        .extra_toml("[login]\ndevice_transient_retries = 2\n")
+        .start();
     setup.fake.set_persistent_fault(Some(Fault::Status(503)));
     let (mut child, _) = start_device_login(&setup);
     let error = child.expect_event("error");
@@ -200,7 +198,7 @@ fn persistent_poll_failures_give_up_as_upstream_unavailable() {
 
 #[test]
 fn a_second_login_is_busy_and_a_vanished_client_cancels_its_login() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let (mut first, _) = start_device_login(&setup);
 
     let mut second = setup.relogin_json(&["--device"]);
@@ -228,7 +226,7 @@ fn a_second_login_is_busy_and_a_vanished_client_cancels_its_login() {
 
 #[test]
 fn logout_after_a_device_login_revokes_at_the_server() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let (mut child, event) = start_device_login(&setup);
     assert!(setup
         .fake
@@ -255,10 +253,10 @@ fn logout_after_a_device_login_revokes_at_the_server() {
 #[test]
 fn human_mode_prints_the_url_and_code_and_no_countdown_when_piped() {
     use std::io::BufRead;
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let mut child = setup
         .broker
-        .brokerctl_command(&common::brokerctl(), &["relogin", "--device"])
+        .brokerctl_command(&crate::common::brokerctl(), &["relogin", "--device"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

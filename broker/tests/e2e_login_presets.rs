@@ -8,9 +8,7 @@
 //! with `plan=generic` and the challenge echo, 403 as its own reason) and
 //! anthropic (paste of `code#state`, JSON bodies).
 
-mod common;
-
-use common::{query_param, stderr, stdout, Setup, STEP};
+use crate::common::{query_param, stderr, stdout, Broker, STEP};
 use oauth_broker_client::ExposeSecret;
 use oauth_broker_tests::fake_server::{ErrorShape, FakeAuthServer, FakeConfig, Fault};
 use std::sync::{Arc, Barrier};
@@ -44,7 +42,10 @@ fn openai_config(fake: &FakeAuthServer) -> String {
 
 #[test]
 fn openai_codex_browser_login() {
-    let setup = Setup::with_config(openai_fake(), openai_config);
+    let setup = Broker::builder()
+        .fake(openai_fake())
+        .config(openai_config)
+        .start();
     // The preset's default login is the browser one.
     let mut child = setup.relogin_json(&[]);
     let event = child.expect_event("authorize_url");
@@ -86,7 +87,10 @@ fn openai_codex_browser_login() {
 
 #[test]
 fn openai_codex_device_login_uses_openais_scheme() {
-    let setup = Setup::with_config(openai_fake(), openai_config);
+    let setup = Broker::builder()
+        .fake(openai_fake())
+        .config(openai_config)
+        .start();
     let mut child = setup.relogin_json(&["--device"]);
     let event = child.expect_event("device_code");
     assert_eq!(
@@ -126,7 +130,10 @@ fn openai_codex_device_login_uses_openais_scheme() {
 
 #[test]
 fn openai_codex_device_login_denied() {
-    let setup = Setup::with_config(openai_fake(), openai_config);
+    let setup = Broker::builder()
+        .fake(openai_fake())
+        .config(openai_config)
+        .start();
     let mut child = setup.relogin_json(&["--device"]);
     child.expect_event("device_code");
     let user_code = setup.fake.last_openai_device_user_code().unwrap();
@@ -139,7 +146,10 @@ fn openai_codex_device_login_denied() {
 
 #[test]
 fn import_codex_reads_codex_clis_auth_json_and_says_what_to_do() {
-    let setup = Setup::with_config(openai_fake(), openai_config);
+    let setup = Broker::builder()
+        .fake(openai_fake())
+        .config(openai_config)
+        .start();
     let grant = setup.fake.issue_grant();
     let codex_home = setup.env.path("codex-home");
     std::fs::create_dir_all(&codex_home).unwrap();
@@ -159,7 +169,7 @@ fn import_codex_reads_codex_clis_auth_json_and_says_what_to_do() {
     // The default path comes from $CODEX_HOME.
     let mut cmd = setup
         .broker
-        .brokerctl_command(&common::brokerctl(), &["import", "--codex"]);
+        .brokerctl_command(&crate::common::brokerctl(), &["import", "--codex"]);
     cmd.env("CODEX_HOME", &codex_home);
     let out = oauth_broker_tests::harness::run_with_timeout(cmd, None, STEP).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -190,7 +200,7 @@ fn import_codex_reads_codex_clis_auth_json_and_says_what_to_do() {
 
 // ----- github-copilot -----------------------------------------------------------
 
-fn copilot_setup() -> Setup {
+fn copilot_setup() -> Broker {
     let fake = FakeConfig {
         // GitHub: non-expiring user tokens without refresh tokens, polling
         // errors with HTTP 200.
@@ -201,19 +211,22 @@ fn copilot_setup() -> Setup {
         copilot_refresh_in_secs: 4,
         ..FakeConfig::default()
     };
-    Setup::with_config(fake, |fake| {
-        format!(
-            "preset = \"github-copilot\"\ndevice_authorization_endpoint = \"{device}\"\n\
+    Broker::builder()
+        .fake(fake)
+        .config(|fake| {
+            format!(
+                "preset = \"github-copilot\"\ndevice_authorization_endpoint = \"{device}\"\n\
              token_endpoint = \"{token}\"\nexchange_endpoint = \"{exchange}\"\n\
              client_id = \"test-client\"\n{FAST_RETRY}",
-            device = fake.device_authorization_endpoint(),
-            token = fake.token_endpoint(),
-            exchange = fake.copilot_token_url(),
-        )
-    })
+                device = fake.device_authorization_endpoint(),
+                token = fake.token_endpoint(),
+                exchange = fake.copilot_token_url(),
+            )
+        })
+        .start()
 }
 
-fn copilot_login(setup: &Setup) {
+fn copilot_login(setup: &Broker) {
     let mut child = setup.relogin_json(&[]);
     let event = child.expect_event("device_code");
     setup.fake.wait_for_device_polls(1, STEP).unwrap();
@@ -317,7 +330,10 @@ fn xai_config(fake: &FakeAuthServer) -> String {
 
 #[test]
 fn xai_device_login_through_discovery() {
-    let setup = Setup::with_config(FakeConfig::default(), xai_config);
+    let setup = Broker::builder()
+        .fake(FakeConfig::default())
+        .config(xai_config)
+        .start();
     let mut child = setup.relogin_json(&[]);
     let event = child.expect_event("device_code");
     assert!(setup
@@ -341,7 +357,10 @@ fn xai_device_login_through_discovery() {
 
 #[test]
 fn xai_browser_login_sends_plan_generic_and_echoes_the_challenge() {
-    let setup = Setup::with_config(FakeConfig::default(), xai_config);
+    let setup = Broker::builder()
+        .fake(FakeConfig::default())
+        .config(xai_config)
+        .start();
     let mut child = setup.relogin_json(&["--browser"]);
     let event = child.expect_event("authorize_url");
     let url = event["url"].as_str().unwrap();
@@ -368,7 +387,10 @@ fn xai_browser_login_sends_plan_generic_and_echoes_the_challenge() {
 
 #[test]
 fn xai_refuses_a_discovered_token_endpoint_on_a_foreign_host() {
-    let setup = Setup::with_config(FakeConfig::default(), xai_config);
+    let setup = Broker::builder()
+        .fake(FakeConfig::default())
+        .config(xai_config)
+        .start();
     setup
         .fake
         .set_discovery_token_endpoint(Some("https://evil.example.com/oauth/token".into()));
@@ -398,7 +420,10 @@ fn xai_refuses_a_discovered_token_endpoint_on_a_foreign_host() {
 
 #[test]
 fn xai_403_is_no_api_access_not_a_relogin() {
-    let setup = Setup::with_config(FakeConfig::default(), xai_config);
+    let setup = Broker::builder()
+        .fake(FakeConfig::default())
+        .config(xai_config)
+        .start();
     let grant = setup.fake.issue_grant();
     let out = setup.ctl_stdin(&["import", "-"], grant.to_import_json().as_bytes());
     assert!(out.status.success());
@@ -422,20 +447,17 @@ fn xai_403_is_no_api_access_not_a_relogin() {
 
 #[test]
 fn anthropic_login_by_pasting_code_and_state() {
-    let setup = Setup::with_config(
-        FakeConfig {
-            access_ttl: Duration::from_secs(300),
-            ..FakeConfig::default()
-        },
-        |fake| {
+    let setup = Broker::builder()
+        .ttl(Duration::from_secs(300))
+        .config(|fake| {
             format!(
                 "preset = \"anthropic\"\nauthorization_endpoint = \"{authorize}\"\n\
                  token_endpoint = \"{token}\"\nclient_id = \"test-client\"\n{FAST_RETRY}",
                 authorize = fake.authorization_endpoint(),
                 token = fake.token_endpoint(),
             )
-        },
-    );
+        })
+        .start();
     let mut child = setup.relogin_json(&[]);
     let event = child.expect_event("authorize_url");
     // No listener: Anthropic shows the code on its own page.

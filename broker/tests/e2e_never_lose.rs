@@ -9,13 +9,10 @@
 //! refreshes beside the socket (in `$XDG_RUNTIME_DIR`) is unaffected by it, as
 //! a tmpfs is by a full state disk.
 
-mod common;
-
-use common::brokerd;
+use crate::common::{self, eventually, Broker};
 use oauth_broker_client::proto::TokenState;
-use oauth_broker_client::{AccessToken, Client, Error};
-use oauth_broker_tests::fake_server::{FakeAuthServer, Fault, Stats};
-use oauth_broker_tests::harness::{generic_config, Backoff, BrokerProcess, BrokerSpec, TestEnv};
+use oauth_broker_client::{AccessToken, Error};
+use oauth_broker_tests::fake_server::{Fault, Stats};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,48 +21,27 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// One broker on a fault-hooked state directory, restartable on the same state.
 struct Rig {
-    broker: BrokerProcess,
-    fake: FakeAuthServer,
+    broker: Broker,
     /// While this file exists every state write fails with ENOSPC.
     fault_file: PathBuf,
-    refresh: String,
-    env: TestEnv,
     _hook: tempfile::TempDir,
 }
 
 impl Rig {
     /// Access tokens live `ttl`; `refresh` is the body of the `[refresh]` table.
     fn logged_in(ttl: Duration, refresh: &str) -> Rig {
-        let env = TestEnv::new();
         let hook = tempfile::tempdir().unwrap();
-        let fake = FakeAuthServer::start(common::fake_with_ttl(ttl));
         let fault_file = hook.path().join("enospc");
-        let broker = BrokerProcess::start(spec(&env, &fake, refresh, &fault_file)).unwrap();
-        let rig = Rig {
+        let broker = Broker::builder()
+            .ttl(ttl)
+            .refresh_toml(refresh)
+            .brokerd_env(FAULT_ENV, fault_file.to_string_lossy())
+            .logged_in();
+        Rig {
             broker,
-            fake,
             fault_file,
-            refresh: refresh.to_string(),
-            env,
             _hook: hook,
-        };
-        let grant = rig.fake.issue_grant();
-        let out = rig.broker.brokerctl_with_stdin(
-            &common::brokerctl(),
-            &["import", "-"],
-            Some(grant.to_import_json().as_bytes()),
-        );
-        assert!(out.status.success(), "import: {}", common::stderr(&out));
-        rig
-    }
-
-    fn client(&self) -> Client {
-        Client::builder()
-            .socket(self.broker.socket_path())
-            .client_name("e2e-never-lose")
-            .request_timeout(Duration::from_secs(30))
-            .connect()
-            .expect("client connects")
+        }
     }
 
     fn disk_full(&self, full: bool) {
@@ -76,59 +52,29 @@ impl Rig {
         }
     }
 
-    /// Starts a new brokerd on the same state (the old one is gone).
-    fn start_again(&mut self) {
-        assert!(!self.broker.is_running());
-        self.broker =
-            BrokerProcess::start(spec(&self.env, &self.fake, &self.refresh, &self.fault_file))
-                .expect("brokerd restarts");
-    }
-
     /// A forced rotation through a 401 report; returns the new token.
     fn rotate(&self, current: &AccessToken) -> AccessToken {
-        let fresh = self.client().unauthorized(current).expect("rotated token");
+        let fresh = self
+            .broker
+            .client()
+            .unauthorized(current)
+            .expect("rotated token");
         assert_ne!(fresh.token_id(), current.token_id());
         fresh
     }
 
-    fn state_file(&self) -> PathBuf {
-        self.env.state_dir().join("default").join("state.json")
-    }
-
     /// The record of unsaved refreshes beside the socket.
     fn runtime_record(&self) -> PathBuf {
-        self.broker.socket_path().with_extension("unsaved.json")
+        self.broker
+            .broker
+            .socket_path()
+            .with_extension("unsaved.json")
     }
 
     /// The refresh token in the state file.
     fn disk_refresh_token(&self) -> String {
-        let text = std::fs::read_to_string(self.state_file()).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        json["credentials"]["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.broker.disk_refresh_token().expect("state file")
     }
-
-    fn logs(&self) -> String {
-        self.env.all_logs()
-    }
-}
-
-fn spec<'a>(
-    env: &'a TestEnv,
-    fake: &FakeAuthServer,
-    refresh: &str,
-    fault_file: &std::path::Path,
-) -> BrokerSpec<'a> {
-    let config = format!("{}\n[refresh]\n{refresh}\n", generic_config(fake));
-    BrokerSpec::new(brokerd(), env, config).with_env(FAULT_ENV, fault_file.to_string_lossy())
-}
-
-fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
-    Backoff::new(WAIT)
-        .until(f)
-        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
 fn assert_no_reuse(stats: &Stats, what: &str) {
@@ -141,6 +87,7 @@ fn assert_no_reuse(stats: &Stats, what: &str) {
 /// broker says exactly that and sends nothing.
 fn assert_rotation_not_persisted(rig: &Rig, refreshes_before: u64) {
     let err = rig
+        .broker
         .client()
         .token(Duration::ZERO)
         .expect_err("no token from a lost login");
@@ -151,35 +98,27 @@ fn assert_rotation_not_persisted(rig: &Rig, refreshes_before: u64) {
         hint.contains("disk") && hint.contains("brokerctl relogin"),
         "hint: {hint}"
     );
-    let status = rig.client().status().unwrap();
+    let status = rig.broker.client().status().unwrap();
     assert_eq!(status.state, TokenState::ReloginRequired);
     assert_eq!(
         status.relogin_reason.as_deref(),
         Some("rotation_not_persisted")
     );
-    let out = rig.broker.brokerctl(&common::brokerctl(), &["status"]);
+    let out = rig.broker.ctl(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", common::stdout(&out));
     assert!(common::stdout(&out).contains("rotation_not_persisted"));
     // The burned token on disk was not sent again: the family lives on at the
     // server (nobody holds its current token any more, but nothing revoked it).
-    let stats = rig.fake.stats();
+    let stats = rig.broker.fake.stats();
     assert_eq!(stats.refresh_requests, refreshes_before, "{stats:#?}");
     assert_no_reuse(&stats, "after the restart");
 }
 
 /// Relogin (a fresh import) works again and clears the record.
-fn assert_relogin_recovers(rig: &Rig) {
-    let grant = rig.fake.issue_grant();
-    let out = rig.broker.brokerctl_with_stdin(
-        &common::brokerctl(),
-        &["import", "-"],
-        Some(grant.to_import_json().as_bytes()),
-    );
-    assert!(out.status.success(), "import: {}", common::stderr(&out));
-    let token = rig.client().token(Duration::ZERO).expect("token");
-    assert!(rig.fake.is_access_token_valid(
-        oauth_broker_client::proto::ExposeSecret::expose_secret(token.secret())
-    ));
+fn assert_relogin_recovers(rig: &mut Rig) {
+    rig.broker.import_fresh_grant();
+    let token = rig.broker.client().token(Duration::ZERO).expect("token");
+    assert!(rig.broker.server_accepts(&token));
     assert!(
         !rig.runtime_record().exists(),
         "record kept after a successful write"
@@ -193,29 +132,29 @@ fn a_kill_after_a_rotation_the_full_disk_could_not_take_is_reported_as_rotation_
         Duration::from_secs(600),
         "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 2\n",
     );
-    let token = rig.client().token(Duration::ZERO).unwrap();
+    let token = rig.broker.client().token(Duration::ZERO).unwrap();
     let burned = rig.disk_refresh_token();
     rig.disk_full(true);
     rig.rotate(&token);
-    assert!(rig.client().status().unwrap().degraded.is_some());
-    assert!(!rig.fake.is_refresh_token_current(&burned));
+    assert!(rig.broker.client().status().unwrap().degraded.is_some());
+    assert!(!rig.broker.fake.is_refresh_token_current(&burned));
 
-    rig.broker.kill().unwrap();
+    rig.broker.broker.kill().unwrap();
     // Even with the disk writable again the rotated token is gone.
     rig.disk_full(false);
-    let refreshes = rig.fake.stats().refresh_requests;
-    rig.start_again();
+    let refreshes = rig.broker.fake.stats().refresh_requests;
+    rig.broker.restart_after_kill();
     assert_rotation_not_persisted(&rig, refreshes);
     assert_eq!(rig.disk_refresh_token(), burned);
     // Recorded in the state file now that it can be written: a further restart
     // says the same without the record.
-    eventually("the relogin recorded on disk", || {
+    eventually("the relogin recorded on disk", WAIT, || {
         (!rig.runtime_record().exists()).then_some(())
     });
-    rig.broker.terminate().unwrap();
-    rig.start_again();
+    rig.broker.broker.terminate().unwrap();
+    rig.broker.restart_after_kill();
     assert_rotation_not_persisted(&rig, refreshes);
-    assert_relogin_recovers(&rig);
+    assert_relogin_recovers(&mut rig);
 }
 
 #[test]
@@ -226,14 +165,16 @@ fn a_sigterm_while_the_disk_stays_full_keeps_retrying_the_write_until_the_stop_t
         Duration::from_secs(600),
         "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n",
     );
-    let token = rig.client().token(Duration::ZERO).unwrap();
+    let token = rig.broker.client().token(Duration::ZERO).unwrap();
     rig.disk_full(true);
     rig.rotate(&token);
     let stop = Instant::now();
     rig.broker
+        .broker
         .signal(nix::sys::signal::Signal::SIGTERM)
         .unwrap();
     let status = rig
+        .broker
         .broker
         .wait_exit(Duration::from_secs(20))
         .expect("brokerd stops at the stop timeout");
@@ -243,7 +184,7 @@ fn a_sigterm_while_the_disk_stays_full_keeps_retrying_the_write_until_the_stop_t
         took >= Duration::from_secs(5),
         "stopped after {took:?} without the rotated token on disk"
     );
-    let logs = rig.logs();
+    let logs = rig.broker.logs();
     assert!(
         logs.matches("retrying until the stop timeout").count() >= 3,
         "no retries logged:\n{logs}"
@@ -251,10 +192,10 @@ fn a_sigterm_while_the_disk_stays_full_keeps_retrying_the_write_until_the_stop_t
     assert!(logs.contains("rotation_not_persisted"), "{logs}");
 
     rig.disk_full(false);
-    let refreshes = rig.fake.stats().refresh_requests;
-    rig.start_again();
+    let refreshes = rig.broker.fake.stats().refresh_requests;
+    rig.broker.restart_after_kill();
     assert_rotation_not_persisted(&rig, refreshes);
-    assert_relogin_recovers(&rig);
+    assert_relogin_recovers(&mut rig);
 }
 
 #[test]
@@ -265,32 +206,39 @@ fn a_sigterm_while_the_disk_is_full_persists_the_rotated_token_once_space_is_fre
         // Stop timeout 2 × 5 s + 5 s; the background write retry is a minute away.
         "backoff_initial_ms = 60000\nbackoff_max_secs = 300\nhttp_timeout_secs = 5\n",
     );
-    let token = rig.client().token(Duration::ZERO).unwrap();
+    let token = rig.broker.client().token(Duration::ZERO).unwrap();
     rig.disk_full(true);
     let rotated = rig.rotate(&token);
     rig.broker
+        .broker
         .signal(nix::sys::signal::Signal::SIGTERM)
         .unwrap();
-    eventually("a retry logged while stopping", || {
-        rig.logs()
+    eventually("a retry logged while stopping", WAIT, || {
+        rig.broker
+            .logs()
             .contains("retrying until the stop timeout")
             .then_some(())
     });
-    assert!(rig.broker.is_running(), "stopped with the token unsaved");
+    assert!(
+        rig.broker.broker.is_running(),
+        "stopped with the token unsaved"
+    );
     rig.disk_full(false);
-    let status = rig.broker.wait_exit(WAIT).expect("brokerd stops");
+    let status = rig.broker.broker.wait_exit(WAIT).expect("brokerd stops");
     assert!(status.success(), "{status:?}");
     assert!(
-        rig.fake.is_refresh_token_current(&rig.disk_refresh_token()),
+        rig.broker
+            .fake
+            .is_refresh_token_current(&rig.disk_refresh_token()),
         "the rotated token was not written during the stop"
     );
     assert!(!rig.runtime_record().exists());
 
-    rig.start_again();
-    let after = rig.client().token(Duration::ZERO).expect("token");
+    rig.broker.restart_after_kill();
+    let after = rig.broker.client().token(Duration::ZERO).expect("token");
     assert_eq!(after.token_id(), rotated.token_id());
     rig.rotate(&after);
-    assert_no_reuse(&rig.fake.stats(), "after the stop");
+    assert_no_reuse(&rig.broker.fake.stats(), "after the stop");
 }
 
 #[test]
@@ -300,11 +248,11 @@ fn no_proactive_refresh_while_the_rotated_token_cannot_be_persisted_only_on_dema
         Duration::from_secs(4),
         "backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 2\n",
     );
-    let token = rig.client().token(Duration::ZERO).unwrap();
+    let token = rig.broker.client().token(Duration::ZERO).unwrap();
     rig.disk_full(true);
     let rotated = rig.rotate(&token);
-    assert!(rig.client().status().unwrap().degraded.is_some());
-    let refreshes = rig.fake.stats().refresh_requests;
+    assert!(rig.broker.client().status().unwrap().degraded.is_some());
+    let refreshes = rig.broker.fake.stats().refresh_requests;
 
     // Wait past the point of the proactive refresh, up to the expiry: no
     // request, and the still-valid token is what everybody gets.
@@ -313,40 +261,47 @@ fn no_proactive_refresh_while_the_rotated_token_cannot_be_persisted_only_on_dema
         if left < Duration::from_millis(300) {
             break;
         }
-        let served = rig.client().token(Duration::ZERO).unwrap();
+        let served = rig.broker.client().token(Duration::ZERO).unwrap();
         assert_eq!(served.token_id(), rotated.token_id());
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(
-        rig.fake.stats().refresh_requests,
+        rig.broker.fake.stats().refresh_requests,
         refreshes,
         "refreshed proactively although nothing could be persisted"
     );
-    assert!(rig.logs().contains("state write still failing"));
+    assert!(rig.broker.logs().contains("state write still failing"));
 
     // Once no valid token is left, a client's request refreshes it.
     std::thread::sleep(Duration::from_millis(400));
-    let fresh = rig.client().token(Duration::ZERO).expect("token on demand");
+    let fresh = rig
+        .broker
+        .client()
+        .token(Duration::ZERO)
+        .expect("token on demand");
     assert_ne!(fresh.token_id(), rotated.token_id());
-    assert_eq!(rig.fake.stats().refresh_requests, refreshes + 1);
-    assert_no_reuse(&rig.fake.stats(), "degraded");
+    assert_eq!(rig.broker.fake.stats().refresh_requests, refreshes + 1);
+    assert_no_reuse(&rig.broker.fake.stats(), "degraded");
 }
 
 /// Kills brokerd while the server holds its refresh request (the server
 /// processes it after the broker died) and starts the next one at once.
 /// Returns the token served before the crash.
 fn crash_while_the_server_holds_the_refresh(rig: &mut Rig, hold: Duration) -> AccessToken {
-    let token = rig.client().token(Duration::ZERO).unwrap();
-    rig.fake.push_fault(Fault::Delay(hold));
+    let token = rig.broker.client().token(Duration::ZERO).unwrap();
+    rig.broker.fake.push_fault(Fault::Delay(hold));
     let reported = token.clone();
-    let mut client = rig.client();
+    let mut client = rig.broker.client();
     let reporter = std::thread::spawn(move || {
         let _ = client.unauthorized(&reported);
     });
-    rig.fake.wait_for_token_requests_received(1, WAIT).unwrap();
-    rig.broker.kill().unwrap();
+    rig.broker
+        .fake
+        .wait_for_token_requests_received(1, WAIT)
+        .unwrap();
+    rig.broker.broker.kill().unwrap();
     reporter.join().unwrap();
-    rig.start_again();
+    rig.broker.restart_after_kill();
     token
 }
 
@@ -354,6 +309,7 @@ fn crash_while_the_server_holds_the_refresh(rig: &mut Rig, hold: Duration) -> Ac
 /// restarted one's) were at least the HTTP timeout apart.
 fn assert_spent_again_only_after_the_old_request_ended(rig: &Rig) {
     let mut arrivals: Vec<Instant> = rig
+        .broker
         .fake
         .token_requests()
         .iter()
@@ -380,26 +336,31 @@ fn after_a_crash_mid_refresh_the_restarted_broker_serves_the_cached_token_and_wa
     // A server with a reuse grace period: the retry of an interrupted refresh
     // is accepted — if it comes after the old request, not before it.
     let mut rig = Rig::logged_in(Duration::from_secs(600), CRASH_REFRESH);
-    rig.fake.set_reuse_grace(Duration::from_secs(30));
+    rig.broker.fake.set_reuse_grace(Duration::from_secs(30));
     let token = crash_while_the_server_holds_the_refresh(&mut rig, Duration::from_millis(1500));
 
     // The cached token is served at once, while the old request is held.
-    let cached = rig.client().token(Duration::ZERO).expect("cached token");
+    let cached = rig
+        .broker
+        .client()
+        .token(Duration::ZERO)
+        .expect("cached token");
     assert_eq!(cached.token_id(), token.token_id());
-    assert_eq!(rig.fake.stats().token_requests_received, 1);
+    assert_eq!(rig.broker.fake.stats().token_requests_received, 1);
 
     // The report asks for the retry's outcome: it comes after the window.
-    let fresh = rig.client().unauthorized(&token).expect("recovered");
+    let fresh = rig.broker.client().unauthorized(&token).expect("recovered");
     assert_spent_again_only_after_the_old_request_ended(&rig);
-    assert!(rig.fake.is_access_token_valid(
-        oauth_broker_client::proto::ExposeSecret::expose_secret(fresh.secret())
-    ));
+    assert!(rig.broker.server_accepts(&fresh));
     // The login is intact: the broker holds the current refresh token.
     rig.rotate(&fresh);
-    let stats = rig.fake.stats();
+    let stats = rig.broker.fake.stats();
     assert_eq!(stats.reuse_detections, 0, "{stats:#?}");
     assert_eq!(stats.families_revoked, 0, "{stats:#?}");
-    assert_eq!(rig.client().status().unwrap().state, TokenState::Valid);
+    assert_eq!(
+        rig.broker.client().status().unwrap().state,
+        TokenState::Valid
+    );
 }
 
 #[test]
@@ -408,19 +369,20 @@ fn after_a_crash_mid_refresh_against_a_strict_server_the_refusal_is_reported_as_
     let mut rig = Rig::logged_in(Duration::from_secs(600), CRASH_REFRESH);
     let token = crash_while_the_server_holds_the_refresh(&mut rig, Duration::from_millis(1500));
     let err = rig
+        .broker
         .client()
         .unauthorized(&token)
         .expect_err("the server rotated the token the crashed broker sent");
     assert!(err.is_relogin_required(), "{err:?}");
     assert_eq!(err.reason(), Some("refresh_interrupted"), "{err:?}");
     assert_spent_again_only_after_the_old_request_ended(&rig);
-    let status = rig.client().status().unwrap();
+    let status = rig.broker.client().status().unwrap();
     assert_eq!(status.state, TokenState::ReloginRequired);
     assert_eq!(
         status.relogin_reason.as_deref(),
         Some("refresh_interrupted")
     );
-    match rig.client().token(Duration::ZERO) {
+    match rig.broker.client().token(Duration::ZERO) {
         Err(Error::ReloginRequired { .. }) => {}
         other => panic!("served after the family was revoked: {other:?}"),
     }

@@ -2,9 +2,7 @@
 //! is logged with the uid — even when the socket's file permissions were opened
 //! up by mistake (the SO_PEERCRED check is the second line of defence).
 
-mod common;
-
-use common::{brokerctl, fake_with_ttl, stderr, Setup};
+use crate::common::{brokerctl, fake_with_ttl, stderr, Broker};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -21,7 +19,7 @@ fn a_client_of_another_uid_is_refused_and_logged() {
         );
         return;
     }
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(300)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(300)));
     // Open the way to the socket for the other user: traversable dirs and a
     // world-writable socket. Only the broker's peer check stands in the way.
     let socket = setup.broker.socket_path().to_path_buf();

@@ -4,11 +4,9 @@
 //! refuses another account's file, and never lets a failing target disturb
 //! token service.
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_client::proto::ProjectionStatus;
 use oauth_broker_tests::fake_server::IssuedTokens;
-use projection_support::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +20,7 @@ fn codex_toml() -> &'static str {
     "[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\nrefresh_margin_secs = 0\n"
 }
 
-fn codex_path(p: &Projected) -> PathBuf {
+fn codex_path(p: &Broker) -> PathBuf {
     p.env.path("codex-home/auth.json")
 }
 
@@ -41,22 +39,24 @@ fn codex_login(account: &str, refresh_token: &str, grant_id_token: &str) -> Stri
 /// Starts brokerd with the Codex target of [`codex_toml`] and `ttl` tokens,
 /// after placing the tool's own login there: `login(grant)` is the
 /// `auth.json` text (see [`codex_login`]).
-fn start_with_codex_login(ttl: Duration, login: impl FnOnce(&IssuedTokens) -> String) -> Projected {
-    Projected::start_with(
-        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(ttl)),
-        oauth_broker_tests::harness::TestEnv::new(),
-        codex_toml(),
-        |env, grant| {
+fn start_with_codex_login(
+    ttl: Duration,
+    login: impl FnOnce(&IssuedTokens) -> String + 'static,
+) -> Broker {
+    Broker::builder()
+        .fake(jwt_fake(ttl))
+        .extra_toml(codex_toml())
+        .before_start(|env, grant| {
             let dir = env.path("codex-home");
             fs::create_dir(&dir).unwrap();
-            fs::write(dir.join("auth.json"), login(grant)).unwrap();
-        },
-    )
+            fs::write(dir.join("auth.json"), login(grant.unwrap())).unwrap();
+        })
+        .logged_in()
 }
 
 /// Waits (up to 10 s) until the target at `path` reports an error, and
 /// returns its status; panics with `what` if it never does.
-fn wait_target_error(p: &Projected, path: &Path, what: &str) -> ProjectionStatus {
+fn wait_target_error(p: &Broker, path: &Path, what: &str) -> ProjectionStatus {
     oauth_broker_tests::harness::Backoff::new(Duration::from_secs(10))
         .until(|| {
             let s = p.target_status(path);
@@ -133,11 +133,10 @@ fn codex_file_follows_every_refresh_and_never_holds_a_real_refresh_token() {
 
 #[test]
 fn claude_code_file_keeps_other_entries_and_is_rewritten_after_a_wipe() {
-    let p = Projected::start_with(
-        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(Duration::from_secs(30))),
-        oauth_broker_tests::harness::TestEnv::new(),
-        "[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n",
-        |env, _| {
+    let p = Broker::builder()
+        .fake(jwt_fake(Duration::from_secs(30)))
+        .extra_toml("[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n")
+        .before_start(|env, _| {
             let dir = env.path("claude");
             fs::create_dir(&dir).unwrap();
             let existing = serde_json::json!({
@@ -146,8 +145,8 @@ fn claude_code_file_keeps_other_entries_and_is_rewritten_after_a_wipe() {
                 "mcpOAuth": {"srv": {"accessToken": "mcp-token"}},
             });
             fs::write(dir.join(".credentials.json"), existing.to_string()).unwrap();
-        },
-    );
+        })
+        .logged_in();
     let path = p.env.path("claude/.credentials.json");
     p.wait_projected(&path, CLAUDE_ACCESS);
     let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
@@ -273,12 +272,11 @@ fn restore_gives_the_tools_own_login_back_and_stops_writing() {
 #[test]
 fn a_failing_target_never_disturbs_token_service() {
     // The target's directory cannot exist: its parent is a regular file.
-    let p = Projected::start_with(
-        oauth_broker_tests::fake_server::FakeAuthServer::start(jwt_fake(Duration::from_secs(2))),
-        oauth_broker_tests::harness::TestEnv::new(),
-        "[[project]]\nkind = \"codex\"\npath = \"{root}/blocker/codex/auth.json\"\n\n[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n",
-        |env, _| fs::write(env.path("blocker"), b"a file, not a directory").unwrap(),
-    );
+    let p = Broker::builder()
+        .fake(jwt_fake(Duration::from_secs(2)))
+        .extra_toml("[[project]]\nkind = \"codex\"\npath = \"{root}/blocker/codex/auth.json\"\n\n[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n")
+        .before_start(|env, _| fs::write(env.path("blocker"), b"a file, not a directory").unwrap())
+        .logged_in();
     let bad = p.env.path("blocker/codex/auth.json");
     let good = p.env.path("claude/.credentials.json");
     let status = wait_target_error(&p, &bad, "the failure is reported");
@@ -306,10 +304,7 @@ fn a_failing_target_never_disturbs_token_service() {
 fn a_margin_the_tokens_cannot_meet_is_reported_not_turned_into_a_refresh_loop() {
     // 4 s tokens, 3 s margin: the manager honours min_valid only up to a fifth
     // of the lifetime, so no token can stay 3 s ahead for long.
-    let p = Projected::start(
-        jwt_fake(Duration::from_secs(4)),
-        "[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\nrefresh_margin_secs = 3\n",
-    );
+    let p = Broker::builder().fake(jwt_fake(Duration::from_secs(4))).extra_toml("[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\nrefresh_margin_secs = 3\n").logged_in();
     let path = codex_path(&p);
     let warning = oauth_broker_tests::harness::Backoff::new(Duration::from_secs(15))
         .until(|| p.target_status(&path).last_error)

@@ -6,9 +6,7 @@
 //! python3 is required: without it the test fails (it never passes silently),
 //! and every Python test must run, none may be skipped.
 
-mod common;
-
-use common::{fake_with_ttl, stderr, stdout, Setup};
+use crate::common::{fake_with_ttl, stderr, stdout, Broker};
 use oauth_broker_tests::harness::run_with_timeout;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +36,9 @@ fn python3() -> PathBuf {
 #[test]
 fn python_client_suite_passes_against_brokerd() {
     let python = python3();
-    let logged_in = Setup::logged_in(long_lived());
-    let logged_out = Setup::logged_out(long_lived());
-    let revoked = Setup::logged_in(long_lived());
+    let logged_in = Broker::logged_in(long_lived());
+    let logged_out = Broker::logged_out(long_lived());
+    let revoked = Broker::logged_in(long_lived());
     let grant = revoked.grant.as_ref().unwrap();
     assert!(revoked.fake.revoke_family_of(grant.refresh()));
 

@@ -11,12 +11,10 @@
 //! * Claude Code's `CLAUDE_CODE_OAUTH_TOKEN` and Copilot tools'
 //!   `COPILOT_GITHUB_TOKEN` through `brokerctl exec --env`.
 
-mod projection_support;
-
+use crate::common::*;
 use oauth_broker_tests::fake_chatgpt::FakeChatGpt;
 use oauth_broker_tests::fake_server::FakeAuthServer;
 use oauth_broker_tests::harness::TestEnv;
-use projection_support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -31,7 +29,9 @@ fn now_unix() -> u64 {
 
 #[test]
 fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
-    let p = Projected::start(jwt_fake(Duration::from_secs(30)), "");
+    let p = Broker::builder()
+        .fake(jwt_fake(Duration::from_secs(30)))
+        .logged_in();
     let out = p.ctl(&["token", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -52,7 +52,9 @@ fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
 
 #[test]
 fn claude_code_and_copilot_variables_get_the_current_token_through_exec() {
-    let p = Projected::start(jwt_fake(Duration::from_secs(30)), "");
+    let p = Broker::builder()
+        .fake(jwt_fake(Duration::from_secs(30)))
+        .logged_in();
     let out = p.ctl(&[
         "exec",
         "--env",
@@ -79,7 +81,10 @@ fn openai_python_callable_api_key_sends_the_current_token_on_every_request() {
     let env = TestEnv::new();
     let fake = FakeAuthServer::start(jwt_fake(Duration::from_secs(3)));
     let api = FakeChatGpt::start(fake.clone(), "acct-test", env.root());
-    let p = Projected::start_with(fake.clone(), env, "", |_, _| {});
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .logged_in();
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openai_callable_api_key.py");
     let mut child = Command::new(python)

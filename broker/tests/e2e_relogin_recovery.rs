@@ -4,9 +4,7 @@
 //! login outlives the connection idle timeout; and a raw protocol client can
 //! paste the redirect on the login's own connection.
 
-mod common;
-
-use common::{config_for, Setup, STEP};
+use crate::common::{Broker, STEP};
 use oauth_broker_client::proto::{
     decode_frame, encode_frame, Hello, LoginEvent, LoginMethod, Request, Response,
 };
@@ -68,7 +66,7 @@ impl RawConn {
 
 #[test]
 fn relogin_replaces_a_dead_login_while_clients_stay_connected() {
-    let setup = Setup::logged_in(FakeConfig {
+    let setup = Broker::logged_in(FakeConfig {
         access_ttl: Duration::from_secs(300),
         ..FakeConfig::default()
     });
@@ -115,7 +113,7 @@ fn relogin_replaces_a_dead_login_while_clients_stay_connected() {
 
 #[test]
 fn failed_and_cancelled_relogins_leave_the_old_login_untouched() {
-    let setup = Setup::logged_in(FakeConfig {
+    let setup = Broker::logged_in(FakeConfig {
         access_ttl: Duration::from_secs(300),
         ..FakeConfig::default()
     });
@@ -155,9 +153,9 @@ fn failed_and_cancelled_relogins_leave_the_old_login_untouched() {
 
 #[test]
 fn a_login_outlives_the_connection_idle_timeout() {
-    let setup = Setup::with_config(FakeConfig::default(), |fake| {
-        config_for(fake, "[server]\nidle_timeout_secs = 1\n")
-    });
+    let setup = Broker::builder()
+        .extra_toml("[server]\nidle_timeout_secs = 1\n")
+        .start();
     let mut child = setup.relogin_json(&["--device"]);
     let event = child.expect_event("device_code");
     // The user needs longer than the idle timeout.
@@ -171,7 +169,7 @@ fn a_login_outlives_the_connection_idle_timeout() {
 
 #[test]
 fn a_raw_client_pastes_the_redirect_on_the_logins_own_connection() {
-    let setup = Setup::logged_out(FakeConfig::default());
+    let setup = Broker::logged_out(FakeConfig::default());
     let mut raw = RawConn::open(setup.broker.socket_path());
     raw.send(&Request::Relogin {
         method: Some(LoginMethod::Browser),

@@ -2,14 +2,12 @@
 //! hint: in the client error, in `brokerctl token`'s stderr and exit code, and in
 //! `brokerctl status --json`. The broker then stops calling the token endpoint.
 
-mod common;
-
-use common::{fake_with_ttl, stderr, stdout, Setup};
+use crate::common::{fake_with_ttl, stderr, stdout, Broker};
 use std::time::Duration;
 
 #[test]
 fn revoked_grant_turns_into_relogin_required_everywhere() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(60)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(60)));
     let mut client = setup.client();
     let token = client.token(Duration::ZERO).unwrap();
     assert!(setup.fake.revoke_all() > 0);
@@ -58,7 +56,7 @@ fn revoked_grant_turns_into_relogin_required_everywhere() {
 fn nested_error_shape_is_understood() {
     let mut config = fake_with_ttl(Duration::from_secs(60));
     config.error_shape = oauth_broker_tests::fake_server::ErrorShape::Nested;
-    let setup = Setup::logged_in(config);
+    let setup = Broker::logged_in(config);
     let mut client = setup.client();
     let token = client.token(Duration::ZERO).unwrap();
     setup.fake.revoke_all();

@@ -1,15 +1,13 @@
 //! A restart of brokerd keeps the login: no new login, and the next refresh
 //! spends the refresh token the previous broker persisted.
 
-mod common;
-
-use common::{fake_with_ttl, Setup};
+use crate::common::{fake_with_ttl, Broker};
 use oauth_broker_client::ExposeSecret;
 use std::time::Duration;
 
 #[test]
 fn restart_keeps_the_login_and_the_next_refresh_works() {
-    let mut setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(60)));
+    let mut setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(60)));
     let first = setup
         .client()
         .token(Duration::ZERO)

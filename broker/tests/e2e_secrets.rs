@@ -2,9 +2,7 @@
 //! in brokerctl's stderr, through a whole life: import, refreshes, a 401 report,
 //! faults, a revoked grant, status and logout.
 
-mod common;
-
-use common::{brokerctl, brokerd, config_for, fake_with_ttl, stderr};
+use crate::common::{brokerctl, brokerd, default_config, fake_with_ttl, stderr};
 use oauth_broker_client::Client;
 use oauth_broker_tests::fake_server::{FakeAuthServer, Fault};
 use oauth_broker_tests::harness::{BrokerProcess, BrokerSpec, TestEnv};
@@ -14,7 +12,7 @@ use std::time::Duration;
 fn no_token_in_trace_logs_or_stderr() {
     let env = TestEnv::new();
     let fake = FakeAuthServer::start(fake_with_ttl(Duration::from_secs(2)));
-    let mut spec = BrokerSpec::new(brokerd(), &env, config_for(&fake, ""));
+    let mut spec = BrokerSpec::new(brokerd(), &env, default_config(&fake));
     spec.rust_log = "trace".to_string();
     let broker = BrokerProcess::start(spec).unwrap();
     let mut stderr_seen = String::new();
@@ -84,8 +82,8 @@ fn no_token_in_trace_logs_or_stderr() {
 
 #[test]
 fn a_server_echoing_the_refresh_token_in_its_error_does_not_leak_it() {
-    use common::{fake_with_ttl, Setup};
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(300)));
+    use crate::common::{fake_with_ttl, Broker};
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(300)));
     let refresh_token = setup.grant.as_ref().unwrap().refresh_token.clone().unwrap();
     setup.fake.push_fault(Fault::Custom {
         status: 400,

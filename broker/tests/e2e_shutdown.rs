@@ -2,16 +2,14 @@
 //! the refresh finish and persists the rotated token, so the next broker uses the
 //! new refresh token (no reuse at the server).
 
-mod common;
-
-use common::{fake_with_ttl, Setup};
+use crate::common::{fake_with_ttl, Broker};
 use nix::sys::signal::Signal;
 use oauth_broker_tests::fake_server::Fault;
 use std::time::Duration;
 
 #[test]
 fn sigterm_mid_refresh_finishes_and_persists_the_rotation() {
-    let mut setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(300)));
+    let mut setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(300)));
     let token = setup.client().token(Duration::ZERO).unwrap();
     setup
         .fake

@@ -1,10 +1,8 @@
 //! 200 concurrent token requests from 10 separate processes across several
 //! access-token lifetimes: one refresh per lifetime, no reuse at the server.
 
-mod common;
-
-use common::token_hammer::{hammer, result_line, Hammer};
-use common::{fake_with_ttl, stderr, Setup};
+use crate::common::token_hammer::{hammer, result_line, Hammer};
+use crate::common::{fake_with_ttl, stderr, Broker};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,7 +45,7 @@ fn storm_child_entry() {
 
 #[test]
 fn two_hundred_clients_in_ten_processes_share_one_refresh_per_lifetime() {
-    let setup = Setup::logged_in(fake_with_ttl(LIFETIME));
+    let setup = Broker::logged_in(fake_with_ttl(LIFETIME));
     let run_for = LIFETIME * LIFETIMES;
     let started = Instant::now();
     let exe = std::env::current_exe().unwrap();
@@ -55,7 +53,7 @@ fn two_hundred_clients_in_ten_processes_share_one_refresh_per_lifetime() {
         .map(|_| {
             Command::new(&exe)
                 .args([
-                    "storm_child_entry",
+                    "e2e_storm::storm_child_entry",
                     "--exact",
                     "--nocapture",
                     "--test-threads=1",

@@ -3,9 +3,7 @@
 //! show, not timings: programs refreshing on their own get the login revoked,
 //! the broker never does.
 
-mod common;
-
-use common::brokerd;
+use crate::common::brokerd;
 use oauth_broker_tests::storm_demo::{brokered, status_quo, table, DemoConfig};
 use std::time::Duration;
 

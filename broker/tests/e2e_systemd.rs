@@ -9,9 +9,7 @@
 //! `oauth_broker_tests::tools::ensure_system_tools`). Missing tools fail the
 //! tests, never skip them.
 
-mod common;
-
-use common::{brokerctl, brokerd, config_for, stderr, stdout};
+use crate::common::{brokerctl, brokerd, default_config, stderr, stdout};
 use oauth_broker_client::{Client, ExposeSecret};
 use oauth_broker_tests::fake_server::FakeAuthServer;
 use oauth_broker_tests::harness::{run_with_timeout, Backoff, BrokerProcess, BrokerSpec, TestEnv};
@@ -246,9 +244,9 @@ impl Drop for Activated {
 #[test]
 fn socket_activated_brokerd_serves_a_token_through_the_passed_fd() {
     let env = TestEnv::new();
-    let fake = FakeAuthServer::start(common::fake_with_ttl(Duration::from_secs(3600)));
+    let fake = FakeAuthServer::start(crate::common::fake_with_ttl(Duration::from_secs(3600)));
     let config = env.config_dir().join("default.toml");
-    fs::write(&config, config_for(&fake, "")).unwrap();
+    fs::write(&config, default_config(&fake)).unwrap();
     // Not the path brokerd would pick by itself: it must use what it is given.
     let socket = env.run_dir().join("activated.sock");
     let mut notify = NotifyListener::bind(&env);
@@ -352,10 +350,10 @@ fn socket_activated_brokerd_serves_a_token_through_the_passed_fd() {
 #[test]
 fn listen_fds_for_another_process_are_ignored_and_ready_is_still_notified() {
     let env = TestEnv::new();
-    let fake = FakeAuthServer::start(common::fake_with_ttl(Duration::from_secs(3600)));
+    let fake = FakeAuthServer::start(crate::common::fake_with_ttl(Duration::from_secs(3600)));
     let mut notify = NotifyListener::bind(&env);
     // As if inherited from a socket-activated parent: LISTEN_PID is not ours.
-    let spec = BrokerSpec::new(brokerd(), &env, config_for(&fake, ""))
+    let spec = BrokerSpec::new(brokerd(), &env, default_config(&fake))
         .with_env("LISTEN_FDS", "1")
         .with_env("LISTEN_PID", "1")
         .with_env("NOTIFY_SOCKET", notify.path.to_string_lossy());

@@ -1,8 +1,6 @@
 //! Fifty clients reporting `Unauthorized` for the same token cause one refresh.
 
-mod common;
-
-use common::{fake_with_ttl, Setup};
+use crate::common::{fake_with_ttl, Broker};
 use oauth_broker_client::ExposeSecret;
 use oauth_broker_tests::fake_server::Fault;
 use std::sync::{Arc, Barrier};
@@ -10,7 +8,7 @@ use std::time::Duration;
 
 #[test]
 fn fifty_unauthorized_reports_cause_one_refresh() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(300)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(300)));
     let rejected = setup.client().token(Duration::ZERO).unwrap();
     // Slow the refresh down so that most reports arrive while it is in flight.
     setup

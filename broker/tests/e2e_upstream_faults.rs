@@ -2,16 +2,14 @@
 //! valid; after expiry they get `upstream_unavailable` with `retry_after_secs`;
 //! service resumes by itself when the endpoint recovers.
 
-mod common;
-
-use common::{fake_with_ttl, Setup};
+use crate::common::{fake_with_ttl, Broker};
 use oauth_broker_client::ExposeSecret;
 use oauth_broker_tests::fake_server::Fault;
 use std::time::{Duration, Instant};
 
 #[test]
 fn endpoint_outage_is_invisible_until_expiry_then_reported_then_healed() {
-    let setup = Setup::logged_in(fake_with_ttl(Duration::from_secs(3)));
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(3)));
     let mut client = setup.client();
     let valid = client.token(Duration::ZERO).unwrap();
 

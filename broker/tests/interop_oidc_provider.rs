@@ -25,14 +25,11 @@
 //! No token is made by hand: every one comes out of oidc-provider's grant
 //! handlers.
 
-mod interop;
-#[path = "common/token_hammer.rs"]
-mod token_hammer;
-
-use interop::browser::{excerpt, Browser};
-use interop::login_process::LoginProcess;
-use interop::raw_connection::RawConnection;
-use interop::server::{OidcProvider, ServerOptions, TEST_USER_AGENT};
+use crate::common::token_hammer::{hammer, result_line, Hammer};
+use crate::interop::browser::{excerpt, Browser};
+use crate::interop::login_process::LoginProcess;
+use crate::interop::raw_connection::RawConnection;
+use crate::interop::server::{OidcProvider, ServerOptions, TEST_USER_AGENT};
 use oauth_broker_proto::{ErrorCode, ExposeSecret as _, Request, Response, TokenGrant};
 use oauth_broker_tests::harness::{BrokerProcess, BrokerSpec, TestEnv};
 use serde_json::Value;
@@ -40,7 +37,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use token_hammer::{hammer, result_line, Hammer};
 
 /// The public client registered at the server.
 const CLIENT_ID: &str = "oauth-broker-interop";
@@ -286,7 +282,7 @@ http_timeout_secs = 5
             .map(|_| {
                 Command::new(&exe)
                     .args([
-                        "interop_child_entry",
+                        "interop_oidc_provider::interop_child_entry",
                         "--exact",
                         "--nocapture",
                         "--test-threads=1",

@@ -22,15 +22,13 @@
 //! the server accepts, or — only in the "rotated, response lost" case — says
 //! `relogin_required` with reason `refresh_interrupted` and a relogin hint.
 
-mod reliability_support;
-
+use crate::common::{read_state_file, text, Broker};
 use oauth_broker::store::PersistedState;
 use oauth_broker_client::proto::{token_fingerprint, ExposeSecret, SecretString};
 use oauth_broker_client::Error;
 use oauth_broker_tests::fake_server::Fault;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reliability_support::{read_state_file, text, Rig, RigSpec};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -91,9 +89,10 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
     // with an `Unauthorized` report, none by the proactive timer. A 1 s HTTP
     // timeout: after a kill mid-refresh the next broker waits that long (since
     // the in-flight marker) before it spends the token again.
-    let spec = RigSpec::with_ttl(Duration::from_secs(600))
-        .refresh("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n");
-    let (mut rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .refresh_toml("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n")
+        .ttl(Duration::from_secs(600));
+    let mut rig = spec.logged_in();
     let mut tally = Tally::default();
     let started = Instant::now();
 
@@ -165,11 +164,13 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
         rig.broker.kill().expect("SIGKILL");
         tally.kills += 1;
         let replied = reporter.and_then(|r| r.join().expect("reporter thread"));
-        // A held request is still processed by the server after the broker
-        // died, as on a real server; judge the disk only after that.
+        // Whatever the dead broker sent is still processed by the server
+        // after it died, as on a real server: a held request, but also one
+        // still unread in a socket buffer or a connection not yet accepted.
+        // Judge the disk only once the server has handled every byte.
         rig.fake
-            .wait_until(WAIT, |s| s.token_requests == s.token_requests_received)
-            .unwrap_or_else(|e| panic!("{context}: server never idle: {e}"));
+            .wait_until_settled(WAIT)
+            .unwrap_or_else(|e| panic!("{context}: server never settled: {e}"));
         tally.faults_injected +=
             (rig.fake.stats().faults_injected - before.faults_injected) as usize;
         rig.fake.clear_faults();
@@ -275,8 +276,10 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
 
 #[test]
 fn a_crash_mid_refresh_then_a_5xx_then_a_refusal_still_names_the_interrupted_refresh() {
-    let spec = RigSpec::with_ttl(Duration::from_secs(600));
-    let (mut rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(600));
+    let mut rig = spec.logged_in();
     let mut client = rig.client();
     let token = client.token(Duration::ZERO).expect("token");
     // The server holds the request, the broker dies, the server rotates.
@@ -291,9 +294,8 @@ fn a_crash_mid_refresh_then_a_5xx_then_a_refusal_still_names_the_interrupted_ref
         .expect("request");
     rig.broker.kill().unwrap();
     reporter.join().unwrap();
-    rig.fake
-        .wait_until(WAIT, |s| s.successful_refreshes == 1)
-        .expect("rotation");
+    let settled = rig.fake.wait_until_settled(WAIT).expect("server settles");
+    assert_eq!(settled.successful_refreshes, 1, "rotation");
     let state = rig.read_state().expect("state");
     assert!(
         state.refresh_in_flight.is_some(),
@@ -305,13 +307,12 @@ fn a_crash_mid_refresh_then_a_5xx_then_a_refusal_still_names_the_interrupted_ref
     rig.fake.push_fault(Fault::Status(503));
     rig.restart_after_kill();
     let mut client = rig.client();
-    let err = reliability_support::eventually("the refusal", WAIT, || {
-        match client.unauthorized(&token) {
+    let err =
+        crate::common::eventually("the refusal", WAIT, || match client.unauthorized(&token) {
             Err(e @ Error::ReloginRequired { .. }) => Some(e),
             Err(Error::UpstreamUnavailable { .. }) => None,
             other => panic!("unexpected {other:?}"),
-        }
-    });
+        });
     assert_interrupted(&err, "crash, 503, refusal");
     // Recorded durably: a restart does not retry the dead token.
     let requests = rig.fake.stats().refresh_requests;
@@ -336,7 +337,7 @@ fn assert_interrupted(err: &Error, context: &str) {
 /// Parses the state file and checks the directory; returns the state and
 /// whether a temp file of an interrupted write was left behind (harmless: the
 /// next write replaces it).
-fn inspect_state_dir(rig: &Rig, context: &str) -> (PersistedState, bool) {
+fn inspect_state_dir(rig: &Broker, context: &str) -> (PersistedState, bool) {
     let dir = rig.state_dir();
     let mut torn = false;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -357,7 +358,7 @@ fn inspect_state_dir(rig: &Rig, context: &str) -> (PersistedState, bool) {
 
 /// Classifies the state on disk against the server's view; panics if a newer
 /// refresh token was silently lost.
-fn judge_disk(rig: &Rig, state: &PersistedState, context: &str) -> DiskVerdict {
+fn judge_disk(rig: &Broker, state: &PersistedState, context: &str) -> DiskVerdict {
     if let Some(relogin) = &state.relogin {
         assert_eq!(
             relogin.reason, INTERRUPTED,

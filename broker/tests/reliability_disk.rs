@@ -12,13 +12,11 @@
 //! directory on a tiny tmpfs and makes it really full, then really read-only
 //! (a read-only mount stops root too, unlike chmod).
 
-mod reliability_support;
-
+use crate::common::{eventually, Broker};
 use oauth_broker_client::proto::TokenState;
 use oauth_broker_client::AccessToken;
 use oauth_broker_tests::fake_server::{Fault, Stats};
 use oauth_broker_tests::harness::TestEnv;
-use reliability_support::{eventually, Rig, RigSpec, FAST_REFRESH};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -32,7 +30,7 @@ fn assert_no_token_spent_wrongly(stats: &Stats, what: &str) {
 }
 
 /// Forces one rotation through a 401 report and returns the new token.
-fn rotate(rig: &Rig, current: &AccessToken) -> AccessToken {
+fn rotate(rig: &Broker, current: &AccessToken) -> AccessToken {
     let fresh = rig
         .client()
         .unauthorized(current)
@@ -47,12 +45,12 @@ fn rotate(rig: &Rig, current: &AccessToken) -> AccessToken {
 
 /// True once the state file holds the refresh token the server considers
 /// current (the login survives a crash from here on).
-fn disk_is_current(rig: &Rig) -> bool {
+fn disk_is_current(rig: &Broker) -> bool {
     rig.disk_refresh_token()
         .is_some_and(|rt| rig.fake.is_refresh_token_current(&rt))
 }
 
-fn wait_not_degraded(rig: &Rig, what: &str) {
+fn wait_not_degraded(rig: &Broker, what: &str) {
     eventually(what, Duration::from_secs(15), || {
         rig.status().degraded.is_none().then_some(())
     });
@@ -63,9 +61,12 @@ fn a_full_disk_during_rotations_keeps_serving_reports_degraded_retries_and_never
 ) {
     let hook = tempfile::tempdir().unwrap();
     let fault_file = hook.path().join("enospc");
-    let spec =
-        RigSpec::with_ttl(Duration::from_secs(60)).env(FAULT_ENV, fault_file.to_string_lossy());
-    let (rig, grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .brokerd_env(FAULT_ENV, fault_file.to_string_lossy());
+    let rig = spec.logged_in();
+    let grant = rig.grant().clone();
     assert!(
         rig.disk_refresh_token().as_deref() == Some(grant.refresh()),
         "unexpected refresh token on disk"
@@ -126,10 +127,13 @@ fn stopping_while_degraded_persists_the_rotated_token_once_the_disk_has_recovere
     // when the user stops the broker right after freeing disk space.
     let hook = tempfile::tempdir().unwrap();
     let fault_file = hook.path().join("enospc");
-    let spec = RigSpec::with_ttl(Duration::from_secs(60))
-        .refresh("backoff_initial_ms = 60000\nbackoff_max_secs = 300\n")
-        .env(FAULT_ENV, fault_file.to_string_lossy());
-    let (mut rig, grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .refresh_toml("backoff_initial_ms = 60000\nbackoff_max_secs = 300\n")
+        .brokerd_env(FAULT_ENV, fault_file.to_string_lossy());
+    let mut rig = spec.logged_in();
+    let grant = rig.grant().clone();
     let current = rig.client().token(Duration::ZERO).expect("token");
     std::fs::write(&fault_file, b"").unwrap();
     let rotated = rotate(&rig, &current);
@@ -162,10 +166,12 @@ fn degraded_clears_when_a_later_write_succeeds_even_if_the_refresh_failed() {
     // must stop saying degraded.
     let hook = tempfile::tempdir().unwrap();
     let fault_file = hook.path().join("enospc");
-    let spec = RigSpec::with_ttl(Duration::from_secs(60))
-        .refresh("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n")
-        .env(FAULT_ENV, fault_file.to_string_lossy());
-    let (rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .refresh_toml("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n")
+        .brokerd_env(FAULT_ENV, fault_file.to_string_lossy());
+    let rig = spec.logged_in();
     let current = rig.client().token(Duration::ZERO).expect("token");
     std::fs::write(&fault_file, b"").unwrap();
     // First attempt: held by the server past the timeout; the at-once retry
@@ -278,15 +284,16 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_really_full_then_really_read_only_state_dir_on_tmpfs() {
-    let mut mount = None;
-    let spec = RigSpec::with_ttl(Duration::from_secs(60)).refresh(FAST_REFRESH);
-    let mut rig = Rig::start_prepared(spec, |env: &TestEnv| {
-        mount = Mount::tmpfs(&env.state_dir().join("default"), "256k");
-    });
-    let Some(mount) = mount else {
+    let env = TestEnv::new();
+    let Some(mount) = Mount::tmpfs(&env.state_dir().join("default"), "256k") else {
         println!("RELIABILITY disk.tmpfs skipped: mount is not permitted here (the fault-hook tests cover the guarantees)");
         return;
     };
+    let mut rig = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .test_env(env)
+        .start();
     let grant = rig.import_fresh_grant();
     let mut current = rig.client().token(Duration::ZERO).expect("token");
 

@@ -6,12 +6,10 @@
 //! tokens are served while valid; after expiry clients get
 //! `upstream_unavailable` with `retry_after_secs`.
 
-mod reliability_support;
-
+use crate::common::{eventually, sleep_until_unix, Broker};
 use oauth_broker_client::proto::TokenState;
 use oauth_broker_client::{AccessToken, Client, Error};
 use oauth_broker_tests::fake_server::{Fault, Stats, TokenOutcome};
-use reliability_support::{eventually, sleep_until_unix, Rig, RigSpec};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// One transient answer and the reason the broker must record for it.
@@ -96,9 +94,11 @@ fn recover(client: &mut Client, stale: &AccessToken, what: &str) -> AccessToken 
 fn every_transient_answer_is_classified_served_from_cache_and_recovered_without_restart() {
     // Tokens live long enough that no proactive refresh interferes: every
     // refresh here is forced by an `Unauthorized` report.
-    let spec = RigSpec::with_ttl(Duration::from_secs(60))
-        .refresh("backoff_initial_ms = 50\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n");
-    let (rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .refresh_toml("backoff_initial_ms = 50\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n");
+    let rig = spec.logged_in();
     let mut client = rig.client();
     let mut current = client.token(Duration::ZERO).expect("first token");
     let mut faults_injected = 0;
@@ -166,8 +166,8 @@ fn a_5xx_storm_backs_off_exponentially_up_to_the_cap_then_answers_upstream_unava
 ) {
     // 3 s tokens: the proactive refresh starts the storm at 75 % of the lifetime;
     // backoff 100 ms doubling to a 1 s cap.
-    let spec = RigSpec::with_ttl(Duration::from_secs(3));
-    let (rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder().fast_refresh().ttl(Duration::from_secs(3));
+    let rig = spec.logged_in();
     let mut client = rig.client();
     let first = client.token(Duration::ZERO).expect("first token");
     // A mixed storm: a few distinct 5xx answers, then 503 for ever.
@@ -248,8 +248,10 @@ fn a_5xx_storm_backs_off_exponentially_up_to_the_cap_then_answers_upstream_unava
 
 #[test]
 fn retry_after_of_a_429_is_honoured_and_reported() {
-    let spec = RigSpec::with_ttl(Duration::from_secs(60));
-    let (rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60));
+    let rig = spec.logged_in();
     let mut client = rig.client();
     let current = client.token(Duration::ZERO).expect("token");
     rig.fake.set_persistent_fault(Some(Fault::TooManyRequests {
@@ -299,8 +301,10 @@ fn a_refusal_after_an_interrupted_refresh_and_a_5xx_is_explained_as_interrupted(
     // The server rotates but the answer is lost; the immediate retry meets a
     // 503; the next retry presents the (now used) token and the server revokes
     // the family. The broker must still say *why*: the interrupted refresh.
-    let spec = RigSpec::with_ttl(Duration::from_secs(60));
-    let (rig, _grant) = Rig::logged_in(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60));
+    let rig = spec.logged_in();
     let mut client = rig.client();
     let current = client.token(Duration::ZERO).expect("token");
     rig.fake.push_fault(Fault::RotateThenDrop);

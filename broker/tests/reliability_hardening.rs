@@ -6,11 +6,9 @@
 //! refused. (Peer-uid refusal, logged with the uid, is proven by
 //! `e2e_peer_uid.rs`.)
 
-mod reliability_support;
-
+use crate::common::{brokerd, brokerd_with_low_nofile, open_files_limits, Broker};
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig};
 use oauth_broker_tests::harness::{generic_config, Backoff, BrokerProcess, BrokerSpec, TestEnv};
-use reliability_support::{brokerd, brokerd_with_low_nofile, open_files_limits, Rig, RigSpec};
 use std::fs::{self, Permissions};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -144,9 +142,11 @@ fn brokerd_is_not_dumpable_and_cannot_write_core_files() {
 #[test]
 fn brokerd_raises_its_open_files_soft_limit_to_the_hard_limit() {
     let wrapper = tempfile::tempdir().unwrap();
-    let mut spec = RigSpec::with_ttl(Duration::from_secs(60));
-    spec.brokerd = brokerd_with_low_nofile(wrapper.path(), 256);
-    let rig = Rig::start(spec);
+    let spec = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .brokerd(brokerd_with_low_nofile(wrapper.path(), 256));
+    let rig = spec.start();
     let (soft, hard) = open_files_limits(rig.broker.pid());
     assert_eq!(soft, hard, "soft limit left at {soft}");
 }
@@ -236,7 +236,10 @@ fn a_socket_directory_others_can_write_is_refused_with_the_command_that_fixes_it
 
 #[test]
 fn a_second_brokerd_for_the_same_account_is_refused_naming_the_holder_pid() {
-    let rig = Rig::start(RigSpec::with_ttl(Duration::from_secs(60)));
+    let rig = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(60))
+        .start();
     let first_pid = rig.broker.pid();
     let socket = rig.broker.socket_path().to_path_buf();
     let inode = fs::metadata(&socket).unwrap().ino();

@@ -5,8 +5,9 @@
 //! everybody else (a witness client asks for tokens throughout and must never
 //! fail) and its memory stays bounded.
 
-mod reliability_support;
-
+use crate::common::{
+    brokerd_with_low_nofile, open_files_limits, vm_rss_kib, Broker, BrokerBuilder,
+};
 use oauth_broker_client::proto::{
     encode_frame, frame_len, ErrorCode, ErrorFrame, Hello, Request, Response, FRAME_HEADER_LEN,
     PROTOCOL_VERSION,
@@ -14,7 +15,6 @@ use oauth_broker_client::proto::{
 use oauth_broker_client::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reliability_support::{brokerd_with_low_nofile, open_files_limits, vm_rss_kib, Rig, RigSpec};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ const REQUEST_TIMEOUT_MS: u64 = 500;
 /// asking meanwhile).
 const ROUNDS: usize = 10;
 
-fn spec(max_connections: usize) -> RigSpec {
-    RigSpec::with_ttl(Duration::from_secs(600)).server(&format!(
+fn spec(max_connections: usize) -> BrokerBuilder {
+    Broker::builder().fast_refresh().ttl(Duration::from_secs(600)).server_toml(&format!(
         "max_connections = {max_connections}\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\nidle_timeout_secs = 30\n"
     ))
 }
@@ -154,7 +154,7 @@ fn expect_dropped(s: &mut UnixStream, within: Duration, what: &str) -> Duration 
     started.elapsed()
 }
 
-fn assert_alive(rig: &mut Rig) {
+fn assert_alive(rig: &mut Broker) {
     assert!(rig.broker.is_running(), "brokerd died:\n{}", rig.logs());
     let token = rig
         .client()
@@ -165,7 +165,7 @@ fn assert_alive(rig: &mut Rig) {
 
 #[test]
 fn malformed_first_frames_get_an_error_frame_then_the_connection_is_closed() {
-    let (mut rig, _) = Rig::logged_in(spec(512));
+    let mut rig = spec(512).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let witness = Witness::start(socket.clone());
     let mut sent = 0;
@@ -244,7 +244,7 @@ fn malformed_first_frames_get_an_error_frame_then_the_connection_is_closed() {
 
 #[test]
 fn malformed_requests_after_the_handshake_get_bad_request_and_the_connection_lives_on() {
-    let (mut rig, _) = Rig::logged_in(spec(512));
+    let mut rig = spec(512).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let witness = Witness::start(socket.clone());
     let mut s = raw(&socket);
@@ -313,7 +313,7 @@ fn malformed_requests_after_the_handshake_get_bad_request_and_the_connection_liv
 
 #[test]
 fn half_frames_and_silent_clients_are_dropped_after_the_request_timeout() {
-    let (mut rig, _) = Rig::logged_in(spec(512));
+    let mut rig = spec(512).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let witness = Witness::start(socket.clone());
     let limit = Duration::from_secs(5);
@@ -375,7 +375,7 @@ fn half_frames_and_silent_clients_are_dropped_after_the_request_timeout() {
 
 #[test]
 fn a_client_that_never_reads_is_dropped_and_costs_no_memory() {
-    let (mut rig, _) = Rig::logged_in(spec(512));
+    let mut rig = spec(512).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let witness = Witness::start(socket.clone());
     let pid = rig.broker.pid();
@@ -439,9 +439,8 @@ fn two_thousand_connections_at_once_are_all_served_with_bounded_memory() {
     // brokerd starts with the common default soft limit of 1024 open files:
     // it must raise it itself to hold 2,000 connections.
     let wrapper_dir = tempfile::tempdir().unwrap();
-    let mut spec = spec(4096);
-    spec.brokerd = brokerd_with_low_nofile(wrapper_dir.path(), 1024);
-    let (mut rig, _) = Rig::logged_in(spec);
+    let spec = spec(4096).brokerd(brokerd_with_low_nofile(wrapper_dir.path(), 1024));
+    let mut rig = spec.logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let pid = rig.broker.pid();
     let (soft, hard) = open_files_limits(pid);
@@ -497,7 +496,7 @@ fn two_thousand_connections_at_once_are_all_served_with_bounded_memory() {
 #[test]
 fn connections_over_the_limit_get_busy_with_a_retry_hint() {
     const LIMIT: usize = 50;
-    let (mut rig, _) = Rig::logged_in(spec(LIMIT));
+    let mut rig = spec(LIMIT).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let mut held: Vec<UnixStream> = (0..LIMIT)
         .map(|_| {
@@ -534,7 +533,7 @@ fn connections_over_the_limit_get_busy_with_a_retry_hint() {
     }
     drop(held);
     // Room again once they are gone (the broker notices the closes).
-    reliability_support::eventually("a free slot", Duration::from_secs(10), || {
+    crate::common::eventually("a free slot", Duration::from_secs(10), || {
         Client::builder().socket(&socket).connect().ok()
     });
     assert_alive(&mut rig);
@@ -543,7 +542,7 @@ fn connections_over_the_limit_get_busy_with_a_retry_hint() {
 
 #[test]
 fn random_bytes_from_many_clients_never_disturb_the_broker() {
-    let (mut rig, _) = Rig::logged_in(spec(512));
+    let mut rig = spec(512).logged_in();
     let socket = rig.broker.socket_path().to_path_buf();
     let witness = Witness::start(socket.clone());
     let seed: u64 = rand::rng().random();

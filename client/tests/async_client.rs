@@ -1,15 +1,13 @@
 //! The async client (feature `tokio`) against the scripted fake broker.
 #![cfg(feature = "tokio")]
 
-mod support;
-
+use crate::support::{assert_timeout, error, grant, simple, FakeBroker, Step};
 use oauth_broker_client::tokio::Client;
 use oauth_broker_client::{Error, ErrorCode, ExposeSecret, LoginEvent};
 use oauth_broker_proto::{ErrorFrame, Request, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{assert_timeout, error, grant, simple, FakeBroker, Step};
 
 async fn client(fake: &FakeBroker) -> Client {
     Client::builder()
@@ -128,7 +126,7 @@ async fn unreachable_and_timeouts() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn full_backlog_times_out_the_connect() {
-    let full = support::FullBacklog::new();
+    let full = crate::support::FullBacklog::new();
     let started = Instant::now();
     let err = Client::builder()
         .socket(&full.path)
@@ -150,7 +148,7 @@ async fn survives_a_broker_restart() {
         "before"
     );
     fake.shutdown();
-    let _restarted = FakeBroker::start_at(&path, support::welcome_reply(), simple("after"));
+    let _restarted = FakeBroker::start_at(&path, crate::support::welcome_reply(), simple("after"));
     assert_eq!(
         client.token(Duration::ZERO).await.unwrap().expose_secret(),
         "after"

@@ -1,13 +1,11 @@
 //! The blocking client against a scripted fake broker.
 
-mod support;
-
+use crate::support::{assert_timeout, error, grant, simple, FakeBroker, Step};
 use oauth_broker_client::{Client, Error, ErrorCode, ExposeSecret, LoginEvent, LoginMethod};
 use oauth_broker_proto::{ErrorFrame, ImportTokens, Request, Response, SecretString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{assert_timeout, error, grant, simple, FakeBroker, Step};
 
 fn client(fake: &FakeBroker) -> Client {
     Client::builder()
@@ -364,7 +362,7 @@ fn silent_broker_times_out_the_handshake() {
 #[cfg(target_os = "linux")]
 #[test]
 fn full_backlog_times_out_the_connect() {
-    let full = support::FullBacklog::new();
+    let full = crate::support::FullBacklog::new();
     let started = Instant::now();
     let err = Client::builder()
         .socket(&full.path)
@@ -386,7 +384,7 @@ fn idempotent_requests_survive_a_broker_restart() {
     );
 
     fake.shutdown();
-    let restarted = FakeBroker::start_at(&path, support::welcome_reply(), simple("after"));
+    let restarted = FakeBroker::start_at(&path, crate::support::welcome_reply(), simple("after"));
     assert_eq!(
         client.token(Duration::ZERO).unwrap().expose_secret(),
         "after"
@@ -430,7 +428,7 @@ fn undelivered_logout_is_sent_to_the_restarted_broker() {
     let path = fake.path.clone();
     let mut client = client(&fake);
     fake.shutdown();
-    let restarted = FakeBroker::start_at(&path, support::welcome_reply(), simple("x"));
+    let restarted = FakeBroker::start_at(&path, crate::support::welcome_reply(), simple("x"));
     assert!(client.logout().unwrap());
     assert_eq!(restarted.requests(), vec!["logout"]);
     drop(fake);

@@ -58,7 +58,7 @@ fn start_impostor(dir: &Path, path: &Path) -> Option<Impostor> {
     let spawned = Command::new(&exe)
         .args([
             "--exact",
-            "impostor_listener",
+            "peer_check::impostor_listener",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -17,9 +17,8 @@ use super::{exit, Global};
 use clap::{Args, Subcommand};
 use etcetera::base_strategy::{BaseStrategy, Xdg};
 use serde::Serialize;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -278,32 +277,21 @@ fn unit_dir() -> anyhow::Result<PathBuf> {
     Ok(xdg.config_dir().join("systemd").join("user"))
 }
 
-/// Replaces `path` atomically (temp file + rename) unless it already has
-/// `content`. Returns whether it changed.
+/// Replaces `path` atomically and durably (see [`crate::durable`]) unless it
+/// already has `content`. Returns whether it changed. Unit files are not
+/// secret: mode 0644, readable like the ones systemd ships.
 fn write_if_changed(path: &Path, content: &str) -> anyhow::Result<bool> {
     if fs::read_to_string(path).is_ok_and(|old| old == content) {
         return Ok(false);
     }
-    let tmp = path.with_extension("brokerctl-tmp");
-    let result = (|| -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        // Unit files are not secret; readable like the ones systemd ships.
-        file.set_permissions(fs::Permissions::from_mode(0o644))?;
-        file.write_all(content.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        anyhow::anyhow!("cannot write {}: {e}", path.display())
-    })?;
+    // The error names the path ("cannot write PATH: cause"); one line.
+    crate::durable::write_with_mode(path, content.as_bytes(), UNIT_FILE_MODE)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(true)
 }
+
+/// The mode of an installed unit file.
+const UNIT_FILE_MODE: u32 = 0o644;
 
 #[cfg(test)]
 mod tests {

@@ -61,10 +61,10 @@ pub fn exit_code(report: &StatusReport) -> u8 {
 
 /// The human-readable report; `now` in unix seconds (for "in 53m").
 pub fn render(report: &StatusReport, now: u64) -> String {
-    let mut out = String::new();
-    let mut line = |label: &str, value: &str| {
-        let _ = writeln!(out, "{:<16}{value}", format!("{label}:"));
-    };
+    // Collected first, printed after: every value starts in one column, one
+    // space after the longest label present ("revocation endpoint:" included).
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut line = |label: &str, value: &str| lines.push((format!("{label}:"), value.to_string()));
     let when = |unix: u64| output::absolute_and_relative(unix, now);
 
     match &report.account_id {
@@ -163,6 +163,22 @@ pub fn render(report: &StatusReport, now: u64) -> String {
             report.broker_version, report.pid
         ),
     );
+    align(&lines)
+}
+
+/// `label: value` lines with the values in one column, one space after the
+/// longest label.
+fn align(lines: &[(String, String)]) -> String {
+    let width = lines
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut out = String::new();
+    for (label, value) in lines {
+        let _ = writeln!(out, "{label:<width$}{value}");
+    }
     out
 }
 
@@ -268,6 +284,36 @@ broker:         oauth-broker 0.1.0 (pid 4242)
             render(&r, NOW).contains("access token:   expired 2023-11-14 22:12:20 UTC (1m ago)")
         );
         assert_eq!(exit_code(&r), exit::UPSTREAM_UNAVAILABLE);
+    }
+
+    #[test]
+    fn every_label_is_aligned_to_the_longest_one() {
+        let mut r = report(TokenState::Valid);
+        r.endpoints = EndpointInfo {
+            issuer: Some("https://auth.example.com".into()),
+            token_endpoint: Some("https://auth.example.com/oauth/token".into()),
+            authorization_endpoint: Some("https://auth.example.com/authorize".into()),
+            device_authorization_endpoint: Some("https://auth.example.com/device".into()),
+            revocation_endpoint: Some("https://auth.example.com/revoke".into()),
+            exchange_endpoint: None,
+        };
+        let text = render(&r, NOW);
+        for expected in [
+            "account:             default (account id acct-1)\n",
+            "issuer endpoint:     https://auth.example.com\n",
+            "authorize endpoint:  https://auth.example.com/authorize\n",
+            "revocation endpoint: https://auth.example.com/revoke\n",
+            "broker:              oauth-broker 0.1.0 (pid 4242)\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // Every value starts in the same column, after at least one space.
+        let column = |l: &str| {
+            l.find(": ")
+                .map(|i| i + 1 + l[i + 1..].len() - l[i + 1..].trim_start().len())
+        };
+        let columns: std::collections::BTreeSet<_> = text.lines().map(column).collect();
+        assert_eq!(columns.len(), 1, "{text}");
     }
 
     #[test]

@@ -173,13 +173,26 @@ pub enum AdoptError {
     /// The state could not be written, so the tokens were not taken over.
     #[error("the tokens were not adopted: {0}")]
     NotPersisted(String),
+    /// Another account's broker on this machine holds (or already spent) this
+    /// refresh token: two brokers must never spend one token family.
+    #[error("this refresh token is {holder}; two brokers must never spend one refresh token")]
+    HeldElsewhere {
+        /// The account served (for the hint).
+        account: String,
+        /// Who holds it, as the store describes it.
+        holder: String,
+        /// The other account.
+        holder_account: String,
+    },
 }
 
 impl AdoptError {
     /// The protocol code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            AdoptError::AlreadySpent | AdoptError::AlreadyRefused { .. } => ErrorCode::BadRequest,
+            AdoptError::AlreadySpent
+            | AdoptError::AlreadyRefused { .. }
+            | AdoptError::HeldElsewhere { .. } => ErrorCode::BadRequest,
             AdoptError::NotPersisted(_) => ErrorCode::Internal,
         }
     }
@@ -195,6 +208,14 @@ impl AdoptError {
             AdoptError::NotPersisted(_) => {
                 "fix the state directory problem above and try again".to_string()
             }
+            AdoptError::HeldElsewhere {
+                account,
+                holder_account,
+                ..
+            } => format!(
+                "give account {account:?} a login of its own (`{}`), or keep using account {holder_account:?}",
+                ctl(account, "relogin")
+            ),
         }
     }
 }

@@ -214,6 +214,18 @@ impl TokenManager {
                     .unwrap_or(0));
             }
         }
+        // One writer per token family: another account's broker on this
+        // machine holding (or having spent) this token would race ours.
+        let store = inner.store.clone();
+        let id = new_id.clone();
+        if let Ok(Some(holder)) = tokio::task::spawn_blocking(move || store.other_holder(&id)).await
+        {
+            return Err(AdoptError::HeldElsewhere {
+                account: inner.account.clone(),
+                holder: holder.to_string(),
+                holder_account: holder.account,
+            });
+        }
         let persisted = {
             let st = inner.lock();
             let mut p = st.persisted(&inner.account);

@@ -14,9 +14,7 @@
 
 use crate::store::InFlightMarker;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Larger files are not a record of ours: ignored.
@@ -70,12 +68,18 @@ impl RuntimeRecordFile {
                 return None;
             }
         };
-        let mut text = String::new();
-        if let Err(e) = file.take(MAX_RECORD_BYTES).read_to_string(&mut text) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot read the record of unsaved refreshes");
-            return None;
-        }
-        match serde_json::from_str::<RuntimeRecord>(&text) {
+        let bytes = match crate::capped_read::read_capped(file, MAX_RECORD_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                tracing::warn!(path = %self.path.display(), "ignoring an oversized record of unsaved refreshes");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the record of unsaved refreshes");
+                return None;
+            }
+        };
+        match serde_json::from_slice::<RuntimeRecord>(&bytes) {
             Ok(record) if record.account == account => Some(record),
             Ok(_) => None,
             Err(e) => {
@@ -85,25 +89,10 @@ impl RuntimeRecordFile {
         }
     }
 
-    /// Replaces the record (temp file 0600 at open, then rename).
+    /// Replaces the record (the broker's one durable write, mode 0600).
     pub fn save(&self, record: &RuntimeRecord) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("unsaved.json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &self.path)
-        };
-        write().inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        crate::durable::write(&self.path, &bytes).map_err(|e| e.into_io())
     }
 
     /// Removes the record: the state file is complete again.

@@ -131,7 +131,7 @@ async fn fixture(
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(OffsetClock::default());
     let refresher = Arc::new(refresher(clock.clone()));
-    let store = Store::open(&dir.path().join("acct")).unwrap();
+    let store = Store::open(&dir.path().join("acct"), "acct").unwrap();
     let settings = RefreshSettings {
         backoff_initial_ms: 50,
         ..Default::default()
@@ -509,7 +509,7 @@ async fn restored(
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(OffsetClock::default());
     let refresher = Arc::new(Scripted::new(clock.clone(), lifetime));
-    let store = Store::open(&dir.path().join("acct")).unwrap();
+    let store = Store::open(&dir.path().join("acct"), "acct").unwrap();
     let (persisted, record) = prepare(&clock, &creds(&clock, lifetime));
     store.save(&persisted).unwrap();
     let record_file = RuntimeRecordFile::beside_socket(&dir.path().join("acct.sock"));

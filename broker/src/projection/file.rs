@@ -6,9 +6,10 @@
 //! old or the new file, never half of one. Why 0600 from the first byte: the
 //! file holds a live access token.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use crate::durable::{self, DurableError};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Appended to the tool's file name for the copy of what was there before the
@@ -62,36 +63,18 @@ pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// Replaces `path` with `bytes` atomically and durably, mode 0600 from the
-/// start: a temp file in the same directory, fsync, rename, fsync of the
-/// directory. A missing parent directory is created with mode 0700. Returns
-/// the stamp of the new file.
+/// start (see [`crate::durable`]). A missing parent directory is created with
+/// mode 0700. Returns the stamp of the new file.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
-    let dir = parent(path)?;
+    let dir = durable::parent(path)?;
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
     }
-    let tmp = temp_path(path)?;
-    let write = || -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // A leftover temp file keeps its old mode on open.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })?;
+    // The callers name the path in their messages; keep the OS error alone.
+    durable::write(path, bytes).map_err(DurableError::into_io)?;
     stamp(path)?.ok_or_else(|| io::Error::other("the file vanished right after it was written"))
 }
 
@@ -118,7 +101,7 @@ pub fn backup_once(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 /// directory.
 pub fn restore_backup(path: &Path) -> io::Result<()> {
     fs::rename(backup_path(path), path)?;
-    File::open(parent(path)?)?.sync_all()
+    durable::sync_dir(durable::parent(path)?)
 }
 
 /// Removes `path` (the broker's own projection) and syncs the directory.
@@ -128,28 +111,13 @@ pub fn remove(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
-    File::open(parent(path)?)?.sync_all()
-}
-
-fn parent(path: &Path) -> io::Result<&Path> {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| io::Error::other(format!("{} has no parent directory", path.display())))
-}
-
-fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
-    let mut tmp = std::ffi::OsString::from(".");
-    tmp.push(name);
-    tmp.push(".oauth-broker.tmp");
-    Ok(parent(path)?.join(tmp))
+    durable::sync_dir(durable::parent(path)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

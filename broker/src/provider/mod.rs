@@ -308,14 +308,23 @@ fn parse_endpoint(key: &str, value: &str, allowed: &[String], source: &str) -> a
     Ok(url)
 }
 
+/// A client secret is a short string; anything larger is the wrong file.
+const MAX_SECRET_BYTES: u64 = 64 << 10;
+
+/// Reads `client_secret_file`: private (0600), at most [`MAX_SECRET_BYTES`], and
+/// not writable by another user through a directory above it (whoever could
+/// swap the secret could make the broker authenticate with theirs).
 fn read_secret_file(path: &std::path::Path, source: &str) -> anyhow::Result<SecretString> {
+    use crate::capped_read::{describe_cap, read_capped};
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
+    let cannot_read = |e: std::io::Error| {
         anyhow::anyhow!(
             "client_secret_file {} (from {source}) cannot be read: {e}",
             path.display()
         )
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let meta = file.metadata().map_err(cannot_read)?;
     if meta.permissions().mode() & 0o077 != 0 {
         anyhow::bail!(
             "client_secret_file {} is readable by group or others; run `chmod 600 {}`",
@@ -323,9 +332,31 @@ fn read_secret_file(path: &std::path::Path, source: &str) -> anyhow::Result<Secr
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use crate::trusted_path::{check_file_meta, check_parents, home_from_env};
+    check_file_meta(&meta, path)
+        .and_then(|()| check_parents(path, home_from_env().as_deref()))
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "{}",
+                why.refusal(
+                    "client_secret_file",
+                    path,
+                    "another user could replace the client secret"
+                )
+            )
+        })?;
+    let bytes = read_capped(&file, MAX_SECRET_BYTES)
+        .map_err(cannot_read)?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "client_secret_file {} is larger than {} (the limit for a secret); check that it is the right file",
+                path.display(),
+                describe_cap(MAX_SECRET_BYTES)
+            )
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
         anyhow::anyhow!(
-            "client_secret_file {} (from {source}) cannot be read: {e}",
+            "client_secret_file {} (from {source}) is not UTF-8 text",
             path.display()
         )
     })?;

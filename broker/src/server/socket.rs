@@ -128,24 +128,22 @@ fn check_socket_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn check_one_dir(dir: &Path, socket_dir: &Path) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| anyhow::anyhow!("cannot inspect socket directory {}: {e}", dir.display()))?;
-    let me = nix::unistd::getuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        anyhow::bail!(
-            "{} (on the way to the socket directory {}) belongs to uid {}, not to this user (uid {me}); pass --socket in a directory of your own",
+    use crate::trusted_path::{check_dir, Untrusted};
+    match check_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(Untrusted::Owner { owner, me, .. }) => anyhow::bail!(
+            "{} (on the way to the socket directory {}) belongs to uid {owner}, not to this user (uid {me}); pass --socket in a directory of your own",
             dir.display(),
             socket_dir.display(),
-            meta.uid()
-        );
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        anyhow::bail!(
+        ),
+        Err(Untrusted::Writable { mode, .. }) => anyhow::bail!(
             "{} is writable by group or others (mode {mode:o}), so another user could replace the socket; run `chmod go-w {}` or pass --socket in a private directory",
             dir.display(),
             dir.display()
-        );
+        ),
+        Err(Untrusted::Inspect { source, .. }) => anyhow::bail!(
+            "cannot inspect socket directory {}: {source}",
+            dir.display()
+        ),
     }
-    Ok(())
 }

@@ -11,6 +11,12 @@
 //! single byte of the response is written, and the socket is closed. The
 //! client sees EOF / reset on a request it fully sent — also on a keep-alive
 //! connection, since the whole connection dies, not just one exchange.
+//!
+//! The listener also counts connections: accepted, and finished (the stream
+//! dropped because hyper is done with it — every byte the peer sent was read
+//! and handled, or the connection failed). A test that killed a client can
+//! so wait until the server has processed everything the dead process sent
+//! ([`FakeAuthServer::wait_until_settled`](super::FakeAuthServer::wait_until_settled)).
 
 use std::io;
 use std::pin::Pin;
@@ -22,6 +28,8 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::state::Shared;
 
 /// The handle a handler uses to kill its own connection.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +60,18 @@ fn aborted() -> io::Error {
 pub(crate) struct DroppableStream {
     inner: TcpStream,
     control: ConnectionControl,
+    /// Declared after `inner`: the socket is closed before it is counted.
+    _finished: FinishedOnDrop,
+}
+
+/// Counts the connection as finished when hyper drops its stream.
+#[derive(Debug)]
+struct FinishedOnDrop(Arc<Shared>);
+
+impl Drop for FinishedOnDrop {
+    fn drop(&mut self) {
+        self.0.update(|i| i.stats.connections_finished += 1);
+    }
 }
 
 impl AsyncRead for DroppableStream {
@@ -113,11 +133,12 @@ impl AsyncWrite for DroppableStream {
 #[derive(Debug)]
 pub(crate) struct DroppableListener {
     inner: TcpListener,
+    shared: Arc<Shared>,
 }
 
 impl DroppableListener {
-    pub(crate) fn new(inner: TcpListener) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: TcpListener, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 }
 
@@ -130,9 +151,11 @@ impl Listener for DroppableListener {
             match self.inner.accept().await {
                 Ok((inner, addr)) => {
                     let _ = inner.set_nodelay(true);
+                    self.shared.update(|i| i.stats.connections_accepted += 1);
                     let io = DroppableStream {
                         inner,
                         control: ConnectionControl::default(),
+                        _finished: FinishedOnDrop(self.shared.clone()),
                     };
                     return (io, addr);
                 }

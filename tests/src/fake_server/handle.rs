@@ -93,6 +93,7 @@ impl FakeAuthServer {
         let shared = Arc::new(Shared::new(config, base_url.clone()));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = shared.clone();
+        let counted = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fake-auth-server-{}", addr.port()))
             .spawn(move || {
@@ -105,7 +106,7 @@ impl FakeAuthServer {
                         .expect("fake auth server: register listener");
                     let service = routes::router(app)
                         .into_make_service_with_connect_info::<ConnectionControl>();
-                    let serve = axum::serve(DroppableListener::new(listener), service);
+                    let serve = axum::serve(DroppableListener::new(listener, counted), service);
                     tokio::select! {
                         result = serve => {
                             if let Err(e) = result {
@@ -577,6 +578,54 @@ impl FakeAuthServer {
         timeout: Duration,
     ) -> Result<Stats, WaitTimeout> {
         self.wait_until(timeout, |s| s.token_requests_received >= n)
+    }
+
+    /// Until the server is done with every connection that reached it before
+    /// this call: each accepted, every byte its peer sent read and handled,
+    /// closed, and every token request's outcome decided (also one a fault
+    /// still holds in its own task). Call it after killing a client (e.g.
+    /// `brokerd` with SIGKILL) and before judging what the server did: a
+    /// request the dead process wrote may still sit unread in a socket
+    /// buffer, or its connection in the listen backlog, and would otherwise
+    /// be processed after the judgement.
+    ///
+    /// How, without sleeping: a barrier connection of our own queues behind
+    /// any connection still waiting in the kernel's (FIFO) accept queue; once
+    /// the server has answered it, every earlier connection was accepted and
+    /// counted. Then it waits, woken by every change, until
+    /// `connections_finished == connections_accepted` and
+    /// `token_requests == token_requests_received`. Only meaningful while no
+    /// live client keeps a connection open (e.g. a pooled keep-alive one).
+    pub fn wait_until_settled(&self, timeout: Duration) -> Result<Stats, WaitTimeout> {
+        let deadline = Instant::now() + timeout;
+        self.barrier_connection(timeout);
+        self.wait_until(deadline.saturating_duration_since(Instant::now()), |s| {
+            s.connections_finished == s.connections_accepted
+                && s.token_requests == s.token_requests_received
+        })
+    }
+
+    /// One HTTP exchange on a fresh connection (a path no route serves, so
+    /// nothing is counted but the connection), read until the server closes.
+    fn barrier_connection(&self, timeout: Duration) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&self.addr(), timeout)
+            .expect("fake auth server: barrier connection");
+        stream
+            .set_read_timeout(Some(timeout))
+            .expect("fake auth server: barrier read timeout");
+        stream
+            .write_all(b"GET /__barrier HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .expect("fake auth server: barrier request");
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .expect("fake auth server: barrier answer");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 404"),
+            "fake auth server: unexpected barrier answer {:?}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 
     /// Until at least `n` device polls were handled.

@@ -48,6 +48,12 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Connections closed without a response by a fault.
     pub connections_dropped: u64,
+    /// TCP connections the server accepted (any endpoint).
+    pub connections_accepted: u64,
+    /// Accepted connections that are finished: every byte the peer sent was
+    /// read and handled, and the server closed its end. Equal to
+    /// `connections_accepted` once no connection is open.
+    pub connections_finished: u64,
     /// Families created (logins: `issue_grant`, device, authorization code).
     pub grants_issued: u64,
     /// `POST /oauth/device/code` requests.

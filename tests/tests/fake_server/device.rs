@@ -5,7 +5,7 @@ use std::time::Duration;
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig};
 use serde_json::Value;
 
-use crate::common::{client, status_json};
+use super::common::{client, status_json};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 

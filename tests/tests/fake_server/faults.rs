@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig, Fault, TokenOutcome};
 
-use crate::common::{client, refresh_form, rotate, status_json};
+use super::common::{client, refresh_form, rotate, status_json};
 
 fn setup() -> (FakeAuthServer, reqwest::Client, String) {
     let fake = FakeAuthServer::start(FakeConfig::default());

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use oauth_broker_tests::fake_server::{AuthorizeBehavior, FakeAuthServer, FakeConfig};
 use sha2::Digest as _;
 
-use crate::common::{client, status_json};
+use super::common::{client, status_json};
 
 const VERIFIER: &str = "a-very-long-code-verifier-that-is-at-least-43-characters";
 const REDIRECT: &str = "http://127.0.0.1:1455/auth/callback";

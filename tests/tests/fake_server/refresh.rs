@@ -6,7 +6,7 @@ use oauth_broker_tests::fake_server::{
     BodyEncoding, ErrorShape, FakeAuthServer, FakeConfig, TokenOutcome,
 };
 
-use crate::common::{client, refresh_form, refresh_json, rotate, status_json};
+use super::common::{client, refresh_form, refresh_json, rotate, status_json};
 
 #[tokio::test]
 async fn refresh_rotates_single_use_tokens() {

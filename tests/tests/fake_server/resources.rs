@@ -2,7 +2,7 @@
 
 use oauth_broker_tests::fake_server::{FakeAuthServer, FakeConfig, Fault};
 
-use crate::common::{client, refresh_form, rotate, status_json};
+use super::common::{client, refresh_form, rotate, status_json};
 
 #[tokio::test]
 async fn discovery_lists_endpoints_and_can_lie() {
