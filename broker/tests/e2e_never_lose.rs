@@ -185,9 +185,11 @@ fn a_sigterm_while_the_disk_stays_full_keeps_retrying_the_write_until_the_stop_t
         "stopped after {took:?} without the rotated token on disk"
     );
     let logs = rig.broker.logs();
-    assert!(
-        logs.matches("retrying until the stop timeout").count() >= 3,
-        "no retries logged:\n{logs}"
+    let retries = logs.matches("retrying until the stop timeout").count();
+    assert!(retries >= 3, "no retries logged:\n{logs}");
+    println!(
+        "RELIABILITY never_lose.stop_while_full write_retries={retries} stopped_after_ms={}",
+        took.as_millis()
     );
     assert!(logs.contains("rotation_not_persisted"), "{logs}");
 
@@ -318,6 +320,11 @@ fn assert_spent_again_only_after_the_old_request_ended(rig: &Rig) {
     arrivals.sort();
     assert_eq!(arrivals.len(), 2, "{arrivals:#?}");
     let gap = arrivals[1] - arrivals[0];
+    println!(
+        "RELIABILITY never_lose.crash_restart token_spent_again_after_ms={} (HTTP timeout {} ms)",
+        gap.as_millis(),
+        HTTP_TIMEOUT.as_millis()
+    );
     assert!(
         gap >= HTTP_TIMEOUT,
         "the token was spent again {gap:?} after the crashed broker's request, before its timeout"

@@ -610,3 +610,26 @@ async fn after_a_crash_mid_refresh_the_token_is_spent_again_only_after_the_old_r
     assert_eq!(fresh.access_token().expose_secret(), "at-1");
     assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn while_the_state_cannot_be_written_a_still_valid_token_is_served_even_for_min_valid() {
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    // Every write fails from now on: the state directory is gone.
+    std::fs::remove_dir_all(f._dir.path().join("acct")).unwrap();
+    let rotated = f.manager.unauthorized(first.token_id()).await.unwrap();
+    assert_eq!(rotated.access_token().expose_secret(), "at-1");
+    assert!(f.manager.status().degraded.is_some());
+    // 100 s left, less than the 120 s a `min_valid` may ask for: normally a
+    // refresh, but not while its result could not be persisted.
+    f.clock.advance_millis(500_000);
+    let served = f.manager.token(Duration::from_secs(300)).await.unwrap();
+    assert_eq!(served.access_token().expose_secret(), "at-1");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+    // Expired: a client needs a token, so it is refreshed on demand.
+    f.clock.advance_millis(200_000);
+    let fresh = f.manager.token(Duration::ZERO).await.unwrap();
+    assert_eq!(fresh.access_token().expose_secret(), "at-2");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 2);
+}
