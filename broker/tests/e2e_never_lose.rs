@@ -394,3 +394,44 @@ fn after_a_crash_mid_refresh_against_a_strict_server_the_refusal_is_reported_as_
         other => panic!("served after the family was revoked: {other:?}"),
     }
 }
+
+#[test]
+fn a_kill_while_the_state_dir_is_really_read_only_is_reported_as_rotation_not_persisted_after_restart(
+) {
+    // A real read-only mount (root included), not the fault hook: the record
+    // beside the socket is on another file system, as $XDG_RUNTIME_DIR is.
+    use crate::reliability_disk::Mount;
+    let env = oauth_broker_tests::harness::TestEnv::new();
+    let Some(mount) = Mount::tmpfs(&env.state_dir().join("default"), "256k") else {
+        println!("RELIABILITY never_lose.read_only skipped: mount is not permitted here");
+        return;
+    };
+    let mut rig = Broker::builder()
+        .fast_refresh()
+        .ttl(Duration::from_secs(600))
+        .test_env(env)
+        .logged_in();
+    let token = rig.client().token(Duration::ZERO).unwrap();
+    let burned = rig.disk_refresh_token().unwrap();
+    let read_only = Mount::read_only(&mount.path);
+    let rotated = rig.client().unauthorized(&token).expect("rotated token");
+    assert_ne!(rotated.token_id(), token.token_id());
+    let degraded = rig.status().degraded.expect("degraded");
+    assert!(degraded.contains("Read-only file system"), "{degraded}");
+
+    rig.broker.kill().unwrap();
+    // brokerd needs its lock file to start: the disk is writable again, but
+    // the rotated token died with the process.
+    drop(read_only);
+    let refreshes = rig.fake.stats().refresh_requests;
+    rig.restart_after_kill();
+    let err = rig.client().token(Duration::ZERO).expect_err("lost login");
+    assert_eq!(err.reason(), Some("rotation_not_persisted"), "{err:?}");
+    assert_eq!(rig.disk_refresh_token().unwrap(), burned);
+    let stats = rig.fake.stats();
+    assert_eq!(stats.refresh_requests, refreshes, "{stats:#?}");
+    assert_no_reuse(&stats, "read-only");
+    // The broker holds files on the mount: stop it before unmounting.
+    rig.broker.kill().unwrap();
+    drop(mount);
+}
