@@ -6,9 +6,10 @@
 //! old or the new file, never half of one. Why 0600 from the first byte: the
 //! file holds a live access token.
 
+use crate::capped_read::read_capped;
 use crate::durable::{self, DurableError};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -51,15 +52,13 @@ pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(io::Error::other(format!(
+    match read_capped(file, MAX_FILE)? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Err(io::Error::other(format!(
             "{} is larger than {MAX_FILE} bytes, so it is not a credential file",
             path.display()
-        )));
+        ))),
     }
-    Ok(Some(bytes))
 }
 
 /// Replaces `path` with `bytes` atomically and durably, mode 0600 from the
