@@ -6,7 +6,7 @@
 //! old or the new file, never half of one. Why 0600 from the first byte: the
 //! file holds a live access token.
 
-use crate::capped_read::read_capped;
+use crate::capped_read::{open_nonblocking, read_capped};
 use crate::durable::{self, DurableError};
 use std::fs::{self, File};
 use std::io;
@@ -45,9 +45,11 @@ pub fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
     }
 }
 
-/// The contents of `path`, `None` when there is no file.
+/// The contents of `path`, `None` when there is no file. A named pipe at the
+/// path is an error, not a wait for a writer (which would hold the target's
+/// lock and a blocking thread forever).
 pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
+    let file = match open_nonblocking(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
