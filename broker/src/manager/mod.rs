@@ -26,7 +26,7 @@ mod scheduler;
 mod snapshot;
 mod state;
 
-use crate::clock::{unix_secs, Clock};
+use crate::clock::{unix_secs, Clock, Now};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::oauth::Refresher;
@@ -37,7 +37,7 @@ use oauth_broker_proto::StatusReport;
 pub use snapshot::{ServedToken, TokenSnapshot};
 use state::{Decision, State};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -76,7 +76,7 @@ impl TokenManager {
         refresher: Arc<dyn Refresher>,
         clock: Arc<dyn Clock>,
     ) -> TokenManager {
-        let state = State::restore(persisted, &settings, clock.now());
+        let state = State::restore(persisted, &settings, clock.read());
         if state.interrupted {
             tracing::warn!("the previous broker stopped during a refresh; retrying it now");
         }
@@ -131,7 +131,7 @@ impl TokenManager {
     /// caller adds theirs); never waits.
     pub fn status(&self) -> StatusReport {
         let inner = &self.inner;
-        let now = inner.clock.now();
+        let now = inner.clock.read();
         let st = inner.lock();
         let creds = st.creds.as_ref();
         StatusReport {
@@ -141,14 +141,16 @@ impl TokenManager {
             provider: inner.provider.preset.clone(),
             endpoints: inner.provider.endpoint_info(),
             state: st.token_state(now),
+            // The earlier of the two deadlines (see `clock.rs`), as wall time.
             access_token_expires_at: creds
-                .and_then(|c| c.access_token.as_ref().and(c.expires_at))
-                .map(unix_secs),
+                .and_then(|c| c.access_token.as_ref().and(c.expiry()))
+                .map(|expiry| unix_secs(expiry.wall_time(now))),
             token_id: st.current_token_id(),
             scopes: creds.map(|c| c.scopes.clone()).unwrap_or_default(),
             last_refresh_at: st.last_refresh_at.map(unix_secs),
             next_refresh_at: if st.relogin.is_none() {
-                st.next_refresh_at.map(|at| {
+                st.next_refresh_at.map(|due| {
+                    let at = due.wall_time(now);
                     let at = st.backoff.next_attempt_at().map_or(at, |b| at.max(b));
                     unix_secs(at)
                 })
@@ -172,6 +174,8 @@ impl TokenManager {
         if creds.account_id.is_none() {
             creds.account_id = crate::provider::derive_account_id(&creds);
         }
+        // The lifetime counts on boottime from now on (see `clock.rs`).
+        creds.anchor_boottime(inner.clock.read());
         let _order = inner.persist_lock.lock().await;
         let new_id = creds.refresh_token_id();
         {
@@ -210,7 +214,7 @@ impl TokenManager {
             .save(persisted)
             .await
             .map_err(|e| AdoptError::NotPersisted(e.to_string()))?;
-        let now = inner.clock.now();
+        let now = inner.clock.read();
         let expires_at = creds
             .access_token
             .as_ref()
@@ -220,7 +224,7 @@ impl TokenManager {
         {
             let mut st = inner.lock();
             st.replace_login(Some(creds));
-            st.last_refresh_at = Some(now);
+            st.last_refresh_at = Some(now.wall);
             st.schedule_next(now, &inner.settings);
         }
         inner.publish();
@@ -335,7 +339,7 @@ impl Inner {
     /// when asked and waiting for state changes in between.
     async fn wait_for(
         self: &Arc<Self>,
-        decide: impl Fn(&State, SystemTime) -> Decision,
+        decide: impl Fn(&State, Now) -> Decision,
     ) -> Result<Arc<ServedToken>, TokenError> {
         loop {
             // Subscribe before deciding: a change after the decision is then
@@ -343,7 +347,7 @@ impl Inner {
             let mut changes = self.snapshot.subscribe();
             let decision = {
                 let mut st = self.lock();
-                match decide(&st, self.clock.now()) {
+                match decide(&st, self.clock.read()) {
                     Decision::StartRefresh => {
                         refresh::start(self, &mut st, "demand");
                         Decision::Wait

@@ -3,7 +3,7 @@
 use super::errors::{relogin_message, REFRESH_INTERRUPTED};
 use super::state::State;
 use super::Inner;
-use crate::clock::unix_secs;
+use crate::clock::{unix_secs, Now};
 use crate::credentials::Credentials;
 use crate::oauth::{ErrorClass, RefreshError};
 use crate::store::{InFlightMarker, ReloginRecord};
@@ -67,6 +67,11 @@ async fn run(inner: Arc<Inner>, generation: u64) {
             result = inner.refresher.refresh(&creds).await;
         }
     }
+    if let Ok(fresh) = &mut result {
+        // At once, before waiting for the persist lock: the lifetime counts
+        // on boottime from receipt (see `clock.rs`).
+        fresh.anchor_boottime(inner.clock.read());
+    }
     apply(&inner, generation, result).await;
 }
 
@@ -104,7 +109,7 @@ async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials
 
 async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, RefreshError>) {
     let _order = inner.persist_lock.lock().await;
-    let now = inner.clock.now();
+    let now = inner.clock.read();
     let current = {
         let mut st = inner.lock();
         if st.generation != generation {
@@ -136,12 +141,12 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
             snapshot.credentials = Some((&creds).into());
             snapshot.refresh_in_flight = None;
             snapshot.refresh_count += 1;
-            snapshot.last_refresh_at = Some(unix_secs(now));
+            snapshot.last_refresh_at = Some(unix_secs(now.wall));
             let saved = inner.save(snapshot).await;
             succeed(inner, creds, saved, now);
         }
         Err(e) => {
-            let snapshot = fail(inner, &e, now);
+            let snapshot = fail(inner, &e, now.wall);
             match inner.save(snapshot).await {
                 Ok(()) => persisted_again(inner),
                 Err(err) => {
@@ -149,7 +154,7 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
                     let mut st = inner.lock();
                     st.degraded = Some(format!("cannot write state: {err}"));
                     st.persist_pending = true;
-                    st.persist_backoff.fail(now, None);
+                    st.persist_backoff.fail(now.wall, None);
                 }
             }
             inner.publish();
@@ -162,7 +167,7 @@ fn succeed(
     inner: &Arc<Inner>,
     creds: Credentials,
     saved: Result<(), crate::store::StoreError>,
-    now: std::time::SystemTime,
+    now: Now,
 ) {
     let token_id = creds.token_id().unwrap_or_default();
     // A token that is dead on arrival (a provider answering `expires_in: 0`, or
@@ -186,9 +191,9 @@ fn succeed(
     st.interrupted = false;
     st.marker = None;
     st.refresh_count += 1;
-    st.last_refresh_at = Some(now);
+    st.last_refresh_at = Some(now.wall);
     if dead_on_arrival {
-        let delay = st.backoff.fail(now, None);
+        let delay = st.backoff.fail(now.wall, None);
         tracing::warn!(
             retry_in_ms = delay.as_millis() as u64,
             "the provider issued an access token that is already expired"
@@ -200,7 +205,7 @@ fn succeed(
                 "check this machine's clock (timedatectl); the broker retries with backoff"
                     .to_string(),
             ),
-            at: unix_secs(now),
+            at: unix_secs(now.wall),
         });
     } else {
         st.backoff.reset();
@@ -216,7 +221,7 @@ fn succeed(
             tracing::error!(error = %e, "refreshed tokens could not be persisted; serving them from memory and retrying the write");
             st.degraded = Some(format!("refreshed tokens are not persisted: {e}"));
             st.persist_pending = true;
-            st.persist_backoff.fail(now, None);
+            st.persist_backoff.fail(now.wall, None);
         }
     }
     st.schedule_next(now, &inner.settings);

@@ -5,7 +5,7 @@
 //! refresh.
 
 use crate::backoff::Backoff;
-use crate::clock::{saturating_diff, unix_secs};
+use crate::clock::{saturating_diff, unix_secs, Deadline, Now};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::manager::errors::{self, TokenError};
@@ -38,8 +38,8 @@ pub(crate) enum Next {
     Refresh,
     /// Retry the failed state write now.
     Persist,
-    /// Nothing before this time.
-    At(SystemTime),
+    /// Nothing for this long (judged on both clocks; see the scheduler).
+    After(Duration),
     /// Nothing until the state changes.
     Idle,
 }
@@ -66,7 +66,8 @@ pub(crate) struct State {
     pub degraded: Option<String>,
     pub persist_pending: bool,
     pub persist_backoff: Backoff,
-    pub next_refresh_at: Option<SystemTime>,
+    /// The proactive refresh, due when either clock reaches it.
+    pub next_refresh_at: Option<Deadline>,
     /// Fingerprints of recently spent refresh tokens (see `PersistedState`).
     pub spent: std::collections::VecDeque<String>,
 }
@@ -79,7 +80,7 @@ impl State {
     pub fn restore(
         persisted: Option<PersistedState>,
         settings: &RefreshSettings,
-        now: SystemTime,
+        now: Now,
     ) -> State {
         let backoff = Backoff::new(
             Duration::from_millis(settings.backoff_initial_ms.max(1)),
@@ -115,7 +116,7 @@ impl State {
                 // with a reuse grace period accept it) and, if refused, say why.
                 state.interrupted = true;
                 state.marker = Some(marker);
-                state.next_refresh_at = Some(now);
+                state.next_refresh_at = Some(Deadline::at(now));
             }
         }
         if state.next_refresh_at.is_none() {
@@ -169,23 +170,24 @@ impl State {
 
     /// Plans the proactive refresh: at 75–80 % of the lifetime (random, so that
     /// several brokers do not refresh in lockstep), never later than
-    /// `expires_at - skew`, and no later than a provider's own hint.
-    pub fn schedule_next(&mut self, now: SystemTime, settings: &RefreshSettings) {
+    /// `expires_at - skew`, and no later than a provider's own hint. Counted
+    /// from when the token was received on both clocks: the earlier wins.
+    pub fn schedule_next(&mut self, now: Now, settings: &RefreshSettings) {
         self.next_refresh_at = self.creds.as_ref().map(|c| {
-            let (Some(_), Some(expires_at)) = (&c.access_token, c.expires_at) else {
-                return now;
+            let (Some(_), Some(_)) = (&c.access_token, c.expires_at) else {
+                return Deadline::at(now);
             };
             let lifetime = c.lifetime();
             if lifetime.is_zero() {
-                return now;
+                return Deadline::at(now);
             }
             let fraction = rand::rng().random_range(0.75..=0.80);
             let skew = Duration::from_secs(settings.skew_secs).min(lifetime / 4);
-            let mut at = (c.obtained_at + lifetime.mul_f64(fraction)).min(expires_at - skew);
+            let mut after = lifetime.mul_f64(fraction).min(lifetime - skew);
             if let Some(hint) = c.refresh_hint_at {
-                at = at.min(hint);
+                after = after.min(saturating_diff(hint, c.obtained_at));
             }
-            at
+            Deadline::after(c.obtained_at, c.obtained_boot, after)
         });
     }
 
@@ -215,7 +217,7 @@ impl State {
     }
 
     /// The login state for `status`.
-    pub fn token_state(&self, now: SystemTime) -> TokenState {
+    pub fn token_state(&self, now: Now) -> TokenState {
         if self.relogin.is_some() {
             TokenState::ReloginRequired
         } else if self.creds.is_none() {
@@ -235,7 +237,7 @@ impl State {
     pub fn decide_token(
         &self,
         account: &str,
-        now: SystemTime,
+        now: Now,
         min_valid: Duration,
         start_generation: u64,
     ) -> Decision {
@@ -256,16 +258,16 @@ impl State {
         if self.refreshing {
             return Decision::Wait;
         }
-        if self.backoff.is_waiting(now) {
+        if self.backoff.is_waiting(now.wall) {
             return match remaining {
                 Some(_) => Decision::Serve(self.grant(creds)),
-                None => Decision::Fail(self.unavailable(now)),
+                None => Decision::Fail(self.unavailable(now.wall)),
             };
         }
         if self.generation > start_generation && remaining.is_none() {
             // A refresh for this request already ran and did not produce a usable
             // token (e.g. the server issues tokens that are already expired).
-            return Decision::Fail(self.unavailable(now));
+            return Decision::Fail(self.unavailable(now.wall));
         }
         Decision::StartRefresh
     }
@@ -275,7 +277,7 @@ impl State {
     pub fn decide_unauthorized(
         &self,
         account: &str,
-        now: SystemTime,
+        now: Now,
         token_id: &str,
         start_generation: u64,
     ) -> Decision {
@@ -293,8 +295,8 @@ impl State {
         if self.refreshing {
             return Decision::Wait;
         }
-        if self.backoff.is_waiting(now) || self.generation > start_generation {
-            return Decision::Fail(self.unavailable(now));
+        if self.backoff.is_waiting(now.wall) || self.generation > start_generation {
+            return Decision::Fail(self.unavailable(now.wall));
         }
         Decision::StartRefresh
     }
@@ -327,26 +329,27 @@ impl State {
     }
 
     /// What the scheduler should do at `now`.
-    pub fn next(&self, now: SystemTime) -> Next {
-        let mut earliest: Option<SystemTime> = None;
+    pub fn next(&self, now: Now) -> Next {
+        let mut earliest: Option<Duration> = None;
         if self.persist_pending {
             match self.persist_backoff.next_attempt_at() {
-                Some(at) if at > now => earliest = Some(at),
+                Some(at) if at > now.wall => earliest = Some(saturating_diff(at, now.wall)),
                 _ => return Next::Persist,
             }
         }
         if self.creds.is_some() && self.relogin.is_none() && !self.refreshing {
-            if let Some(mut due) = self.next_refresh_at {
+            if let Some(due) = self.next_refresh_at {
+                let mut wait = due.left(now);
                 if let Some(retry) = self.backoff.next_attempt_at() {
-                    due = due.max(retry);
+                    wait = wait.max(saturating_diff(retry, now.wall));
                 }
-                if due <= now {
+                if wait.is_zero() {
                     return Next::Refresh;
                 }
-                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                earliest = Some(earliest.map_or(wait, |e| e.min(wait)));
             }
         }
-        earliest.map_or(Next::Idle, Next::At)
+        earliest.map_or(Next::Idle, Next::After)
     }
 }
 

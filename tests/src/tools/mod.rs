@@ -27,7 +27,7 @@ mod system;
 
 pub use node::{ensure_codex_cli, ensure_oidc_provider, CODEX_VERSION};
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};
-pub use system::ensure_system_tools;
+pub use system::{ensure_libfaketime, ensure_system_tools};
 
 use std::path::PathBuf;
 
