@@ -21,10 +21,9 @@ pub struct Credentials {
     /// When the broker received the access token (start of its lifetime), on
     /// the wall clock.
     pub obtained_at: SystemTime,
-    /// `CLOCK_BOOTTIME` when the token was received (or the request for it was
-    /// sent: never later), in this boot; `None` when unknown (before the
-    /// manager adopts the token, or after a reboot). The lifetime runs on this
-    /// clock too, and the earlier deadline wins (see `clock.rs`).
+    /// `CLOCK_BOOTTIME` at `obtained_at`, in this boot; `None` when unknown
+    /// (before the manager takes the token, or after a reboot). The lifetime
+    /// runs on this clock too, and the earlier deadline wins (see `clock.rs`).
     pub obtained_boot: Option<Duration>,
     /// The refresh token (for GitHub Copilot: the long-lived GitHub token that is
     /// exchanged for session tokens).

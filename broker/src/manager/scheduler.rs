@@ -4,12 +4,13 @@
 //! stops while the machine is suspended, and the refresh point is a
 //! [`Deadline`](crate::clock::Deadline) on two other clocks (boottime, which
 //! counts suspend, and the wall clock, which can be stepped either way). A
-//! sleep computed from them once can therefore end late: after a suspend, by
-//! the time slept, and never earlier than asked after a wall-clock step
-//! forward. So every sleep is capped at [`MAX_SLEEP`] and, on each wake-up,
-//! the decision is taken again from fresh readings of both clocks. A wall
-//! clock stepped back cannot stretch a sleep at all: the wait is the smaller
-//! of what the two clocks say, and boottime never jumps.
+//! sleep computed from them once can therefore end late: after a suspend
+//! (the suspended time is not slept off) or after a wall-clock step forward
+//! (which brings the wall deadline nearer). So every sleep is capped at
+//! [`MAX_SLEEP`] and, on each wake-up, the decision is taken again from fresh
+//! readings of both clocks. A wall clock stepped back cannot stretch a sleep
+//! at all: the wait is the smaller of what the two clocks say, and boottime
+//! never jumps.
 
 use super::state::Next;
 use super::Inner;
