@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 mod broker;
+mod issue_order;
 mod login_child;
 mod observe;
 mod projection;
@@ -21,7 +22,7 @@ pub use observe::{
     brokerd_with_low_nofile, eventually, open_files_limits, read_state_file, sleep_until_unix,
     vm_rss_kib,
 };
-pub use projection::{file_token, fingerprint, jwt_fake, mode, PLACEHOLDER};
+pub use projection::{fingerprint, jwt_fake, mode, PLACEHOLDER};
 
 use oauth_broker_tests::fake_server::FakeConfig;
 use std::path::PathBuf;
