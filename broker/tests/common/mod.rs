@@ -14,6 +14,7 @@ mod issue_order;
 mod login_child;
 mod observe;
 mod projection;
+mod served;
 pub mod token_hammer;
 
 pub use broker::{default_config, Broker, BrokerBuilder};
@@ -23,6 +24,7 @@ pub use observe::{
     vm_rss_kib,
 };
 pub use projection::{fingerprint, jwt_fake, mode, PLACEHOLDER};
+pub use served::token_unexpired_when_asked;
 
 use oauth_broker_tests::fake_server::FakeConfig;
 use std::path::PathBuf;

@@ -3,9 +3,10 @@
 //! Shared by `e2e_storm` (fake server) and `interop_oidc_provider`
 //! (oidc-provider) so both storms check the served tokens the same way.
 
+use super::token_unexpired_when_asked;
 use oauth_broker_client::Client;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// How each client thread of a storm behaves.
 pub struct Hammer {
@@ -41,17 +42,7 @@ pub fn hammer(socket: &str, deadline: Instant, hammer: &Hammer) -> (u64, BTreeSe
                 let mut ids = BTreeSet::new();
                 let mut requests = 0u64;
                 while Instant::now() < deadline {
-                    // Judged against the moment of asking: the broker decides
-                    // between then and the answer, and on a loaded machine the
-                    // answer may be read after a token with little life left
-                    // (min_valid 0) has run out — that says nothing about what
-                    // the broker served.
-                    let asked = SystemTime::now();
-                    let token = client.token(min_valid).expect("token");
-                    assert!(
-                        token.expires_at() > asked,
-                        "served a token that had expired when it was asked for"
-                    );
+                    let token = token_unexpired_when_asked(&mut client, min_valid).expect("token");
                     ids.insert(token.token_id().to_string());
                     requests += 1;
                     std::thread::sleep(pause);
