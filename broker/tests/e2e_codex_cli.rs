@@ -243,19 +243,39 @@ fn codex_cli_runs_on_the_projected_file_across_refreshes_and_heals_a_401() {
             "a model turn was served: {requests:#?}"
         );
         assert!(
-            !sent.is_empty() && sent.iter().all(|b| *b == sent[0]),
-            "one token per run: {requests:#?}"
+            !sent.is_empty(),
+            "the run's requests carried a token: {requests:#?}"
         );
         // The file held `token` when the run started; should the broker have
         // refreshed while Codex was starting (a slow machine), Codex loaded a
-        // later one. Either way it was the broker's current token at some
-        // moment of the run.
-        p.assert_current_since(
-            &sent[0],
-            &fingerprint(&token),
-            &format!("every request of run {lifetime}"),
-        );
-        let token = sent[0].clone();
+        // later one. Either way every request carried the broker's current
+        // token of some moment of the run. Codex keeps the token it loaded,
+        // unless a 401 made it re-read the file (on a loaded machine a run can
+        // outlive its token): then it moves on to a newer one of the broker's.
+        let first_401 = requests.iter().position(|r| r.status == 401);
+        for (i, request) in requests.iter().enumerate() {
+            let Some(bearer) = request.bearer.as_deref() else {
+                continue;
+            };
+            p.assert_current_since(
+                bearer,
+                &fingerprint(&token),
+                &format!("request {i} of run {lifetime}"),
+            );
+            if bearer != sent[0] {
+                assert!(
+                    first_401.is_some_and(|at| at < i)
+                        && p.issue_position(bearer) > p.issue_position(&sent[0]),
+                    "run {lifetime} changed tokens only after a 401, to a newer one: {requests:#?}"
+                );
+            }
+        }
+        // The token that served the run's turn.
+        let token = requests
+            .iter()
+            .rfind(|r| r.is_turn() && r.status == 200)
+            .and_then(|r| r.bearer.clone())
+            .unwrap();
         assert!(requests
             .iter()
             .filter(|r| r.bearer.is_some())
@@ -354,9 +374,13 @@ auth = {{ command = "{brokerctl}", args = ["--socket", "{socket}", "token"], ref
     let before = p.current_token_id();
     let requests = codex.exec(&backend);
     let turns: Vec<_> = requests.iter().filter(|r| r.is_turn()).collect();
-    assert_eq!(turns.len(), 1, "{requests:#?}");
-    assert_eq!(turns[0].status, 200);
-    let first = turns[0].bearer.clone().unwrap();
+    // One turn, served with the token brokerctl got from the broker. (On a
+    // loaded machine the token, served with a fifth of its life left, may end
+    // before the turn arrives: then only a 401 makes Codex ask again.)
+    let (served, rejected) = turns.split_last().expect("a turn");
+    assert_eq!(served.status, 200, "{requests:#?}");
+    assert!(rejected.iter().all(|t| t.status == 401), "{requests:#?}");
+    let first = served.bearer.clone().unwrap();
     p.assert_current_since(&first, &before, "the turn");
 
     // The turn outlives its token; the 401 makes Codex run brokerctl again.
