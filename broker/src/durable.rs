@@ -58,13 +58,16 @@ impl DurableError {
 }
 
 /// Replaces `path` with `bytes`, mode 0600. See the module docs for the steps.
-pub fn write(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+/// Returns the written file's metadata, taken from the file itself before the
+/// rename (which keeps inode, size and mtime): a `stat` of `path` afterwards
+/// could already see another program's rewrite.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<fs::Metadata, DurableError> {
     write_with_mode(path, bytes, PRIVATE_MODE)
 }
 
 /// Replaces `path` with `bytes`; the new file has exactly `mode` (the umask
 /// does not apply) from the moment it exists.
-pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DurableError> {
+pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<fs::Metadata, DurableError> {
     let fail = |step: Step| {
         move |source: io::Error| DurableError {
             path: path.to_path_buf(),
@@ -74,7 +77,7 @@ pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Durab
     };
     let dir = parent(path).map_err(fail(Step::Name))?;
     let tmp = temp_path(path).map_err(fail(Step::Name))?;
-    write_temp(&tmp, bytes, mode).map_err(|e| {
+    let written = write_temp(&tmp, bytes, mode).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         fail(Step::WriteTemp)(e)
     })?;
@@ -82,7 +85,8 @@ pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Durab
         let _ = fs::remove_file(&tmp);
         fail(Step::Rename)(e)
     })?;
-    sync_dir(dir).map_err(fail(Step::SyncDir))
+    sync_dir(dir).map_err(fail(Step::SyncDir))?;
+    Ok(written)
 }
 
 /// `fsync` of a directory, so that a rename or unlink in it is durable.
@@ -109,7 +113,7 @@ pub fn parent(path: &Path) -> io::Result<&Path> {
         .ok_or_else(|| io::Error::other(format!("{} has no parent directory", path.display())))
 }
 
-fn write_temp(tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+fn write_temp(tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<fs::Metadata> {
     // A temp file left by a crash is stale by definition: remove it, so the
     // exclusive create below never writes into an old inode (or a symlink).
     match fs::remove_file(tmp) {
@@ -127,7 +131,8 @@ fn write_temp(tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     // fchmod sets exactly what the caller asked for.
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
-    file.sync_all()
+    file.sync_all()?;
+    file.metadata()
 }
 
 #[cfg(test)]

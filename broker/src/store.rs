@@ -609,7 +609,9 @@ impl Store {
             let tmp = durable::temp_path(&path).unwrap_or_else(|_| path.clone());
             return Err(io("cannot write state file", &tmp)(e));
         }
-        durable::write(&path, &bytes).map_err(|e| io("cannot write state file", &path)(e.into_io()))
+        durable::write(&path, &bytes)
+            .map(drop)
+            .map_err(|e| io("cannot write state file", &path)(e.into_io()))
     }
 
     /// Deletes the state file (logout).

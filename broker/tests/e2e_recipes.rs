@@ -32,6 +32,7 @@ fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
     let p = Broker::builder()
         .fake(jwt_fake(Duration::from_secs(30)))
         .logged_in();
+    let before = p.current_token_id();
     let out = p.ctl(&["token", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -39,7 +40,7 @@ fn hermes_key_cmd_reads_an_oauth_token_response_with_an_honest_expires_in() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     // What Hermes Agent reads: `access_token` and `expires_in`.
     let token = json["access_token"].as_str().unwrap();
-    assert_eq!(fingerprint(token), p.current_token_id());
+    p.assert_current_since(token, &before, "brokerctl token --json");
     let expires_in = json["expires_in"].as_u64().unwrap();
     let expires_at = p.status().access_token_expires_at.unwrap();
     let left = expires_at.saturating_sub(now_unix());
@@ -55,6 +56,7 @@ fn claude_code_and_copilot_variables_get_the_current_token_through_exec() {
     let p = Broker::builder()
         .fake(jwt_fake(Duration::from_secs(30)))
         .logged_in();
+    let before = p.current_token_id();
     let out = p.ctl(&[
         "exec",
         "--env",
@@ -70,9 +72,8 @@ fn claude_code_and_copilot_variables_get_the_current_token_through_exec() {
     let text = stdout(&out);
     let lines: Vec<_> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text:?}");
-    let current = p.current_token_id();
-    assert_eq!(fingerprint(lines[0]), current);
-    assert_eq!(fingerprint(lines[1]), current);
+    assert_eq!(lines[0], lines[1], "both variables carry the same token");
+    p.assert_current_since(lines[0], &before, "the exec'd program's variables");
 }
 
 #[test]
@@ -103,12 +104,14 @@ fn openai_python_callable_api_key_sends_the_current_token_on_every_request() {
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
+    // The token the broker held before each request was made.
+    let mut before = fingerprint(&p.grant().access_token);
     for n in 0..2u64 {
         if n > 0 {
             // Let the broker refresh before the next request.
             fake.wait_for_refresh_requests(n, Duration::from_secs(10))
                 .expect("the broker refreshes");
-            p.wait_token_not_in(&seen);
+            before = p.wait_token_not_in(&seen);
             writeln!(stdin).unwrap();
         }
         let line = lines.next().expect("a line from python").unwrap();
@@ -117,7 +120,9 @@ fn openai_python_callable_api_key_sends_the_current_token_on_every_request() {
         assert_eq!(request.path, "/v1/models");
         assert_eq!(request.status, 200);
         let bearer = request.bearer.unwrap();
-        assert_eq!(fingerprint(&bearer), p.current_token_id());
+        // The broker's current token when the request was made (a refresh
+        // landing before this check must not fail it).
+        p.assert_current_since(&bearer, &before, &format!("request {n}"));
         seen.push(fingerprint(&bearer));
     }
     drop(stdin);

@@ -175,9 +175,11 @@ fn degraded_clears_when_a_later_write_succeeds_even_if_the_refresh_failed() {
     let current = rig.client().token(Duration::ZERO).expect("token");
     std::fs::write(&fault_file, b"").unwrap();
     // First attempt: held by the server past the timeout; the at-once retry
-    // after that ambiguous failure gets a 503.
+    // after that ambiguous failure gets a 503, and so does every later retry:
+    // on a loaded machine the backoff's next attempt may run before the
+    // waiting report is answered, and must not turn its answer into a token.
     rig.fake.push_fault(Fault::Delay(Duration::from_secs(600)));
-    rig.fake.push_fault(Fault::Status(503));
+    rig.fake.set_persistent_fault(Some(Fault::Status(503)));
     let mut client = rig.client();
     let reporter = std::thread::spawn(move || client.unauthorized(&current).map(|_| ()));
     rig.fake

@@ -92,7 +92,9 @@ impl RuntimeRecordFile {
     /// Replaces the record (the broker's one durable write, mode 0600).
     pub fn save(&self, record: &RuntimeRecord) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        crate::durable::write(&self.path, &bytes).map_err(|e| e.into_io())
+        crate::durable::write(&self.path, &bytes)
+            .map(drop)
+            .map_err(|e| e.into_io())
     }
 
     /// Removes the record: the state file is complete again.

@@ -31,15 +31,21 @@ pub struct Stamp {
     mtime_ns: i128,
 }
 
-/// The stamp of `path`, `None` when there is no file.
-pub fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
-    match fs::metadata(path) {
-        Ok(meta) => Ok(Some(Stamp {
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
             len: meta.len(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        })),
+        }
+    }
+}
+
+/// The stamp of `path`, `None` when there is no file.
+pub fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(Stamp::of(&meta))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -64,13 +70,17 @@ pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// Replaces `path` with `bytes` atomically and durably, mode 0600 from the
-/// start (see [`crate::durable`]). A missing parent directory is created with
-/// mode 0700. Returns the stamp of the new file.
+/// start: a temp file in the same directory, fsync, rename, fsync of the
+/// directory. A missing parent directory is created with mode 0700. Returns
+/// the stamp of the new file, taken from the written file itself before the
+/// rename (which keeps inode, size and mtime): a `stat` of `path` afterwards
+/// could see a tool's rewrite made meanwhile (the directory fsync takes a
+/// while) and take it for ours, so the broker would never replace it.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
     create_parent(path)?;
     // The callers name the path in their messages; keep the OS error alone.
-    durable::write(path, bytes).map_err(DurableError::into_io)?;
-    stamp(path)?.ok_or_else(|| io::Error::other("the file vanished right after it was written"))
+    let written = durable::write(path, bytes).map_err(DurableError::into_io)?;
+    Ok(Stamp::of(&written))
 }
 
 /// Opens (creating it, mode 0600, and its directory, mode 0700) a tool's lock
@@ -152,6 +162,9 @@ mod tests {
         let second = write_private(&path, b"two!").unwrap();
         assert_ne!(first, second);
         assert_eq!(stamp(&path).unwrap(), Some(second));
+        // A tool rewriting the file in place (Claude Code's wipe) is not us.
+        fs::write(&path, b"{}").unwrap();
+        assert_ne!(stamp(&path).unwrap(), Some(second));
         // No temp file is left behind.
         let names: Vec<_> = fs::read_dir(path.parent().unwrap())
             .unwrap()

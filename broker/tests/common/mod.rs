@@ -10,9 +10,11 @@
 #![allow(dead_code)]
 
 mod broker;
+mod issue_order;
 mod login_child;
 mod observe;
 mod projection;
+mod served;
 pub mod token_hammer;
 
 pub use broker::{default_config, Broker, BrokerBuilder, DEFAULT_REFRESH};
@@ -22,6 +24,7 @@ pub use observe::{
     vm_rss_kib,
 };
 pub use projection::{file_token, fingerprint, jwt_fake, mode, PLACEHOLDER};
+pub use served::token_unexpired_when_asked;
 
 use oauth_broker_tests::fake_server::FakeConfig;
 use std::path::PathBuf;

@@ -117,6 +117,9 @@ impl OidcProvider {
             http: reqwest::Client::builder()
                 .user_agent(TEST_USER_AGENT)
                 .timeout(HTTP_TIMEOUT)
+                // A fresh connection per call: none can race the server
+                // closing an idle one.
+                .pool_max_idle_per_host(0)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("http client"),

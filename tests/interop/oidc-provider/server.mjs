@@ -75,6 +75,11 @@ function summary() {
 
 // Listen first: the issuer must carry the port the OS picked.
 const server = createServer();
+// Idle keep-alive connections stay open for the whole test. Node closes them
+// after 5 s by default, and a client that reuses one at that very moment gets a
+// connection error: the test's own calls and the broker's refreshes alike
+// (seen on a loaded machine after a 6 s device login).
+server.keepAliveTimeout = 10 * 60 * 1000;
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(0, '127.0.0.1', resolve);

@@ -82,6 +82,8 @@ struct RefreshEntry {
 #[derive(Debug)]
 struct AccessEntry {
     family: usize,
+    /// Position in issuance order (0 for the first access token minted).
+    issued: usize,
     expires_at: Instant,
     revoked: bool,
 }
@@ -102,6 +104,14 @@ impl Families {
             .chain(self.access.keys())
             .cloned()
             .collect()
+    }
+
+    /// Every access token ever minted, oldest first.
+    pub(crate) fn access_tokens_in_issue_order(&self) -> Vec<String> {
+        let mut tokens: Vec<(usize, &String)> =
+            self.access.iter().map(|(t, e)| (e.issued, t)).collect();
+        tokens.sort_unstable();
+        tokens.into_iter().map(|(_, t)| t.clone()).collect()
     }
 
     /// A new family, as after a successful login.
@@ -208,6 +218,7 @@ impl Families {
             access_token.clone(),
             AccessEntry {
                 family,
+                issued: self.access.len(),
                 expires_at: now + spec.ttl,
                 revoked: false,
             },

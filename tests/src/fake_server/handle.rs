@@ -465,6 +465,14 @@ impl FakeAuthServer {
         self.shared().read(|i| i.families.all_tokens())
     }
 
+    /// Every access token this server issued, oldest first: which of two
+    /// tokens superseded the other, for judging "the current token" without
+    /// racing the next refresh.
+    pub fn access_tokens_in_issue_order(&self) -> Vec<String> {
+        self.shared()
+            .read(|i| i.families.access_tokens_in_issue_order())
+    }
+
     /// Counters (see [`Stats`]).
     pub fn stats(&self) -> Stats {
         self.shared().read(|i| i.stats.clone())

@@ -55,7 +55,7 @@ pub fn run(config: &DemoConfig, brokerd: &Path) -> anyhow::Result<SideResult> {
         .context("broker side")?
         .into_iter()
         .sum();
-    let result = SideResult::from_server(&fake, tally.requests, tally.failed);
+    let result = SideResult::from_server(&fake, tally);
     drop(broker);
     Ok(result)
 }
@@ -73,8 +73,8 @@ impl Program {
         std::thread::sleep(interval.mul_f64(rand::rng().random_range(0.0..1.0)));
         while Instant::now() < deadline {
             tally.requests += 1;
-            if !self.call(api) {
-                tally.failed += 1;
+            if let Err(cause) = self.call(api) {
+                tally.fail(cause);
             }
             std::thread::sleep(interval);
         }
@@ -82,29 +82,49 @@ impl Program {
     }
 
     /// Token from the broker, API call, and on 401 one retry with the token
-    /// `unauthorized` returns.
-    fn call(&mut self, api: &str) -> bool {
-        let Ok(token) = self.client.token(MIN_VALID) else {
-            return false;
-        };
+    /// `unauthorized` returns. A failure says which step failed and how much
+    /// life the token had left when the broker served it.
+    fn call(&mut self, api: &str) -> Result<(), String> {
+        let token = self
+            .client
+            .token(MIN_VALID)
+            .map_err(|e| format!("token request: {e}"))?;
+        let served_with = token.remaining();
+        let asked = Instant::now();
         let answer = self.runtime.block_on(direct_oauth::call_api(
             &self.http,
             api,
             token.expose_secret(),
         ));
         match answer {
-            ApiAnswer::Ok => true,
-            ApiAnswer::Failed => false,
-            ApiAnswer::Unauthorized => match self.client.unauthorized(&token) {
-                Ok(token) => {
-                    self.runtime.block_on(direct_oauth::call_api(
-                        &self.http,
-                        api,
-                        token.expose_secret(),
-                    )) == ApiAnswer::Ok
+            ApiAnswer::Ok => Ok(()),
+            ApiAnswer::Failed => Err(format!(
+                "API call failed (neither 2xx nor 401) after {:?}",
+                asked.elapsed()
+            )),
+            ApiAnswer::Unauthorized => {
+                let first = format!(
+                    "first call 401 after {:?}, token served with {served_with:?} left",
+                    asked.elapsed()
+                );
+                let token = self
+                    .client
+                    .unauthorized(&token)
+                    .map_err(|e| format!("{first}; unauthorized: {e}"))?;
+                let served_with = token.remaining();
+                let asked = Instant::now();
+                match self.runtime.block_on(direct_oauth::call_api(
+                    &self.http,
+                    api,
+                    token.expose_secret(),
+                )) {
+                    ApiAnswer::Ok => Ok(()),
+                    retry => Err(format!(
+                        "{first}; retry {retry:?} after {:?}, token served with {served_with:?} left",
+                        asked.elapsed()
+                    )),
                 }
-                Err(_) => false,
-            },
+            }
         }
     }
 }

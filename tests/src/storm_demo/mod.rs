@@ -81,11 +81,14 @@ pub struct SideResult {
     pub requests: u64,
     /// API calls that did not succeed, even after one retry with a new token.
     pub failed_requests: u64,
+    /// Why they failed, for the first few (the programs' own words), so a
+    /// failing run says what went wrong.
+    pub failure_causes: Vec<String>,
 }
 
 impl SideResult {
     /// The server's counters after a side ran (family 0 is the shared login).
-    pub(crate) fn from_server(fake: &FakeAuthServer, requests: u64, failed_requests: u64) -> Self {
+    pub(crate) fn from_server(fake: &FakeAuthServer, tally: Tally) -> Self {
         let stats = fake.stats();
         SideResult {
             refresh_attempts: stats.refresh_requests,
@@ -93,24 +96,43 @@ impl SideResult {
             refused_refreshes: stats.refresh_requests - stats.successful_refreshes,
             reuse_detections: stats.reuse_detections,
             family_revoked: fake.families().first().is_some_and(|f| f.revoked),
-            requests,
-            failed_requests,
+            requests: tally.requests,
+            failed_requests: tally.failed,
+            failure_causes: tally.causes,
         }
     }
 }
 
+/// How many failure causes a side keeps.
+const CAUSES_KEPT: usize = 10;
+
 /// Per-program tallies.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Tally {
     pub requests: u64,
     pub failed: u64,
+    /// Why calls failed (the first [`CAUSES_KEPT`]).
+    pub causes: Vec<String>,
+}
+
+impl Tally {
+    /// Counts one failed call and keeps its cause if there is room.
+    pub(crate) fn fail(&mut self, cause: String) {
+        self.failed += 1;
+        if self.causes.len() < CAUSES_KEPT {
+            self.causes.push(cause);
+        }
+    }
 }
 
 impl std::iter::Sum for Tally {
     fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
-        iter.fold(Tally::default(), |a, b| Tally {
-            requests: a.requests + b.requests,
-            failed: a.failed + b.failed,
+        iter.fold(Tally::default(), |mut a, b| {
+            a.requests += b.requests;
+            a.failed += b.failed;
+            let room = CAUSES_KEPT.saturating_sub(a.causes.len());
+            a.causes.extend(b.causes.into_iter().take(room));
+            a
         })
     }
 }

@@ -54,7 +54,7 @@ pub fn run(config: &DemoConfig) -> anyhow::Result<SideResult> {
         .context("status quo")?
         .into_iter()
         .sum();
-    Ok(SideResult::from_server(&fake, tally.requests, tally.failed))
+    Ok(SideResult::from_server(&fake, tally))
 }
 
 /// One program with its own tokens and its own HTTP client.
@@ -83,7 +83,7 @@ impl Program {
             }
             tally.requests += 1;
             if !self.call(api) {
-                tally.failed += 1;
+                tally.fail("logged out or refused".to_owned());
             }
             std::thread::sleep(interval);
         }
