@@ -423,7 +423,7 @@ fn fifty_agents_through_kills_faults_a_full_disk_and_a_clock_jump_never_lose_the
          kills={} restarts={} disk_full_kill={disk_full_kill} faults_injected={} \
          disk_full_writes_failed={} clock_jump={CLOCK_JUMP}s unreachable_while_down={unreachable_while_down} \
          refused_without_valid_token={refused_without_valid_token} reuse={} families_revoked={} \
-         relogins={} failures={}",
+         relogins={} expired_served={} dead_token_uses={} failures={}",
         started.elapsed().as_secs(),
         stats.successful_refreshes,
         stats.grace_replays,
@@ -434,8 +434,13 @@ fn fifty_agents_through_kills_faults_a_full_disk_and_a_clock_jump_never_lose_the
         stats.reuse_detections,
         stats.families_revoked,
         stats.grants_issued - 1,
+        expired_served.len(),
+        dead_token_uses.len(),
         failures.len(),
     );
+    for line in expired_served.iter().chain(&dead_token_uses).take(10) {
+        println!("SOAK {line}");
+    }
     assert!(
         failures.is_empty(),
         "seed {seed}: {} failed requests while a valid token existed, e.g. {:#?}",
