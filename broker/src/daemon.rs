@@ -40,10 +40,12 @@ pub struct Args {
     pub state_dir: Option<PathBuf>,
 }
 
-/// How long shutdown waits for an in-flight refresh to finish and persist: two
-/// whole token-endpoint requests (the attempt and its prompt retry after an
-/// ambiguous failure) plus time for the state write. Abandoning a refresh the
-/// server may already have processed would burn the refresh token.
+/// How long shutdown may take in all: letting an in-flight refresh finish and
+/// persist — two whole token-endpoint requests (the attempt and its prompt
+/// retry after an ambiguous failure) plus time for the state write — and,
+/// while the state directory is full or read-only, retrying the write of a
+/// rotated refresh token. Abandoning either would burn the refresh token.
+/// Stays below the unit's `TimeoutStopSec=90` with the default 30 s timeout.
 fn shutdown_grace(http_timeout: Duration) -> Duration {
     http_timeout * 2 + Duration::from_secs(5)
 }
@@ -104,6 +106,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config.file.refresh.clone(),
         store,
         persisted,
+        // Beside the socket: in $XDG_RUNTIME_DIR (tmpfs), writable when the
+        // state directory is not.
+        crate::manager::runtime_record::RuntimeRecordFile::beside_socket(bound.path()),
         refresher.clone(),
         clock.clone(),
     );
@@ -162,7 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    crate::systemd::notify_stopping();
+    crate::systemd::notify_stopping(manager.snapshot().degraded.is_some());
     shutdown.cancel();
     if let Some(task) = status_updates {
         let _ = task.await;

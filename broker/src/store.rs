@@ -270,6 +270,12 @@ pub struct InFlightMarker {
     pub started_at: u64,
     /// Fingerprint of the refresh token being spent.
     pub refresh_token_id: String,
+    /// Unix milliseconds by which the request has certainly ended (sent plus
+    /// the HTTP timeout): until then a restarted broker must not spend the
+    /// token again, or the old request, still held by the server, would be
+    /// processed as a reuse. Absent in markers of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_deadline_ms: Option<u64>,
 }
 
 /// Why a relogin is required, persisted so that a restart does not retry a dead

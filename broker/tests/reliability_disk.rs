@@ -202,8 +202,8 @@ fn degraded_clears_when_a_later_write_succeeds_even_if_the_refresh_failed() {
 }
 
 /// A mount made for one test; unmounted on drop (lazily if still busy).
-struct Mount {
-    path: PathBuf,
+pub(crate) struct Mount {
+    pub(crate) path: PathBuf,
 }
 
 impl Mount {
@@ -222,7 +222,7 @@ impl Mount {
     }
 
     /// A tiny tmpfs at `path`.
-    fn tmpfs(path: &Path, size: &str) -> Option<Mount> {
+    pub(crate) fn tmpfs(path: &Path, size: &str) -> Option<Mount> {
         std::fs::create_dir_all(path).ok()?;
         Mount::new(
             &[
@@ -241,7 +241,7 @@ impl Mount {
     /// refused while the broker holds its lock file open for writing; files
     /// opened before the bind mount keep working, like on a real disk that
     /// turned read-only under a running program.)
-    fn read_only(path: &Path) -> Mount {
+    pub(crate) fn read_only(path: &Path) -> Mount {
         let bind = Mount::new(&["--bind", &path.to_string_lossy()], path)
             .expect("bind mount where mount works");
         let out = Command::new("mount")
@@ -267,7 +267,7 @@ impl Drop for Mount {
 }
 
 /// Fills the file system at `dir` with one file until the kernel says ENOSPC.
-fn fill(dir: &Path) -> PathBuf {
+pub(crate) fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
     let path = dir.join("filler");
     let mut file = std::fs::File::create(&path).unwrap();

@@ -10,6 +10,12 @@ use std::time::Duration;
 /// crash or a lost connection mid-refresh) is followed by a refusal.
 pub const REFRESH_INTERRUPTED: &str = "refresh_interrupted";
 
+/// Reason recorded when the provider rotated the refresh token while the state
+/// directory could not be written, and brokerd stopped before it could be: the
+/// rotated token is lost and the one on disk is already spent. Spending it
+/// again would make a strict provider revoke the whole token family.
+pub const ROTATION_NOT_PERSISTED: &str = "rotation_not_persisted";
+
 /// `brokerctl` invocation for this account, e.g. `brokerctl --account work relogin`.
 pub fn ctl(account: &str, sub: &str) -> String {
     if account == crate::paths::DEFAULT_ACCOUNT {
@@ -23,6 +29,8 @@ pub fn ctl(account: &str, sub: &str) -> String {
 pub fn relogin_message(reason: &str, detail: &str) -> String {
     if reason == REFRESH_INTERRUPTED {
         "an interrupted refresh (crash or lost connection) may have let the server rotate the refresh token without the broker learning the new one; the server now refuses it".to_string()
+    } else if reason == ROTATION_NOT_PERSISTED {
+        "the state directory was full or read-only when the provider rotated the refresh token; the rotated token was lost when brokerd stopped, and the one on disk is already spent (not sent again: a strict provider would revoke the whole login)".to_string()
     } else {
         detail.to_string()
     }
@@ -31,6 +39,18 @@ pub fn relogin_message(reason: &str, detail: &str) -> String {
 /// The hint given with every `relogin_required`.
 pub fn relogin_hint(account: &str) -> String {
     format!("run `{}` to log in again", ctl(account, "relogin"))
+}
+
+/// The hint for a relogin with this reason.
+pub fn relogin_hint_for(account: &str, reason: &str) -> String {
+    if reason == ROTATION_NOT_PERSISTED {
+        format!(
+            "free disk space in the state directory (or make it writable), then run `{}`",
+            ctl(account, "relogin")
+        )
+    } else {
+        relogin_hint(account)
+    }
 }
 
 /// No login yet.
@@ -103,7 +123,9 @@ impl TokenError {
                 ctl(account, "relogin"),
                 ctl(account, "import FILE")
             ),
-            TokenError::ReloginRequired { account, .. } => relogin_hint(account),
+            TokenError::ReloginRequired {
+                account, reason, ..
+            } => relogin_hint_for(account, reason),
             TokenError::Unavailable { hint, .. } => hint.clone().unwrap_or_else(|| {
                 "the broker retries by itself with backoff; check the network or the provider's status"
                     .to_string()

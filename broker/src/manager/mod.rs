@@ -23,6 +23,7 @@
 pub mod errors;
 mod forced_refresh;
 mod refresh;
+pub mod runtime_record;
 mod scheduler;
 mod snapshot;
 mod state;
@@ -35,6 +36,7 @@ use crate::provider::ProviderSpec;
 use crate::store::{PersistedState, Store, StoreError};
 pub use errors::{AdoptError, LogoutError, TokenError};
 use oauth_broker_proto::{ForcedRefreshStatus, StatusReport};
+use runtime_record::{RuntimeRecord, RuntimeRecordFile};
 pub use snapshot::{ServedToken, TokenSnapshot};
 use state::{Decision, State};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,6 +60,8 @@ pub(crate) struct Inner {
     /// subscribers watch it.
     snapshot: watch::Sender<Arc<TokenSnapshot>>,
     store: Arc<Store>,
+    /// What failed state writes could not record (beside the socket).
+    record: RuntimeRecordFile,
     persist_lock: tokio::sync::Mutex<()>,
     refresher: Arc<dyn Refresher>,
     clock: Arc<dyn Clock>,
@@ -66,20 +70,31 @@ pub(crate) struct Inner {
 }
 
 impl TokenManager {
-    /// Restores the account from `store` and starts the background scheduler.
-    /// Must be called inside a tokio runtime.
+    /// Restores the account from `store` (and from `record`, what the
+    /// previous broker could not write there) and starts the background
+    /// scheduler. Must be called inside a tokio runtime.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         account: String,
         provider: Arc<ProviderSpec>,
         settings: RefreshSettings,
         store: Store,
         persisted: Option<PersistedState>,
+        record: RuntimeRecordFile,
         refresher: Arc<dyn Refresher>,
         clock: Arc<dyn Clock>,
     ) -> TokenManager {
-        let state = State::restore(persisted, &settings, clock.now());
+        let now = clock.now();
+        let state = State::restore(persisted, record.load(&account), &settings, now);
         if state.interrupted {
-            tracing::warn!("the previous broker stopped during a refresh; retrying it now");
+            let wait_ms = state
+                .hold_until
+                .map(|at| crate::clock::saturating_diff(at, now).as_millis() as u64)
+                .unwrap_or(0);
+            tracing::warn!(
+                wait_ms,
+                "the previous broker stopped during a refresh; retrying it once its request has certainly ended (serving the cached token meanwhile)"
+            );
         }
         let (snapshot, _) = watch::channel(Arc::new(state.snapshot()));
         let manager = TokenManager {
@@ -90,6 +105,7 @@ impl TokenManager {
                 state: Mutex::new(state),
                 snapshot,
                 store: Arc::new(store),
+                record,
                 persist_lock: tokio::sync::Mutex::new(()),
                 refresher,
                 clock,
@@ -265,15 +281,19 @@ impl TokenManager {
             None => false,
         };
         let store = inner.store.clone();
-        tokio::task::spawn_blocking(move || store.delete())
-            .await
-            .map_err(|e| StoreError::Io {
-                what: "cannot delete state",
-                path: Default::default(),
-                source: std::io::Error::other(e.to_string()),
-            })
-            .and_then(|r| r)
-            .map_err(|e| LogoutError::NotDeleted(e.to_string()))?;
+        let record = inner.record.clone();
+        tokio::task::spawn_blocking(move || {
+            record.clear();
+            store.delete()
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            what: "cannot delete state",
+            path: Default::default(),
+            source: std::io::Error::other(e.to_string()),
+        })
+        .and_then(|r| r)
+        .map_err(|e| LogoutError::NotDeleted(e.to_string()))?;
         {
             let mut st = inner.lock();
             st.replace_login(None);
@@ -295,33 +315,61 @@ impl TokenManager {
         self.inner.snapshot.borrow().clone()
     }
 
-    /// Stops the scheduler and waits up to `grace` for an in-flight refresh to
-    /// finish and persist its result. A refresh still running after that is
-    /// abandoned; its on-disk marker explains the situation to the next broker.
+    /// Stops the scheduler and, within `grace` in all, lets an in-flight
+    /// refresh finish and persist its result, then keeps retrying a state
+    /// write that is still failing (degraded): a rotated refresh token that
+    /// lives only in memory is lost when the process ends. A refresh still
+    /// running at the deadline is abandoned; its marker explains the situation
+    /// to the next broker, as the runtime record does for a write that never
+    /// succeeded.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
+        let deadline = tokio::time::Instant::now() + grace;
         inner.shutdown.cancel();
         inner.tasks.close();
-        if tokio::time::timeout(grace, inner.tasks.wait())
+        if tokio::time::timeout_at(deadline, inner.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("a refresh was still running at shutdown; the next start will retry it");
+            tracing::warn!("a refresh was still running at shutdown; the next start will retry it once its request has certainly ended");
         }
-        // Degraded: the rotated refresh token lives only in memory and the
-        // next write retry may be minutes away. One last attempt now, or the
-        // next broker would start from the burned token on disk.
+        let mut attempt = 0u32;
+        while inner.lock().persist_pending {
+            attempt += 1;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tracing::warn!(
+                attempt,
+                seconds_left = left.as_secs(),
+                "stopping: the state with the rotated refresh token is not written yet; retrying until the stop timeout (free disk space or make the state directory writable now)"
+            );
+            if tokio::time::timeout_at(deadline, refresh::persist_retry(inner))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if !inner.lock().persist_pending {
+                tracing::info!("the state was written at shutdown");
+                break;
+            }
+            let pause = SHUTDOWN_WRITE_RETRY
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            tokio::time::sleep(pause).await;
+        }
         if inner.lock().persist_pending {
-            let last_write = refresh::persist_retry(inner);
-            if tokio::time::timeout(grace, last_write).await.is_err() {
-                tracing::warn!("the state could not be written at shutdown");
-            }
-            if inner.lock().persist_pending {
-                tracing::error!("stopping with refreshed tokens that are not persisted; the next start will need a relogin unless the state directory is fixed first");
-            }
+            tracing::error!(
+                record = %inner.record.path().display(),
+                "stopping with a rotated refresh token that could not be written: it is lost, and the one on disk is already spent; the next start will say relogin_required (rotation_not_persisted) instead of spending it"
+            );
         }
     }
 }
+
+/// Pause between state-write attempts while stopping.
+const SHUTDOWN_WRITE_RETRY: Duration = Duration::from_millis(500);
 
 impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -342,10 +390,31 @@ impl Inner {
         self.snapshot.send_replace(Arc::new(st.snapshot()));
     }
 
+    /// Writes the whole state. On success the runtime record is obsolete and
+    /// removed; on failure it records what the state file now lacks (spent
+    /// refresh tokens, an in-flight marker), where the disk still allows it.
     pub(crate) async fn save(&self, snapshot: PersistedState) -> Result<(), StoreError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.save(&snapshot))
-            .await
+        let record = self.record.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = store.save(&snapshot);
+            match &result {
+                Ok(()) => record.clear(),
+                Err(_) => {
+                    let unsaved = RuntimeRecord {
+                        version: 1,
+                        account: snapshot.account.clone(),
+                        spent_refresh_tokens: snapshot.spent_refresh_tokens.clone(),
+                        refresh_in_flight: snapshot.refresh_in_flight.clone(),
+                    };
+                    if let Err(e) = record.save(&unsaved) {
+                        tracing::error!(path = %record.path().display(), error = %e, "cannot write the record of unsaved refreshes either; a restart before the state is written may spend a burned refresh token");
+                    }
+                }
+            }
+            result
+        })
+        .await
             .unwrap_or_else(|e| {
                 Err(StoreError::Io {
                     what: "cannot write state",
@@ -370,12 +439,12 @@ impl Inner {
                 let now = self.clock.now();
                 match decide(&st, now) {
                     Decision::StartRefresh => {
-                        refresh::start(self, &mut st, "demand");
+                        refresh::start(self, &mut st, refresh::Trigger::Demand);
                         Decision::Wait
                     }
                     Decision::StartForcedRefresh => {
                         st.record_forced_refresh(now);
-                        refresh::start(self, &mut st, "unauthorized");
+                        refresh::start(self, &mut st, refresh::Trigger::Demand);
                         Decision::Wait
                     }
                     Decision::SuppressForcedRefresh(grant) => {
@@ -394,6 +463,15 @@ impl Inner {
                 | Decision::SuppressForcedRefresh(_) => {
                     if changes.changed().await.is_err() {
                         return Err(TokenError::ShuttingDown);
+                    }
+                }
+                Decision::WaitUntil(at) => {
+                    let sleep = crate::clock::saturating_diff(at, self.clock.now());
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() {
+                            return Err(TokenError::ShuttingDown);
+                        },
+                        _ = tokio::time::sleep(sleep) => {}
                     }
                 }
             }

@@ -9,19 +9,30 @@ use crate::oauth::{ErrorClass, RefreshError};
 use crate::store::{InFlightMarker, ReloginRecord};
 use oauth_broker_proto::LastError;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Starts the single-flight refresh task. The caller holds the state lock and has
 /// checked that no refresh is running.
-pub(super) fn start(inner: &Arc<Inner>, st: &mut State, trigger: &'static str) {
+pub(super) fn start(inner: &Arc<Inner>, st: &mut State, trigger: Trigger) {
     debug_assert!(!st.refreshing);
     st.refreshing = true;
     let generation = st.generation;
     let inner = inner.clone();
-    tracing::debug!(trigger, "starting refresh");
+    tracing::debug!(?trigger, "starting refresh");
     // Tracked but never cancelled: the request may already be at the server.
     inner.tasks.clone().spawn(async move {
-        run(inner, generation).await;
+        run(inner, generation, trigger).await;
     });
+}
+
+/// Why a refresh starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// A client waits for it.
+    Demand,
+    /// The background schedule (before expiry): nobody needs it yet, so it is
+    /// dropped if its marker cannot be written.
+    Scheduled,
 }
 
 /// Clears `refreshing` if the refresh task unwinds, so that a bug (or a panic
@@ -38,7 +49,7 @@ impl Drop for ClearOnPanic<'_> {
     }
 }
 
-async fn run(inner: Arc<Inner>, generation: u64) {
+async fn run(inner: Arc<Inner>, generation: u64, trigger: Trigger) {
     let _guard = ClearOnPanic(&inner);
     let creds = {
         let st = inner.lock();
@@ -53,7 +64,20 @@ async fn run(inner: Arc<Inner>, generation: u64) {
         inner.publish();
         return;
     };
-    if !mark_in_flight(&inner, generation, &creds).await {
+    let Some(marked) = mark_in_flight(&inner, generation, &creds).await else {
+        return;
+    };
+    if !marked && trigger == Trigger::Scheduled && still_valid(&inner, &creds) {
+        // Never spend a refresh token whose successor could not be persisted
+        // when no client needs it: serve the still-valid token and retry the
+        // write; a client that runs out of token refreshes on demand.
+        tracing::warn!("not refreshing ahead of expiry while the state cannot be written; serving the still-valid token");
+        {
+            let mut st = inner.lock();
+            st.refreshing = false;
+            st.marker = None;
+        }
+        inner.publish();
         return;
     }
     let mut result = inner.refresher.refresh(&creds).await;
@@ -61,18 +85,31 @@ async fn run(inner: Arc<Inner>, generation: u64) {
         if e.is_ambiguous() {
             // The request may have reached the server. Retry at once with the same
             // token: servers with a reuse grace period accept it, and otherwise the
-            // refusal is explained as an interrupted refresh.
+            // refusal is explained as an interrupted refresh. The marker is
+            // renewed first: its deadline must cover this second request too.
             tracing::warn!(reason = %e.reason, "refresh outcome unknown; retrying once at once");
             inner.lock().interrupted = true;
+            if mark_in_flight(&inner, generation, &creds).await.is_none() {
+                return;
+            }
             result = inner.refresher.refresh(&creds).await;
         }
     }
     apply(&inner, generation, result).await;
 }
 
-/// Writes the in-flight marker before the request leaves. Returns false if the
-/// login was replaced meanwhile (the refresh is then dropped).
-async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials) -> bool {
+/// Added to the HTTP timeout for a marker's deadline.
+const MARKER_MARGIN: Duration = Duration::from_millis(100);
+
+/// Whether `creds` (the ones being refreshed) still hold a valid access token.
+fn still_valid(inner: &Arc<Inner>, creds: &Credentials) -> bool {
+    creds.access_token.is_some() && creds.remaining(inner.clock.now()).is_some()
+}
+
+/// Writes the in-flight marker before the request leaves. Returns whether it
+/// reached the disk (if not, the runtime record beside the socket holds it),
+/// or `None` if the login was replaced meanwhile (the refresh is then dropped).
+async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials) -> Option<bool> {
     let _order = inner.persist_lock.lock().await;
     let snapshot = {
         let mut st = inner.lock();
@@ -80,26 +117,40 @@ async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials
             st.refreshing = false;
             drop(st);
             inner.publish();
-            return false;
+            return None;
         }
+        let now = inner.clock.now();
+        // The HTTP timeout bounds the whole request, connecting included; a
+        // little margin for the time until it is actually sent.
+        let deadline = now + inner.settings.http_timeout() + MARKER_MARGIN;
         st.marker = Some(InFlightMarker {
-            started_at: unix_secs(inner.clock.now()),
+            started_at: unix_secs(now),
             refresh_token_id: creds.refresh_token_id(),
+            answer_deadline_ms: deadline
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as u64),
         });
         st.persisted(&inner.account)
     };
     match inner.save(snapshot).await {
         // The whole current state is on disk again: nothing is pending.
-        Ok(()) => persisted_again(inner),
+        Ok(()) => {
+            persisted_again(inner);
+            Some(true)
+        }
         Err(e) => {
-            // Keep going: not refreshing would stop token service, and the
-            // result will be kept in memory and retried like any failed write.
+            // A client waiting for this refresh still gets it: its result is
+            // kept in memory and the write retried like any failed write.
             tracing::warn!(error = %e, "cannot write the in-flight marker");
+            let now = inner.clock.now();
             let mut st = inner.lock();
             st.degraded = Some(format!("cannot write state: {e}"));
+            st.persist_pending = true;
+            st.persist_backoff.fail(now, None);
+            Some(false)
         }
     }
-    true
 }
 
 async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, RefreshError>) {
@@ -185,6 +236,7 @@ fn succeed(
     st.refreshing = false;
     st.interrupted = false;
     st.marker = None;
+    st.hold_until = None;
     st.refresh_count += 1;
     st.last_refresh_at = Some(now);
     if dead_on_arrival {
@@ -246,6 +298,7 @@ fn fail(
             st.relogin = Some(ReloginRecord { reason, message });
             st.marker = None;
             st.interrupted = false;
+            st.hold_until = None;
         }
         ErrorClass::Configuration => {
             let delay = st.backoff.fail_slow(now);

@@ -19,7 +19,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
             let mut st = inner.lock();
             let next = st.next(now);
             if let Next::Refresh = next {
-                super::refresh::start(&inner, &mut st, "scheduled");
+                super::refresh::start(&inner, &mut st, super::refresh::Trigger::Scheduled);
             }
             next
         };

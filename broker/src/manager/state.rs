@@ -10,6 +10,7 @@ use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::manager::errors::{self, TokenError};
 use crate::manager::forced_refresh::ForcedRefreshes;
+use crate::manager::runtime_record::RuntimeRecord;
 use crate::manager::snapshot::{ServedToken, TokenSnapshot};
 use crate::store::{InFlightMarker, PersistedState, ReloginRecord};
 use oauth_broker_proto::{LastError, TokenState};
@@ -37,6 +38,10 @@ pub(crate) enum Decision {
     /// A 401 report about a token a forced refresh just produced: answer with
     /// this (current) token instead of refreshing again, and count it.
     SuppressForcedRefresh(Arc<ServedToken>),
+    /// A refresh is needed but the token must not be spent before this time
+    /// (the previous broker's request may still be at the server): wait
+    /// until then, or for a change.
+    WaitUntil(SystemTime),
 }
 
 /// What the background scheduler should do next.
@@ -78,7 +83,17 @@ pub(crate) struct State {
     pub spent: std::collections::VecDeque<String>,
     /// Bounds on refreshes forced by 401 reports.
     pub forced_refreshes: ForcedRefreshes,
+    /// The previous broker stopped during a refresh whose request may still be
+    /// held by the server until this time: spending the same refresh token
+    /// before then would be processed as a reuse (and a strict server revokes
+    /// the whole family), so the broker serves its cached token meanwhile.
+    pub hold_until: Option<SystemTime>,
 }
+
+/// Longest hold after a crash mid-refresh, whatever the marker says (a wall
+/// clock stepped back must not stall the broker): the longest HTTP timeout
+/// the config allows.
+const MAX_HOLD: Duration = Duration::from_secs(600);
 
 /// How many spent refresh-token fingerprints are remembered.
 const SPENT_MEMORY: usize = 32;
@@ -87,6 +102,7 @@ impl State {
     /// State restored from disk (or empty).
     pub fn restore(
         persisted: Option<PersistedState>,
+        record: Option<RuntimeRecord>,
         settings: &RefreshSettings,
         now: SystemTime,
     ) -> State {
@@ -114,6 +130,7 @@ impl State {
             forced_refreshes: ForcedRefreshes::new(Duration::from_secs(
                 settings.forced_refresh_floor_secs,
             )),
+            hold_until: None,
         };
         if let Some(p) = persisted {
             state.set_creds(p.credentials());
@@ -122,18 +139,93 @@ impl State {
             state.last_refresh_at = p.last_refresh_time();
             state.spent = p.spent_refresh_tokens.iter().cloned().collect();
             if let Some(marker) = p.refresh_in_flight {
-                // A refresh was in flight when the previous broker stopped: the
-                // server may have rotated the token. Retry promptly once (servers
-                // with a reuse grace period accept it) and, if refused, say why.
-                state.interrupted = true;
-                state.marker = Some(marker);
-                state.next_refresh_at = Some(now);
+                state.interrupt(marker, settings, now);
             }
+        }
+        if let Some(record) = record {
+            state.apply_runtime_record(record, settings, now);
         }
         if state.next_refresh_at.is_none() {
             state.schedule_next(now, settings);
         }
         state
+    }
+
+    /// A refresh was in flight when the previous broker stopped: the server
+    /// may have rotated the token, or may still hold the request. Retry once
+    /// (servers with a reuse grace period accept it; a refusal is then
+    /// explained as an interrupted refresh) — but only after the old request
+    /// must have ended, or the server would process it as a reuse.
+    fn interrupt(&mut self, marker: InFlightMarker, settings: &RefreshSettings, now: SystemTime) {
+        let deadline = match marker.answer_deadline_ms {
+            Some(ms) => SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+            // Older markers: whole seconds, rounded up, plus this config's timeout.
+            None => {
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(marker.started_at.saturating_add(1))
+                    + settings.http_timeout()
+            }
+        };
+        let hold = deadline.min(now + MAX_HOLD);
+        self.interrupted = true;
+        self.marker = Some(marker);
+        self.hold_until = (hold > now).then_some(hold);
+        self.next_refresh_at = Some(hold.max(now));
+    }
+
+    /// What the previous broker could not write into the state file (see
+    /// `runtime_record`). Its refresh token, if the record says it was spent,
+    /// is never sent again: `rotation_not_persisted`. The state file is
+    /// brought up to date as soon as the disk allows.
+    fn apply_runtime_record(
+        &mut self,
+        record: RuntimeRecord,
+        settings: &RefreshSettings,
+        now: SystemTime,
+    ) {
+        let Some(disk_id) = self.creds.as_ref().map(Credentials::refresh_token_id) else {
+            return;
+        };
+        let spent = record.spent_refresh_tokens.contains(&disk_id);
+        let in_flight = record
+            .refresh_in_flight
+            .filter(|m| m.refresh_token_id == disk_id);
+        if spent && self.relogin.is_none() {
+            tracing::error!(
+                "the previous brokerd could not save a rotated refresh token (state directory full or read-only) and stopped; the token on disk is already spent and is not sent again"
+            );
+            self.relogin = Some(ReloginRecord {
+                reason: errors::ROTATION_NOT_PERSISTED.to_string(),
+                message: errors::relogin_message(errors::ROTATION_NOT_PERSISTED, ""),
+            });
+            self.interrupted = false;
+            self.marker = None;
+            self.hold_until = None;
+            self.persist_pending = true;
+        } else if let Some(marker) = in_flight.filter(|_| !spent) {
+            let newer = self
+                .marker
+                .as_ref()
+                .is_none_or(|m| m.answer_deadline_ms < marker.answer_deadline_ms);
+            if newer {
+                self.interrupt(marker, settings, now);
+            }
+            self.persist_pending = true;
+        }
+        for id in record.spent_refresh_tokens {
+            self.record_spent(id);
+        }
+    }
+
+    /// True while a rotated refresh token (or the marker before a refresh)
+    /// could not be written: then no refresh is made that no client needs.
+    pub fn cannot_persist(&self) -> bool {
+        self.persist_pending
+    }
+
+    /// True while the previous broker's request may still be at the server.
+    pub fn holding(&self, now: SystemTime) -> bool {
+        self.hold_until.is_some_and(|until| now < until)
     }
 
     /// Installs a new login (or none, for logout) after it was persisted: a new
@@ -145,6 +237,7 @@ impl State {
         self.relogin = None;
         self.interrupted = false;
         self.marker = None;
+        self.hold_until = None;
         self.backoff.reset();
         self.last_error = None;
         self.degraded = None;
@@ -261,13 +354,23 @@ impl State {
         let remaining = creds.remaining(now);
         if let Some(served) = self.served.as_ref().filter(|_| remaining.is_some()) {
             // A fresh token (obtained after the request arrived) is served even
-            // if it cannot satisfy `min_valid`: no refresh loop.
-            if served.satisfies(now, min_valid) || self.generation > start_generation {
+            // if it cannot satisfy `min_valid`: no refresh loop. While a rotated
+            // token could not be persisted, or an old request may still be at
+            // the server, the still-valid token is served as well: a refresh
+            // for `min_valid` alone is not worth that risk.
+            if served.satisfies(now, min_valid)
+                || self.generation > start_generation
+                || self.cannot_persist()
+                || self.holding(now)
+            {
                 return Decision::Serve(served.clone());
             }
         }
         if self.refreshing {
             return Decision::Wait;
+        }
+        if self.holding(now) {
+            return Decision::Fail(self.held(now));
         }
         if self.backoff.is_waiting(now) {
             return match remaining {
@@ -307,6 +410,10 @@ impl State {
         }
         if self.refreshing {
             return Decision::Wait;
+        }
+        if let Some(until) = self.hold_until.filter(|_| self.holding(now)) {
+            // The report asks for the outcome of the retry: wait for it.
+            return Decision::WaitUntil(until);
         }
         if valid
             && !self
@@ -378,6 +485,21 @@ impl State {
         }
     }
 
+    /// `upstream_unavailable` while the previous broker's request may still
+    /// be at the server and the cached token has expired.
+    fn held(&self, now: SystemTime) -> TokenError {
+        let retry_after = self
+            .hold_until
+            .map(|at| saturating_diff(at, now))
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        TokenError::Unavailable {
+            message: "no valid access token: the previous brokerd stopped during a refresh whose request may still be at the server; retrying once it has timed out".to_string(),
+            hint: Some("the broker retries by itself; spending the refresh token earlier could make the provider revoke the login".to_string()),
+            retry_after,
+        }
+    }
+
     /// What the scheduler should do at `now`.
     pub fn next(&self, now: SystemTime) -> Next {
         let mut earliest: Option<SystemTime> = None;
@@ -387,7 +509,13 @@ impl State {
                 _ => return Next::Persist,
             }
         }
-        if self.creds.is_some() && self.relogin.is_none() && !self.refreshing {
+        // No proactive refresh while its result could not be persisted: each
+        // one would spend a token whose successor lives only in memory.
+        if self.creds.is_some()
+            && self.relogin.is_none()
+            && !self.refreshing
+            && !self.cannot_persist()
+        {
             if let Some(mut due) = self.next_refresh_at {
                 if let Some(retry) = self.backoff.next_attempt_at() {
                     due = due.max(retry);
@@ -448,7 +576,7 @@ mod tests {
             forced_refresh_floor_secs: FLOOR_SECS,
             ..RefreshSettings::default()
         };
-        let mut st = State::restore(None, &settings, now);
+        let mut st = State::restore(None, None, &settings, now);
         st.replace_login(Some(creds(0, now)));
         st
     }

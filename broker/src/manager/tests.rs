@@ -142,6 +142,7 @@ async fn fixture(
         settings,
         store,
         None,
+        runtime_record::RuntimeRecordFile::beside_socket(&dir.path().join("acct.sock")),
         refresher.clone(),
         clock.clone(),
     );
@@ -497,4 +498,138 @@ fn the_manager_imports_none_of_its_subscribers() {
             assert!(!text.contains(&path), "manager/{file} uses {path}");
         }
     }
+}
+
+/// A manager started on state a previous broker left: `persisted` in the state
+/// file and, if given, `record` beside the socket.
+async fn restored(
+    lifetime: Duration,
+    prepare: impl FnOnce(&OffsetClock, &Credentials) -> (PersistedState, Option<RuntimeRecord>),
+) -> (Fixture, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(OffsetClock::default());
+    let refresher = Arc::new(Scripted::new(clock.clone(), lifetime));
+    let store = Store::open(&dir.path().join("acct"), "acct").unwrap();
+    let (persisted, record) = prepare(&clock, &creds(&clock, lifetime));
+    store.save(&persisted).unwrap();
+    let record_file = RuntimeRecordFile::beside_socket(&dir.path().join("acct.sock"));
+    if let Some(record) = record {
+        record_file.save(&record).unwrap();
+    }
+    let loaded = store.load().unwrap();
+    let manager = TokenManager::start(
+        "acct".into(),
+        provider(),
+        RefreshSettings {
+            backoff_initial_ms: 50,
+            ..Default::default()
+        },
+        store,
+        loaded,
+        record_file.clone(),
+        refresher.clone(),
+        clock.clone(),
+    );
+    let path = record_file.path().to_path_buf();
+    (
+        Fixture {
+            manager,
+            refresher,
+            clock,
+            _dir: dir,
+        },
+        path,
+    )
+}
+
+#[tokio::test]
+async fn a_record_of_an_unsaved_rotation_means_relogin_without_spending_the_token_on_disk() {
+    let lifetime = Duration::from_secs(600);
+    let (f, record_path) = restored(lifetime, |_, c| {
+        let mut p = PersistedState::empty("acct");
+        p.credentials = Some(c.into());
+        let record = RuntimeRecord {
+            version: 1,
+            account: "acct".into(),
+            spent_refresh_tokens: vec![c.refresh_token_id()],
+            refresh_in_flight: None,
+        };
+        (p, Some(record))
+    })
+    .await;
+    let err = f.manager.token(Duration::ZERO).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ReloginRequired);
+    assert_eq!(err.reason(), Some(errors::ROTATION_NOT_PERSISTED));
+    assert!(err.hint().contains("free disk space"), "{}", err.hint());
+    let err = f.manager.unauthorized("whatever").await.unwrap_err();
+    assert_eq!(err.reason(), Some(errors::ROTATION_NOT_PERSISTED));
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 0);
+    // The state file takes the relogin as soon as it can; the record goes.
+    for _ in 0..200 {
+        if !record_path.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !record_path.exists(),
+        "record kept after a successful write"
+    );
+}
+
+#[tokio::test]
+async fn after_a_crash_mid_refresh_the_token_is_spent_again_only_after_the_old_request_ended() {
+    let lifetime = Duration::from_secs(600);
+    let hold = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let (f, _) = restored(lifetime, |clock, c| {
+        let mut p = PersistedState::empty("acct");
+        p.credentials = Some(c.into());
+        let deadline = clock.now() + hold;
+        p.refresh_in_flight = Some(crate::store::InFlightMarker {
+            started_at: unix_secs(clock.now()),
+            refresh_token_id: c.refresh_token_id(),
+            answer_deadline_ms: Some(
+                deadline
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64,
+            ),
+        });
+        (p, None)
+    })
+    .await;
+    // The cached token, even for a `min_valid` it cannot satisfy: no refresh
+    // while the old request may still be at the server.
+    let cached = f.manager.token(Duration::from_secs(590)).await.unwrap();
+    assert_eq!(cached.access_token().expose_secret(), "at-0");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 0);
+    // A 401 report waits for the retry, which comes after the hold.
+    let fresh = f.manager.unauthorized(cached.token_id()).await.unwrap();
+    assert!(started.elapsed() >= hold - Duration::from_millis(5));
+    assert_eq!(fresh.access_token().expose_secret(), "at-1");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn while_the_state_cannot_be_written_a_still_valid_token_is_served_even_for_min_valid() {
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    // Every write fails from now on: the state directory is gone.
+    std::fs::remove_dir_all(f._dir.path().join("acct")).unwrap();
+    let rotated = f.manager.unauthorized(first.token_id()).await.unwrap();
+    assert_eq!(rotated.access_token().expose_secret(), "at-1");
+    assert!(f.manager.status().degraded.is_some());
+    // 100 s left, less than the 120 s a `min_valid` may ask for: normally a
+    // refresh, but not while its result could not be persisted.
+    f.clock.advance_millis(500_000);
+    let served = f.manager.token(Duration::from_secs(300)).await.unwrap();
+    assert_eq!(served.access_token().expose_secret(), "at-1");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+    // Expired: a client needs a token, so it is refreshed on demand.
+    f.clock.advance_millis(200_000);
+    let fresh = f.manager.token(Duration::ZERO).await.unwrap();
+    assert_eq!(fresh.access_token().expose_secret(), "at-2");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 2);
 }

@@ -41,14 +41,19 @@ pub fn notify_ready(socket: &Path, status: &str) {
 }
 
 /// `STOPPING=1`: shutdown has begun (an in-flight refresh may still finish).
-pub fn notify_stopping() {
+/// `unsaved`: the state cannot be written (degraded), so the stop keeps
+/// retrying the write until the stop timeout; the status says so and what
+/// helps.
+pub fn notify_stopping(unsaved: bool) {
     if !enabled() {
         return;
     }
-    send(&[
-        NotifyState::Stopping,
-        NotifyState::Status("stopping: letting an in-flight refresh finish"),
-    ]);
+    let status = if unsaved {
+        "stopping: retrying to save the rotated refresh token until the stop timeout (state directory full or read-only: free disk space now, or the login is lost)"
+    } else {
+        "stopping: letting an in-flight refresh finish"
+    };
+    send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
 /// Keeps `STATUS=` current until `shutdown`: on every snapshot the manager

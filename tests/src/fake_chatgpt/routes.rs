@@ -142,7 +142,13 @@ fn unauthorized() -> (StatusCode, Response) {
 /// server.
 async fn wait_until_dead(app: &Shared, token: Option<&str>) {
     let Some(token) = token else { return };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Until the token's own end (plus a margin for a loaded machine), however
+    // long it still had to live: a fixed cap could answer while it is valid.
+    let deadline = app
+        .auth
+        .access_token_expires_at(token)
+        .map_or(Instant::now(), |end| end + Duration::from_secs(5))
+        .max(Instant::now() + Duration::from_secs(30));
     while app.auth.is_access_token_valid(token) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
