@@ -49,6 +49,7 @@ use crate::reliability_disk::failed_writes;
 use oauth_broker_client::proto::{token_fingerprint, SecretString, TokenState};
 use oauth_broker_client::{CachingClient, Client, Error};
 use oauth_broker_tests::fake_server::{FakeConfig, Fault};
+use oauth_broker_tests::tools::{ensure_libfaketime, LIBFAKETIME};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -70,7 +71,6 @@ const CLOCK_JUMP_AT: Duration = Duration::from_secs(48);
 const CLOCK_JUMP: &str = "+3600";
 const FAULT_ENV: &str = "OAUTH_BROKER_FAULT_STORE";
 const AGENT_ENV: &str = "OAUTH_BROKER_SOAK_AGENT_SOCKET";
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const RESULT_TAG: &str = "SOAK_AGENT ";
 /// How long after the server's expiry an agent may still use a token. The
 /// broker measures a lifetime from when the answer arrived, the server from
@@ -194,10 +194,8 @@ struct Down {
 
 #[test]
 fn fifty_agents_through_kills_faults_a_full_disk_and_a_clock_jump_never_lose_the_login() {
-    assert!(
-        Path::new(LIBFAKETIME).exists(),
-        "{LIBFAKETIME} is missing: install libfaketime (Debian/Ubuntu: apt-get install libfaketime)"
-    );
+    // Installed on first use when this process may (root or sudo).
+    ensure_libfaketime();
     let seed: u64 = std::env::var("SOAK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -46,6 +46,24 @@ pub fn ensure_system_tools() {
     }))
 }
 
+/// libfaketime's preload library (Debian's multiarch path on x86-64), which
+/// `soak.rs` loads into brokerd and its agents to jump the wall clock.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// [`LIBFAKETIME`] exists afterwards, or the calling test fails saying how to
+/// get it.
+pub fn ensure_libfaketime() -> PathBuf {
+    static OUTCOME: OnceLock<Result<(), String>> = OnceLock::new();
+    let present = || Path::new(LIBFAKETIME).is_file();
+    expect_tool(OUTCOME.get_or_init(|| {
+        if present() {
+            return Ok(());
+        }
+        install_packages(&["libfaketime"], "libfaketime", present)
+    }));
+    PathBuf::from(LIBFAKETIME)
+}
+
 /// The full path of `program` on `PATH` (or in `/usr/bin`, `/bin`, where
 /// the distribution puts it even when `PATH` is thin).
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
