@@ -3,8 +3,34 @@
 //! Why: every file the broker reads is small (a config, a state file, a
 //! secret), but the path comes from the user or the disk: `--config /dev/zero`
 //! or a 200 MB file must end in a clear error, not in memory exhaustion.
+//! Likewise `--config` naming a named pipe must end in an error, not in a
+//! broker that hangs at start: [`open_nonblocking`].
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Opens `path` for reading without blocking on a FIFO (`open(2)` of a named
+/// pipe waits for a writer: the broker would hang at start). Errs, naming
+/// the kind, when the path is a FIFO or a socket: neither is a file to read
+/// a config or a secret from.
+pub fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_fifo() || kind.is_socket() {
+        let what = if kind.is_fifo() {
+            "named pipe"
+        } else {
+            "socket"
+        };
+        return Err(io::Error::other(format!("it is a {what}, not a file")));
+    }
+    Ok(file)
+}
 
 /// Reads `reader` to its end; `None` when it holds more than `cap` bytes (at
 /// most `cap + 1` bytes are ever read).
@@ -33,6 +59,18 @@ mod tests {
         assert_eq!(read_capped(&b"abcd"[..], 3).unwrap(), None);
         // An endless source stops right after the cap.
         assert_eq!(read_capped(io::repeat(0), 1024).unwrap(), None);
+    }
+
+    #[test]
+    fn a_named_pipe_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = open_nonblocking(&fifo).unwrap_err();
+        assert!(err.to_string().contains("named pipe"), "{err}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(open_nonblocking(&file).is_ok());
     }
 
     #[test]

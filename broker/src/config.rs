@@ -314,7 +314,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// sent (see [`crate::trusted_path`]). The check is made on the opened file
 /// (the inode actually read) and on every directory above it.
 fn read_trusted(path: &Path) -> anyhow::Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| {
+    let file = crate::capped_read::open_nonblocking(path).map_err(|e| {
         anyhow::anyhow!(
             "cannot read config file {}: {e}; create it or pass --config with an existing file",
             path.display()

@@ -6,12 +6,13 @@
 //! file and the field, never a value: the values are secrets.
 
 use super::{exit, output, Global};
+use crate::capped_read::read_capped;
 use clap::Args;
 use oauth_broker_client::proto::ImportTokens;
 use oauth_broker_client::SecretString;
 use serde_json::{Map, Value};
 use std::fmt;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -147,15 +148,12 @@ pub fn message(expires_at: Option<SystemTime>, now: SystemTime) -> String {
 
 /// Reads the file (or stdin) and names the source for error messages.
 fn read_input(file: Option<&PathBuf>) -> Result<(String, Vec<u8>), InputError> {
-    let mut bytes = Vec::new();
-    let source = match file.filter(|path| path.as_os_str() != "-") {
+    let (source, read) = match file.filter(|path| path.as_os_str() != "-") {
         Some(path) => {
             let source = path.display().to_string();
             let file = std::fs::File::open(path).map_err(|e| InputError::new(&source, e))?;
-            file.take(MAX_INPUT + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| InputError::new(&source, e))?;
-            source
+            let read = read_capped(file, MAX_INPUT).map_err(|e| InputError::new(&source, e))?;
+            (source, read)
         }
         None => {
             let stdin = std::io::stdin();
@@ -163,21 +161,18 @@ fn read_input(file: Option<&PathBuf>) -> Result<(String, Vec<u8>), InputError> {
                 eprintln!("brokerctl: reading token JSON from standard input (end with Ctrl-D)");
             }
             let source = "standard input".to_string();
-            stdin
-                .lock()
-                .take(MAX_INPUT + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| InputError::new(&source, e))?;
-            source
+            let read =
+                read_capped(stdin.lock(), MAX_INPUT).map_err(|e| InputError::new(&source, e))?;
+            (source, read)
         }
     };
-    if bytes.len() as u64 > MAX_INPUT {
-        return Err(InputError::content(
+    match read {
+        Some(bytes) => Ok((source, bytes)),
+        None => Err(InputError::content(
             &source,
             format!("larger than {MAX_INPUT} bytes; not a token file"),
-        ));
+        )),
     }
-    Ok((source, bytes))
 }
 
 /// A problem with the input, printed as `<source>: <message> (hint: …)`.

@@ -387,6 +387,12 @@ impl Inner {
     /// overtake each other and leave an older snapshot current.
     pub(crate) fn publish(&self) {
         let st = self.lock();
+        self.publish_locked(&st);
+    }
+
+    /// [`publish`](Self::publish) for a caller that already holds the state
+    /// lock (sending under it keeps snapshots in order).
+    pub(crate) fn publish_locked(&self, st: &State) {
         self.snapshot.send_replace(Arc::new(st.snapshot()));
     }
 

@@ -16,6 +16,9 @@ use std::time::Duration;
 pub(super) fn start(inner: &Arc<Inner>, st: &mut State, trigger: Trigger) {
     debug_assert!(!st.refreshing);
     st.refreshing = true;
+    // Subscribers (the systemd status line, `status` over the snapshot) see
+    // the refresh start, not only its end.
+    inner.publish_locked(st);
     let generation = st.generation;
     let inner = inner.clone();
     tracing::debug!(?trigger, "starting refresh");
@@ -148,6 +151,7 @@ async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials
             st.degraded = Some(format!("cannot write state: {e}"));
             st.persist_pending = true;
             st.persist_backoff.fail(now, None);
+            inner.publish_locked(&st);
             Some(false)
         }
     }

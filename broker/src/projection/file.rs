@@ -6,9 +6,10 @@
 //! old or the new file, never half of one. Why 0600 from the first byte: the
 //! file holds a live access token.
 
+use crate::capped_read::{open_nonblocking, read_capped};
 use crate::durable::{self, DurableError};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -44,22 +45,22 @@ pub fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
     }
 }
 
-/// The contents of `path`, `None` when there is no file.
+/// The contents of `path`, `None` when there is no file. A named pipe at the
+/// path is an error, not a wait for a writer (which would hold the target's
+/// lock and a blocking thread forever).
 pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
+    let file = match open_nonblocking(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(io::Error::other(format!(
+    match read_capped(file, MAX_FILE)? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Err(io::Error::other(format!(
             "{} is larger than {MAX_FILE} bytes, so it is not a credential file",
             path.display()
-        )));
+        ))),
     }
-    Ok(Some(bytes))
 }
 
 /// Replaces `path` with `bytes` atomically and durably, mode 0600 from the

@@ -323,7 +323,7 @@ fn read_secret_file(path: &std::path::Path, source: &str) -> anyhow::Result<Secr
             path.display()
         )
     };
-    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let file = crate::capped_read::open_nonblocking(path).map_err(cannot_read)?;
     let meta = file.metadata().map_err(cannot_read)?;
     if meta.permissions().mode() & 0o077 != 0 {
         anyhow::bail!(

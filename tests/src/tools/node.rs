@@ -86,108 +86,118 @@ pub fn ensure_oidc_provider() -> PathBuf {
 /// [`CODEX_VERSION`] from npm, installed once into
 /// `<cache>/codex-<version>` (about 400 MB).
 pub fn ensure_codex_cli() -> PathBuf {
-    if let Some(bin) = std::env::var_os("OAUTH_BROKER_CODEX_BIN").filter(|b| !b.is_empty()) {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "OAUTH_BROKER_CODEX_BIN names {}, which is not a file: point it at a Codex CLI \
-             binary or unset it to have the tests install Codex CLI {CODEX_VERSION}",
-            bin.display()
-        );
-        return bin;
-    }
     static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    expect_tool(OUTCOME.get_or_init(|| {
-        let what = format!("Codex CLI {CODEX_VERSION} (npm @openai/codex)");
-        need_node(CODEX_NODE, &what)?;
-        let dir = cache_dir().join(format!("codex-{CODEX_VERSION}"));
-        let bin = dir.join("node_modules/.bin/codex");
-        Install {
-            what: what.clone(),
-            dir: dir.clone(),
-            lock: cache_dir().join(format!("codex-{CODEX_VERSION}.lock")),
-            marker: dir.join(".installed"),
-            stamp: CODEX_VERSION.to_string(),
-        }
-        .run_once(|| {
-            start_afresh(&dir)?;
-            let mut npm = Command::new("npm");
-            npm.arg("install")
-                .arg("--prefix")
-                .arg(&dir)
-                .args(["--no-audit", "--no-fund", "--loglevel=error"])
-                .arg(format!("@openai/codex@{CODEX_VERSION}"));
-            run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(&what, &e))?;
-            let mut version = Command::new(&bin);
-            version.arg("--version");
-            let printed = run(version, Duration::from_secs(60))
-                .map_err(|e| format!("{what} was installed but does not start: {e}"))?;
-            if printed.contains(CODEX_VERSION) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{what} was installed but `codex --version` prints {:?}",
-                    printed.trim()
-                ))
-            }
-        })?;
-        Ok(bin)
-    }))
+    NpmBinary {
+        name: "Codex CLI",
+        package: "@openai/codex",
+        version: CODEX_VERSION,
+        node: CODEX_NODE,
+        cache_name: "codex",
+        bin: "codex",
+        override_var: "OAUTH_BROKER_CODEX_BIN",
+    }
+    .ensure(&OUTCOME)
 }
 
 /// The `claude` binary: `$OAUTH_BROKER_CLAUDE_BIN` when set, else
 /// [`CLAUDE_CODE_VERSION`] from npm (`@anthropic-ai/claude-code`, a native
 /// binary of about 400 MB), installed once into
-/// `<cache>/claude-code-<version>`.
+/// `<cache>/claude-code-<version>`. (`claude --version`, the install check,
+/// answers without any network access.)
 pub fn ensure_claude_code() -> PathBuf {
-    if let Some(bin) = std::env::var_os("OAUTH_BROKER_CLAUDE_BIN").filter(|b| !b.is_empty()) {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "OAUTH_BROKER_CLAUDE_BIN names {}, which is not a file: point it at a Claude Code \
-             binary or unset it to have the tests install Claude Code {CLAUDE_CODE_VERSION}",
-            bin.display()
-        );
-        return bin;
-    }
     static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    expect_tool(OUTCOME.get_or_init(|| {
-        let what = format!("Claude Code {CLAUDE_CODE_VERSION} (npm @anthropic-ai/claude-code)");
-        need_node(CLAUDE_CODE_NODE, &what)?;
-        let dir = cache_dir().join(format!("claude-code-{CLAUDE_CODE_VERSION}"));
-        let bin = dir.join("node_modules/.bin/claude");
-        Install {
-            what: what.clone(),
-            dir: dir.clone(),
-            lock: cache_dir().join(format!("claude-code-{CLAUDE_CODE_VERSION}.lock")),
-            marker: dir.join(".installed"),
-            stamp: CLAUDE_CODE_VERSION.to_string(),
+    NpmBinary {
+        name: "Claude Code",
+        package: "@anthropic-ai/claude-code",
+        version: CLAUDE_CODE_VERSION,
+        node: CLAUDE_CODE_NODE,
+        cache_name: "claude-code",
+        bin: "claude",
+        override_var: "OAUTH_BROKER_CLAUDE_BIN",
+    }
+    .ensure(&OUTCOME)
+}
+
+/// A real tool the tests run, shipped as an npm package with a binary:
+/// one rule for finding or installing every such tool.
+struct NpmBinary {
+    /// "Codex CLI", for messages.
+    name: &'static str,
+    /// The npm package, e.g. `@openai/codex`.
+    package: &'static str,
+    /// The pinned release.
+    version: &'static str,
+    /// The least Node.js its install needs.
+    node: (u32, u32),
+    /// The install goes to `<cache>/<cache_name>-<version>`.
+    cache_name: &'static str,
+    /// The binary under `node_modules/.bin`.
+    bin: &'static str,
+    /// The variable that names a binary to use instead (no install).
+    override_var: &'static str,
+}
+
+impl NpmBinary {
+    /// The binary named by [`NpmBinary::override_var`], else the pinned
+    /// release, installed once per machine (`outcome` shares the result
+    /// between the threads of one process).
+    fn ensure(&self, outcome: &OnceLock<Result<PathBuf, String>>) -> PathBuf {
+        let NpmBinary {
+            name,
+            package,
+            version,
+            node,
+            cache_name,
+            bin,
+            override_var,
+        } = *self;
+        if let Some(path) = std::env::var_os(override_var).filter(|b| !b.is_empty()) {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "{override_var} names {}, which is not a file: point it at a {name} \
+                 binary or unset it to have the tests install {name} {version}",
+                path.display()
+            );
+            return path;
         }
-        .run_once(|| {
-            start_afresh(&dir)?;
-            let mut npm = Command::new("npm");
-            npm.arg("install")
-                .arg("--prefix")
-                .arg(&dir)
-                .args(["--no-audit", "--no-fund", "--loglevel=error"])
-                .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"));
-            run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(&what, &e))?;
-            // `claude --version` answers without any network access.
-            let mut version = Command::new(&bin);
-            version.arg("--version");
-            let printed = run(version, Duration::from_secs(60))
-                .map_err(|e| format!("{what} was installed but does not start: {e}"))?;
-            if printed.contains(CLAUDE_CODE_VERSION) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{what} was installed but `claude --version` prints {:?}",
-                    printed.trim()
-                ))
+        expect_tool(outcome.get_or_init(|| {
+            let what = format!("{name} {version} (npm {package})");
+            need_node(node, &what)?;
+            let dir = cache_dir().join(format!("{cache_name}-{version}"));
+            let binary = dir.join("node_modules/.bin").join(bin);
+            Install {
+                what: what.clone(),
+                dir: dir.clone(),
+                lock: cache_dir().join(format!("{cache_name}-{version}.lock")),
+                marker: dir.join(".installed"),
+                stamp: version.to_string(),
             }
-        })?;
-        Ok(bin)
-    }))
+            .run_once(|| {
+                start_afresh(&dir)?;
+                let mut npm = Command::new("npm");
+                npm.arg("install")
+                    .arg("--prefix")
+                    .arg(&dir)
+                    .args(["--no-audit", "--no-fund", "--loglevel=error"])
+                    .arg(format!("{package}@{version}"));
+                run(npm, NPM_TIMEOUT).map_err(|e| npm_failed(&what, &e))?;
+                let mut check = Command::new(&binary);
+                check.arg("--version");
+                let printed = run(check, Duration::from_secs(60))
+                    .map_err(|e| format!("{what} was installed but does not start: {e}"))?;
+                if printed.contains(version) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{what} was installed but `{bin} --version` prints {:?}",
+                        printed.trim()
+                    ))
+                }
+            })?;
+            Ok(binary)
+        }))
+    }
 }
 
 /// Removes what a killed install may have left, so npm starts clean.
