@@ -1,6 +1,6 @@
 //! The tokens of one account as the broker holds them in memory.
 
-use crate::clock::saturating_diff;
+use crate::clock::{saturating_diff, Deadline, Now};
 use oauth_broker_proto::{token_fingerprint, ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -18,8 +18,13 @@ pub struct Credentials {
     pub access_token: Option<SecretString>,
     /// Access-token expiry.
     pub expires_at: Option<SystemTime>,
-    /// When the broker received the access token (start of its lifetime).
+    /// When the broker received the access token (start of its lifetime), on
+    /// the wall clock.
     pub obtained_at: SystemTime,
+    /// `CLOCK_BOOTTIME` at `obtained_at`, in this boot; `None` when unknown
+    /// (before the manager takes the token, or after a reboot). The lifetime
+    /// runs on this clock too, and the earlier deadline wins (see `clock.rs`).
+    pub obtained_boot: Option<Duration>,
     /// The refresh token (for GitHub Copilot: the long-lived GitHub token that is
     /// exchanged for session tokens).
     pub refresh_token: SecretString,
@@ -39,12 +44,33 @@ pub struct Credentials {
 
 impl Credentials {
     /// The access token's remaining validity at `now`, or `None` if there is no
-    /// access token or it has expired.
-    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
+    /// access token or it has expired (on either clock).
+    pub fn remaining(&self, now: Now) -> Option<Duration> {
         self.access_token.as_ref()?;
-        let expires_at = self.expires_at?;
-        let left = expires_at.duration_since(now).ok()?;
+        let left = self.expiry()?.left(now);
         (!left.is_zero()).then_some(left)
+    }
+
+    /// The access token's expiry on both clocks: the wall-clock `expires_at`,
+    /// and the lifetime as issued counted on boottime from `obtained_boot`.
+    pub fn expiry(&self) -> Option<Deadline> {
+        let wall = self.expires_at?;
+        Some(Deadline {
+            wall,
+            boot: self
+                .obtained_boot
+                .map(|b| b.saturating_add(self.lifetime())),
+        })
+    }
+
+    /// Records where on `CLOCK_BOOTTIME` the lifetime started: `now.boot`
+    /// less the wall-clock time since `obtained_at`. Called by the manager
+    /// on every token it receives (a refresh result, an import, a login), at
+    /// once, so both deadlines agree at first; should the wall clock step in
+    /// that moment, a step forward only moves the boottime deadline earlier.
+    pub fn anchor_boottime(&mut self, now: Now) {
+        let since = saturating_diff(now.wall, self.obtained_at);
+        self.obtained_boot = Some(now.boot.saturating_sub(since));
     }
 
     /// The access token's full lifetime, as issued.

@@ -156,7 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The listener is bound and being served: clients may come (READY=1).
     crate::systemd::notify_ready(
         bound.path(),
-        &crate::systemd::status_line(&manager.snapshot(), clock.now()),
+        &crate::systemd::status_line(&manager.snapshot(), clock.read()),
     );
     let status_updates =
         crate::systemd::spawn_status_updates(manager.subscribe(), clock.clone(), shutdown.clone());

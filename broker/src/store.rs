@@ -208,6 +208,15 @@ pub struct PersistedCredentials {
     metadata: BTreeMap<String, String>,
     #[serde(default)]
     refresh_hint_at: Option<u64>,
+    /// The boot in which `obtained_boot_ms` was read
+    /// (`/proc/sys/kernel/random/boot_id`): a restart within the same boot
+    /// keeps counting the lifetime on boottime; after a reboot only the wall
+    /// clock is known. Absent in files written before this existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot_id: Option<String>,
+    /// `CLOCK_BOOTTIME` in milliseconds when the access token was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    obtained_boot_ms: Option<u64>,
 }
 
 fn bearer() -> String {
@@ -241,6 +250,14 @@ impl From<&Credentials> for PersistedCredentials {
             account_id: c.account_id.clone(),
             metadata: c.metadata.clone(),
             refresh_hint_at: c.refresh_hint_at.map(unix_secs),
+            boot_id: c
+                .obtained_boot
+                .and(crate::clock::boot_id())
+                .map(str::to_string),
+            obtained_boot_ms: c
+                .obtained_boot
+                .filter(|_| crate::clock::boot_id().is_some())
+                .map(|b| b.as_millis().min(u64::MAX as u128) as u64),
         }
     }
 }
@@ -251,6 +268,11 @@ impl From<PersistedCredentials> for Credentials {
             access_token: p.access_token,
             expires_at: p.expires_at.map(from_unix_secs),
             obtained_at: from_unix_secs(p.obtained_at),
+            // Only a reading from this very boot means anything now.
+            obtained_boot: p
+                .obtained_boot_ms
+                .filter(|_| p.boot_id.is_some() && p.boot_id.as_deref() == crate::clock::boot_id())
+                .map(Duration::from_millis),
             refresh_token: p.refresh_token,
             id_token: p.id_token,
             token_type: p.token_type,
@@ -740,6 +762,7 @@ mod tests {
             access_token: Some("at-secret".to_string().into()),
             expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
             obtained_at: SystemTime::now(),
+            obtained_boot: None,
             refresh_token: "rt-secret".to_string().into(),
             id_token: None,
             token_type: "Bearer".into(),
@@ -771,6 +794,29 @@ mod tests {
         );
         let loaded = store.load().unwrap().unwrap().credentials().unwrap();
         assert_eq!(loaded.refresh_token.expose_secret(), "rt-secret");
+    }
+
+    #[test]
+    fn the_boottime_anchor_survives_a_restart_in_the_same_boot_only() {
+        let mut c = creds();
+        c.obtained_boot = Some(Duration::from_millis(123_456));
+        let mut persisted: PersistedCredentials = (&c).into();
+        if crate::clock::boot_id().is_some() {
+            let back: Credentials = persisted.clone().into();
+            assert_eq!(back.obtained_boot, Some(Duration::from_millis(123_456)));
+        }
+        // After a reboot (another boot id) only the wall clock is known.
+        persisted.boot_id = Some("another-boot".into());
+        persisted.obtained_boot_ms = Some(123_456);
+        assert_eq!(Credentials::from(persisted).obtained_boot, None);
+        // Files written before the anchor existed still load.
+        let old: PersistedCredentials = serde_json::from_str(
+            r#"{"access_token":"a","expires_at":1700000600,"obtained_at":1700000000,"refresh_token":"r"}"#,
+        )
+        .unwrap();
+        let old = Credentials::from(old);
+        assert_eq!(old.obtained_boot, None);
+        assert_eq!(old.lifetime(), Duration::from_secs(600));
     }
 
     #[test]

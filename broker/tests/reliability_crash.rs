@@ -88,9 +88,11 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
     // Long-lived access tokens: every refresh here is triggered on purpose
     // with an `Unauthorized` report, none by the proactive timer. A 1 s HTTP
     // timeout: after a kill mid-refresh the next broker waits that long (since
-    // the in-flight marker) before it spends the token again.
+    // the in-flight marker) before it spends the token again. No floor between
+    // forced refreshes: they follow each other on purpose (the floor has its
+    // own tests).
     let spec = Broker::builder()
-        .refresh_toml("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\n")
+        .refresh_toml("backoff_initial_ms = 100\nbackoff_max_secs = 1\nhttp_timeout_secs = 1\nforced_refresh_floor_secs = 0\n")
         .ttl(Duration::from_secs(600));
     let mut rig = spec.logged_in();
     let mut tally = Tally::default();

@@ -49,7 +49,7 @@ use crate::reliability_disk::failed_writes;
 use oauth_broker_client::proto::{token_fingerprint, SecretString, TokenState};
 use oauth_broker_client::{CachingClient, Client, Error};
 use oauth_broker_tests::fake_server::{FakeConfig, Fault};
-use oauth_broker_tests::tools::{ensure_libfaketime, LIBFAKETIME};
+use oauth_broker_tests::tools::ensure_libfaketime;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -87,12 +87,13 @@ fn mono_ms() -> u64 {
 }
 
 /// The environment that puts a process on the shared fake wall clock.
-fn faketime_env(offset_file: &Path) -> Vec<(&'static str, String)> {
+fn faketime_env(preload: &Path, offset_file: &Path) -> Vec<(&'static str, String)> {
     vec![
-        ("LD_PRELOAD", LIBFAKETIME.to_string()),
+        ("LD_PRELOAD", preload.display().to_string()),
         ("FAKETIME_TIMESTAMP_FILE", offset_file.display().to_string()),
         ("FAKETIME_CACHE_DURATION", "1".to_string()),
         ("DONT_FAKE_MONOTONIC", "1".to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
     ]
 }
 
@@ -195,7 +196,7 @@ struct Down {
 #[test]
 fn fifty_agents_through_kills_faults_a_full_disk_and_a_clock_jump_never_lose_the_login() {
     // Installed on first use when this process may (root or sudo).
-    ensure_libfaketime();
+    let preload = ensure_libfaketime();
     let seed: u64 = std::env::var("SOAK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -215,7 +216,7 @@ fn fifty_agents_through_kills_faults_a_full_disk_and_a_clock_jump_never_lose_the
         })
         .fast_refresh()
         .brokerd_env(FAULT_ENV, disk_full.to_string_lossy());
-    for (key, value) in faketime_env(&clock) {
+    for (key, value) in faketime_env(&preload, &clock) {
         spec = spec.brokerd_env(key, value);
     }
     let mut rig = spec.logged_in();
@@ -247,7 +248,7 @@ fn fifty_agents_through_kills_faults_a_full_disk_and_a_clock_jump_never_lose_the
                 .env(AGENT_ENV, rig.broker.socket_path())
                 .env("SOAK_AGENT_INDEX", i.to_string())
                 .env("SOAK_RUN_MS", RUN.as_millis().to_string())
-                .envs(faketime_env(&clock))
+                .envs(faketime_env(&preload, &clock))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -15,6 +15,7 @@ mod e2e_busy_retry;
 mod e2e_caching_client;
 mod e2e_claude_code;
 mod e2e_cli;
+mod e2e_clock_jumps;
 mod e2e_codex_cli;
 mod e2e_dialects;
 mod e2e_file_safety;

@@ -121,6 +121,7 @@ pub fn credentials_from(
                 access_token: None,
                 expires_at: None,
                 obtained_at: now,
+                obtained_boot: None,
                 refresh_token: github_token,
                 id_token: None,
                 token_type: "Bearer".to_string(),

@@ -28,7 +28,7 @@ mod scheduler;
 mod snapshot;
 mod state;
 
-use crate::clock::{unix_secs, Clock};
+use crate::clock::{unix_secs, Clock, Now};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::oauth::Refresher;
@@ -40,7 +40,7 @@ use runtime_record::{RuntimeRecord, RuntimeRecordFile};
 pub use snapshot::{ServedToken, TokenSnapshot};
 use state::{Decision, State};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,12 +84,12 @@ impl TokenManager {
         refresher: Arc<dyn Refresher>,
         clock: Arc<dyn Clock>,
     ) -> TokenManager {
-        let now = clock.now();
+        let now = clock.read();
         let state = State::restore(persisted, record.load(&account), &settings, now);
         if state.interrupted {
             let wait_ms = state
                 .hold_until
-                .map(|at| crate::clock::saturating_diff(at, now).as_millis() as u64)
+                .map(|at| crate::clock::saturating_diff(at, now.wall).as_millis() as u64)
                 .unwrap_or(0);
             tracing::warn!(
                 wait_ms,
@@ -148,7 +148,7 @@ impl TokenManager {
     /// caller adds theirs); never waits.
     pub fn status(&self) -> StatusReport {
         let inner = &self.inner;
-        let now = inner.clock.now();
+        let now = inner.clock.read();
         let st = inner.lock();
         let creds = st.creds.as_ref();
         StatusReport {
@@ -158,14 +158,16 @@ impl TokenManager {
             provider: inner.provider.preset.clone(),
             endpoints: inner.provider.endpoint_info(),
             state: st.token_state(now),
+            // The earlier of the two deadlines (see `clock.rs`), as wall time.
             access_token_expires_at: creds
-                .and_then(|c| c.access_token.as_ref().and(c.expires_at))
-                .map(unix_secs),
+                .and_then(|c| c.access_token.as_ref().and(c.expiry()))
+                .map(|expiry| unix_secs(expiry.wall_time(now))),
             token_id: st.current_token_id(),
             scopes: creds.map(|c| c.scopes.clone()).unwrap_or_default(),
             last_refresh_at: st.last_refresh_at.map(unix_secs),
             next_refresh_at: if st.relogin.is_none() {
-                st.next_refresh_at.map(|at| {
+                st.next_refresh_at.map(|due| {
+                    let at = due.wall_time(now);
                     let at = st.backoff.next_attempt_at().map_or(at, |b| at.max(b));
                     unix_secs(at)
                 })
@@ -186,7 +188,7 @@ impl TokenManager {
                     .next_allowed_at(
                         creds.map_or(Duration::ZERO, Credentials::lifetime),
                         st.refresh_count,
-                        now,
+                        now.wall,
                     )
                     .map(unix_secs),
             },
@@ -200,6 +202,8 @@ impl TokenManager {
         if creds.account_id.is_none() {
             creds.account_id = crate::provider::derive_account_id(&creds);
         }
+        // The lifetime counts on boottime from now on (see `clock.rs`).
+        creds.anchor_boottime(inner.clock.read());
         let _order = inner.persist_lock.lock().await;
         let new_id = creds.refresh_token_id();
         {
@@ -250,7 +254,7 @@ impl TokenManager {
             .save(persisted)
             .await
             .map_err(|e| AdoptError::NotPersisted(e.to_string()))?;
-        let now = inner.clock.now();
+        let now = inner.clock.read();
         let expires_at = creds
             .access_token
             .as_ref()
@@ -260,7 +264,7 @@ impl TokenManager {
         {
             let mut st = inner.lock();
             st.replace_login(Some(creds));
-            st.last_refresh_at = Some(now);
+            st.last_refresh_at = Some(now.wall);
             st.schedule_next(now, &inner.settings);
         }
         inner.publish();
@@ -434,7 +438,7 @@ impl Inner {
     /// when asked and waiting for state changes in between.
     async fn wait_for(
         self: &Arc<Self>,
-        decide: impl Fn(&State, SystemTime) -> Decision,
+        decide: impl Fn(&State, Now) -> Decision,
     ) -> Result<Arc<ServedToken>, TokenError> {
         loop {
             // Subscribe before deciding: a change after the decision is then
@@ -442,19 +446,19 @@ impl Inner {
             let mut changes = self.snapshot.subscribe();
             let decision = {
                 let mut st = self.lock();
-                let now = self.clock.now();
+                let now = self.clock.read();
                 match decide(&st, now) {
                     Decision::StartRefresh => {
                         refresh::start(self, &mut st, refresh::Trigger::Demand);
                         Decision::Wait
                     }
                     Decision::StartForcedRefresh => {
-                        st.record_forced_refresh(now);
+                        st.record_forced_refresh(now.wall);
                         refresh::start(self, &mut st, refresh::Trigger::Demand);
                         Decision::Wait
                     }
                     Decision::SuppressForcedRefresh(grant) => {
-                        st.record_suppressed_forced_refresh(now);
+                        st.record_suppressed_forced_refresh(now.wall);
                         Decision::Serve(grant)
                     }
                     other => other,

@@ -3,7 +3,7 @@
 use super::errors::{relogin_message, REFRESH_INTERRUPTED};
 use super::state::State;
 use super::Inner;
-use crate::clock::unix_secs;
+use crate::clock::{unix_secs, Now};
 use crate::credentials::Credentials;
 use crate::oauth::{ErrorClass, RefreshError};
 use crate::store::{InFlightMarker, ReloginRecord};
@@ -98,6 +98,11 @@ async fn run(inner: Arc<Inner>, generation: u64, trigger: Trigger) {
             result = inner.refresher.refresh(&creds).await;
         }
     }
+    if let Ok(fresh) = &mut result {
+        // At once, before waiting for the persist lock: the lifetime counts
+        // on boottime from receipt (see `clock.rs`).
+        fresh.anchor_boottime(inner.clock.read());
+    }
     apply(&inner, generation, result).await;
 }
 
@@ -106,7 +111,7 @@ const MARKER_MARGIN: Duration = Duration::from_millis(100);
 
 /// Whether `creds` (the ones being refreshed) still hold a valid access token.
 fn still_valid(inner: &Arc<Inner>, creds: &Credentials) -> bool {
-    creds.access_token.is_some() && creds.remaining(inner.clock.now()).is_some()
+    creds.access_token.is_some() && creds.remaining(inner.clock.read()).is_some()
 }
 
 /// Writes the in-flight marker before the request leaves. Returns whether it
@@ -159,7 +164,7 @@ async fn mark_in_flight(inner: &Arc<Inner>, generation: u64, creds: &Credentials
 
 async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, RefreshError>) {
     let _order = inner.persist_lock.lock().await;
-    let now = inner.clock.now();
+    let now = inner.clock.read();
     let current = {
         let mut st = inner.lock();
         if st.generation != generation {
@@ -191,12 +196,12 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
             snapshot.credentials = Some((&creds).into());
             snapshot.refresh_in_flight = None;
             snapshot.refresh_count += 1;
-            snapshot.last_refresh_at = Some(unix_secs(now));
+            snapshot.last_refresh_at = Some(unix_secs(now.wall));
             let saved = inner.save(snapshot).await;
             succeed(inner, creds, saved, now);
         }
         Err(e) => {
-            let snapshot = fail(inner, &e, now);
+            let snapshot = fail(inner, &e, now.wall);
             match inner.save(snapshot).await {
                 Ok(()) => persisted_again(inner),
                 Err(err) => {
@@ -204,7 +209,7 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
                     let mut st = inner.lock();
                     st.degraded = Some(format!("cannot write state: {err}"));
                     st.persist_pending = true;
-                    st.persist_backoff.fail(now, None);
+                    st.persist_backoff.fail(now.wall, None);
                 }
             }
             inner.publish();
@@ -217,7 +222,7 @@ fn succeed(
     inner: &Arc<Inner>,
     creds: Credentials,
     saved: Result<(), crate::store::StoreError>,
-    now: std::time::SystemTime,
+    now: Now,
 ) {
     let token_id = creds.token_id().unwrap_or_default();
     // A token that is dead on arrival (a provider answering `expires_in: 0`, or
@@ -242,9 +247,9 @@ fn succeed(
     st.marker = None;
     st.hold_until = None;
     st.refresh_count += 1;
-    st.last_refresh_at = Some(now);
+    st.last_refresh_at = Some(now.wall);
     if dead_on_arrival {
-        let delay = st.backoff.fail(now, None);
+        let delay = st.backoff.fail(now.wall, None);
         tracing::warn!(
             retry_in_ms = delay.as_millis() as u64,
             "the provider issued an access token that is already expired"
@@ -256,7 +261,7 @@ fn succeed(
                 "check this machine's clock (timedatectl); the broker retries with backoff"
                     .to_string(),
             ),
-            at: unix_secs(now),
+            at: unix_secs(now.wall),
         });
     } else {
         st.backoff.reset();
@@ -272,7 +277,7 @@ fn succeed(
             tracing::error!(error = %e, "refreshed tokens could not be persisted; serving them from memory and retrying the write");
             st.degraded = Some(format!("refreshed tokens are not persisted: {e}"));
             st.persist_pending = true;
-            st.persist_backoff.fail(now, None);
+            st.persist_backoff.fail(now.wall, None);
         }
     }
     st.schedule_next(now, &inner.settings);

@@ -1,20 +1,31 @@
 //! The background task that refreshes before expiry and retries failed writes.
+//!
+//! Why it never sleeps long: tokio's timers run on `CLOCK_MONOTONIC`, which
+//! stops while the machine is suspended, and the refresh point is a
+//! [`Deadline`](crate::clock::Deadline) on two other clocks (boottime, which
+//! counts suspend, and the wall clock, which can be stepped either way). A
+//! sleep computed from them once can therefore end late: after a suspend
+//! (the suspended time is not slept off) or after a wall-clock step forward
+//! (which brings the wall deadline nearer). So every sleep is capped at
+//! [`MAX_SLEEP`] and, on each wake-up, the decision is taken again from fresh
+//! readings of both clocks. A wall clock stepped back cannot stretch a sleep
+//! at all: the wait is the smaller of what the two clocks say, and boottime
+//! never jumps.
 
 use super::state::Next;
 use super::Inner;
-use crate::clock::saturating_diff;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest single sleep. Timers run on the monotonic clock, which stops during
-/// suspend; waking at least this often re-reads the wall clock so a laptop that
-/// slept past a refresh point refreshes promptly.
+/// Longest single sleep: the most a proactive refresh can be late after a
+/// resume from suspend or a wall-clock step forward. Tokens themselves are
+/// never served late: every request checks both clocks.
 const MAX_SLEEP: Duration = Duration::from_secs(15);
 
 pub(super) async fn run(inner: Arc<Inner>) {
     loop {
         let mut changes = inner.snapshot.subscribe();
-        let now = inner.clock.now();
+        let now = inner.clock.read();
         let next = {
             let mut st = inner.lock();
             let next = st.next(now);
@@ -29,7 +40,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
                 super::refresh::persist_retry(&inner).await;
                 continue;
             }
-            Next::At(at) => saturating_diff(at, now).min(MAX_SLEEP),
+            Next::After(wait) => wait.min(MAX_SLEEP),
             Next::Idle => MAX_SLEEP,
         };
         tokio::select! {

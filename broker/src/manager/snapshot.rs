@@ -13,7 +13,7 @@
 //! hashing per request.
 
 use super::state::MIN_VALID_CAP_DIVISOR;
-use crate::clock::{saturating_diff, unix_secs};
+use crate::clock::{saturating_diff, unix_secs, Deadline, Now};
 use crate::credentials::Credentials;
 use crate::store::ReloginRecord;
 use oauth_broker_proto::{
@@ -52,7 +52,7 @@ pub struct TokenSnapshot {
 
 impl TokenSnapshot {
     /// The login state at `now` (a token can expire between two snapshots).
-    pub fn state(&self, now: SystemTime) -> TokenState {
+    pub fn state(&self, now: Now) -> TokenState {
         if self.relogin.is_some() {
             TokenState::ReloginRequired
         } else if !self.logged_in {
@@ -73,7 +73,7 @@ impl TokenSnapshot {
     /// The token to serve at once for a request wanting `min_valid`, when the
     /// snapshot alone decides it (the same rule as the manager's). `None`: ask
     /// the manager, which may refresh, wait or fail.
-    pub fn ready_token(&self, now: SystemTime, min_valid: Duration) -> Option<&Arc<ServedToken>> {
+    pub fn ready_token(&self, now: Now, min_valid: Duration) -> Option<&Arc<ServedToken>> {
         if self.relogin.is_some() {
             return None;
         }
@@ -95,6 +95,8 @@ pub struct ServedToken {
     pub expires_at: Option<SystemTime>,
     /// When the broker received the token (start of its lifetime).
     pub obtained_at: SystemTime,
+    /// The expiry on both clocks; the earlier deadline wins (see `clock.rs`).
+    pub expiry: Option<Deadline>,
     /// OIDC id token, if any (tool files such as Codex's need it).
     pub id_token: Option<SecretString>,
     /// Provider account id (not secret).
@@ -139,6 +141,7 @@ impl ServedToken {
             frame,
             expires_at: creds.expires_at,
             obtained_at: creds.obtained_at,
+            expiry: creds.expiry(),
             id_token: creds.id_token.clone(),
             account_id: creds.account_id.clone(),
             refresh_token_id: creds.refresh_token_id(),
@@ -165,9 +168,10 @@ impl ServedToken {
         self.frame.as_ref().map(|f| f.expose_secret())
     }
 
-    /// Remaining validity at `now`; `None` once expired (or without expiry).
-    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
-        let left = self.expires_at?.duration_since(now).ok()?;
+    /// Remaining validity at `now`; `None` once expired on either clock (or
+    /// without expiry).
+    pub fn remaining(&self, now: Now) -> Option<Duration> {
+        let left = self.expiry?.left(now);
         (!left.is_zero()).then_some(left)
     }
 
@@ -181,7 +185,7 @@ impl ServedToken {
     /// `min_valid` is honoured up to a fifth of the lifetime, which is what the
     /// proactive refresh always leaves: asking for more never refreshes more
     /// than once per lifetime.
-    pub fn satisfies(&self, now: SystemTime, min_valid: Duration) -> bool {
+    pub fn satisfies(&self, now: Now, min_valid: Duration) -> bool {
         let wanted = min_valid.min(self.lifetime() / MIN_VALID_CAP_DIVISOR);
         self.remaining(now).is_some_and(|left| left > wanted)
     }
@@ -193,11 +197,15 @@ mod tests {
     use oauth_broker_proto::decode_frame;
 
     fn creds(access: &str, expires_in: u64) -> Credentials {
-        let now = SystemTime::now();
+        creds_at(Now::system(), access, expires_in)
+    }
+
+    fn creds_at(now: Now, access: &str, expires_in: u64) -> Credentials {
         Credentials {
             access_token: Some(SecretString::from(access.to_owned())),
-            expires_at: Some(now + Duration::from_secs(expires_in)),
-            obtained_at: now,
+            expires_at: Some(now.wall + Duration::from_secs(expires_in)),
+            obtained_at: now.wall,
+            obtained_boot: Some(now.boot),
             refresh_token: SecretString::from("rt-secret".to_owned()),
             id_token: None,
             token_type: "Bearer".into(),
@@ -254,10 +262,12 @@ mod tests {
 
     #[test]
     fn ready_only_while_the_token_satisfies_the_request() {
-        let now = SystemTime::now();
+        let now = Now::system();
         let snapshot = TokenSnapshot {
             logged_in: true,
-            token: Some(Arc::new(ServedToken::new(&creds("t", 1000)).unwrap())),
+            token: Some(Arc::new(
+                ServedToken::new(&creds_at(now, "t", 1000)).unwrap(),
+            )),
             ..Default::default()
         };
         assert!(snapshot.ready_token(now, Duration::ZERO).is_some());
@@ -265,13 +275,13 @@ mod tests {
         assert!(snapshot
             .ready_token(now, Duration::from_secs(10_000))
             .is_some());
-        let late = now + Duration::from_secs(900);
+        let late = now.later(Duration::from_secs(900));
         assert!(snapshot.ready_token(late, Duration::ZERO).is_some());
         assert!(snapshot
             .ready_token(late, Duration::from_secs(150))
             .is_none());
         assert!(snapshot
-            .ready_token(now + Duration::from_secs(1001), Duration::ZERO)
+            .ready_token(now.later(Duration::from_secs(1001)), Duration::ZERO)
             .is_none());
         assert_eq!(snapshot.state(now), TokenState::Valid);
         let dead = TokenSnapshot {

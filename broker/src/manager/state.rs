@@ -5,7 +5,7 @@
 //! refresh.
 
 use crate::backoff::Backoff;
-use crate::clock::{saturating_diff, unix_secs};
+use crate::clock::{saturating_diff, unix_secs, Deadline, Now};
 use crate::config::RefreshSettings;
 use crate::credentials::Credentials;
 use crate::manager::errors::{self, TokenError};
@@ -50,8 +50,8 @@ pub(crate) enum Next {
     Refresh,
     /// Retry the failed state write now.
     Persist,
-    /// Nothing before this time.
-    At(SystemTime),
+    /// Nothing for this long (judged on both clocks; see the scheduler).
+    After(Duration),
     /// Nothing until the state changes.
     Idle,
 }
@@ -78,7 +78,8 @@ pub(crate) struct State {
     pub degraded: Option<String>,
     pub persist_pending: bool,
     pub persist_backoff: Backoff,
-    pub next_refresh_at: Option<SystemTime>,
+    /// The proactive refresh, due when either clock reaches it.
+    pub next_refresh_at: Option<Deadline>,
     /// Fingerprints of recently spent refresh tokens (see `PersistedState`).
     pub spent: std::collections::VecDeque<String>,
     /// Bounds on refreshes forced by 401 reports.
@@ -104,7 +105,7 @@ impl State {
         persisted: Option<PersistedState>,
         record: Option<RuntimeRecord>,
         settings: &RefreshSettings,
-        now: SystemTime,
+        now: Now,
     ) -> State {
         let backoff = Backoff::new(
             Duration::from_millis(settings.backoff_initial_ms.max(1)),
@@ -156,7 +157,7 @@ impl State {
     /// (servers with a reuse grace period accept it; a refusal is then
     /// explained as an interrupted refresh) — but only after the old request
     /// must have ended, or the server would process it as a reuse.
-    fn interrupt(&mut self, marker: InFlightMarker, settings: &RefreshSettings, now: SystemTime) {
+    fn interrupt(&mut self, marker: InFlightMarker, settings: &RefreshSettings, now: Now) {
         let deadline = match marker.answer_deadline_ms {
             Some(ms) => SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
             // Older markers: whole seconds, rounded up, plus this config's timeout.
@@ -166,11 +167,17 @@ impl State {
                     + settings.http_timeout()
             }
         };
-        let hold = deadline.min(now + MAX_HOLD);
+        // The marker's deadline is a wall-clock time (it must survive the
+        // restart); the wait it leaves is counted on both clocks from now.
+        let hold = deadline.min(now.wall + MAX_HOLD);
         self.interrupted = true;
         self.marker = Some(marker);
-        self.hold_until = (hold > now).then_some(hold);
-        self.next_refresh_at = Some(hold.max(now));
+        self.hold_until = (hold > now.wall).then_some(hold);
+        self.next_refresh_at = Some(Deadline::after(
+            now.wall,
+            Some(now.boot),
+            saturating_diff(hold, now.wall),
+        ));
     }
 
     /// What the previous broker could not write into the state file (see
@@ -181,7 +188,7 @@ impl State {
         &mut self,
         record: RuntimeRecord,
         settings: &RefreshSettings,
-        now: SystemTime,
+        now: Now,
     ) {
         let Some(disk_id) = self.creds.as_ref().map(Credentials::refresh_token_id) else {
             return;
@@ -275,23 +282,24 @@ impl State {
 
     /// Plans the proactive refresh: at 75–80 % of the lifetime (random, so that
     /// several brokers do not refresh in lockstep), never later than
-    /// `expires_at - skew`, and no later than a provider's own hint.
-    pub fn schedule_next(&mut self, now: SystemTime, settings: &RefreshSettings) {
+    /// `expires_at - skew`, and no later than a provider's own hint. Counted
+    /// from when the token was received on both clocks: the earlier wins.
+    pub fn schedule_next(&mut self, now: Now, settings: &RefreshSettings) {
         self.next_refresh_at = self.creds.as_ref().map(|c| {
-            let (Some(_), Some(expires_at)) = (&c.access_token, c.expires_at) else {
-                return now;
+            let (Some(_), Some(_)) = (&c.access_token, c.expires_at) else {
+                return Deadline::at(now);
             };
             let lifetime = c.lifetime();
             if lifetime.is_zero() {
-                return now;
+                return Deadline::at(now);
             }
             let fraction = rand::rng().random_range(0.75..=0.80);
             let skew = Duration::from_secs(settings.skew_secs).min(lifetime / 4);
-            let mut at = (c.obtained_at + lifetime.mul_f64(fraction)).min(expires_at - skew);
+            let mut after = lifetime.mul_f64(fraction).min(lifetime - skew);
             if let Some(hint) = c.refresh_hint_at {
-                at = at.min(hint);
+                after = after.min(saturating_diff(hint, c.obtained_at));
             }
-            at
+            Deadline::after(c.obtained_at, c.obtained_boot, after)
         });
     }
 
@@ -321,7 +329,7 @@ impl State {
     }
 
     /// The login state for `status`.
-    pub fn token_state(&self, now: SystemTime) -> TokenState {
+    pub fn token_state(&self, now: Now) -> TokenState {
         if self.relogin.is_some() {
             TokenState::ReloginRequired
         } else if self.creds.is_none() {
@@ -341,7 +349,7 @@ impl State {
     pub fn decide_token(
         &self,
         account: &str,
-        now: SystemTime,
+        now: Now,
         min_valid: Duration,
         start_generation: u64,
     ) -> Decision {
@@ -361,7 +369,7 @@ impl State {
             if served.satisfies(now, min_valid)
                 || self.generation > start_generation
                 || self.cannot_persist()
-                || self.holding(now)
+                || self.holding(now.wall)
             {
                 return Decision::Serve(served.clone());
             }
@@ -369,19 +377,19 @@ impl State {
         if self.refreshing {
             return Decision::Wait;
         }
-        if self.holding(now) {
-            return Decision::Fail(self.held(now));
+        if self.holding(now.wall) {
+            return Decision::Fail(self.held(now.wall));
         }
-        if self.backoff.is_waiting(now) {
+        if self.backoff.is_waiting(now.wall) {
             return match remaining {
                 Some(_) => Decision::Serve(self.grant(creds)),
-                None => Decision::Fail(self.unavailable(now)),
+                None => Decision::Fail(self.unavailable(now.wall)),
             };
         }
         if self.generation > start_generation && remaining.is_none() {
             // A refresh for this request already ran and did not produce a usable
             // token (e.g. the server issues tokens that are already expired).
-            return Decision::Fail(self.unavailable(now));
+            return Decision::Fail(self.unavailable(now.wall));
         }
         Decision::StartRefresh
     }
@@ -393,7 +401,7 @@ impl State {
     pub fn decide_unauthorized(
         &self,
         account: &str,
-        now: SystemTime,
+        now: Now,
         token_id: &str,
         start_generation: u64,
     ) -> Decision {
@@ -411,19 +419,22 @@ impl State {
         if self.refreshing {
             return Decision::Wait;
         }
-        if let Some(until) = self.hold_until.filter(|_| self.holding(now)) {
+        if let Some(until) = self.hold_until.filter(|_| self.holding(now.wall)) {
             // The report asks for the outcome of the retry: wait for it.
             return Decision::WaitUntil(until);
         }
         if valid
-            && !self
-                .forced_refreshes
-                .allows(token_id, creds.lifetime(), self.refresh_count, now)
+            && !self.forced_refreshes.allows(
+                token_id,
+                creds.lifetime(),
+                self.refresh_count,
+                now.wall,
+            )
         {
             return Decision::SuppressForcedRefresh(self.grant(creds));
         }
-        if self.backoff.is_waiting(now) || self.generation > start_generation {
-            return Decision::Fail(self.unavailable(now));
+        if self.backoff.is_waiting(now.wall) || self.generation > start_generation {
+            return Decision::Fail(self.unavailable(now.wall));
         }
         if valid {
             Decision::StartForcedRefresh
@@ -501,11 +512,11 @@ impl State {
     }
 
     /// What the scheduler should do at `now`.
-    pub fn next(&self, now: SystemTime) -> Next {
-        let mut earliest: Option<SystemTime> = None;
+    pub fn next(&self, now: Now) -> Next {
+        let mut earliest: Option<Duration> = None;
         if self.persist_pending {
             match self.persist_backoff.next_attempt_at() {
-                Some(at) if at > now => earliest = Some(at),
+                Some(at) if at > now.wall => earliest = Some(saturating_diff(at, now.wall)),
                 _ => return Next::Persist,
             }
         }
@@ -516,17 +527,18 @@ impl State {
             && !self.refreshing
             && !self.cannot_persist()
         {
-            if let Some(mut due) = self.next_refresh_at {
+            if let Some(due) = self.next_refresh_at {
+                let mut wait = due.left(now);
                 if let Some(retry) = self.backoff.next_attempt_at() {
-                    due = due.max(retry);
+                    wait = wait.max(saturating_diff(retry, now.wall));
                 }
-                if due <= now {
+                if wait.is_zero() {
                     return Next::Refresh;
                 }
-                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                earliest = Some(earliest.map_or(wait, |e| e.min(wait)));
             }
         }
-        earliest.map_or(Next::Idle, Next::At)
+        earliest.map_or(Next::Idle, Next::After)
     }
 }
 
@@ -552,6 +564,14 @@ mod tests {
     const FLOOR_SECS: u64 = 30;
     const LIFETIME: Duration = Duration::from_secs(3600);
 
+    /// Both clocks at `t` (they never diverge in these tests).
+    fn at(t: SystemTime) -> Now {
+        Now {
+            wall: t,
+            boot: t.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
+        }
+    }
+
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
     }
@@ -561,6 +581,7 @@ mod tests {
             access_token: Some(format!("at-{n}").into()),
             expires_at: Some(now + LIFETIME),
             obtained_at: now,
+            obtained_boot: Some(at(now).boot),
             refresh_token: format!("rt-{n}").into(),
             id_token: None,
             token_type: "Bearer".into(),
@@ -576,7 +597,7 @@ mod tests {
             forced_refresh_floor_secs: FLOOR_SECS,
             ..RefreshSettings::default()
         };
-        let mut st = State::restore(None, None, &settings, now);
+        let mut st = State::restore(None, None, &settings, at(now));
         st.replace_login(Some(creds(0, now)));
         st
     }
@@ -591,7 +612,7 @@ mod tests {
 
     fn report(st: &State, now: SystemTime) -> Decision {
         let id = st.current_token_id().unwrap();
-        st.decide_unauthorized("default", now, &id, st.generation)
+        st.decide_unauthorized("default", at(now), &id, st.generation)
     }
 
     #[test]
@@ -636,7 +657,7 @@ mod tests {
         let old = st.current_token_id().unwrap();
         st.record_forced_refresh(t(1));
         refreshed(&mut st, 1, t(1));
-        match st.decide_unauthorized("default", t(2), &old, st.generation) {
+        match st.decide_unauthorized("default", at(t(2)), &old, st.generation) {
             Decision::Serve(grant) => assert_ne!(grant.token_id(), old),
             _ => panic!("a report about an older token gets the current one"),
         }

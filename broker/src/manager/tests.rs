@@ -86,6 +86,7 @@ fn creds(clock: &OffsetClock, lifetime: Duration) -> Credentials {
         access_token: Some("at-0".to_string().into()),
         expires_at: Some(now + lifetime),
         obtained_at: now,
+        obtained_boot: None,
         refresh_token: "rt-0".to_string().into(),
         id_token: None,
         token_type: "Bearer".into(),
@@ -476,6 +477,147 @@ async fn the_answer_frame_is_built_once_per_grant_and_published_without_the_refr
     assert_eq!(
         f.manager.token(Duration::ZERO).await.unwrap_err().code(),
         ErrorCode::NotLoggedIn
+    );
+}
+
+// ----- wall-clock steps (lifetimes run on boottime; the earlier deadline wins)
+
+#[tokio::test]
+async fn wall_clock_stepped_back_does_not_stretch_the_token() {
+    // Only the wall clock goes back 120 s (NTP, `date -s`): the token still
+    // dies after its lifetime of real time, and status says so.
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::gated(c, lifetime), lifetime).await;
+    f.clock.step_wall_millis(-120_000);
+    let status = f.manager.status();
+    let wall_now = crate::clock::unix_secs(f.clock.now());
+    assert!(
+        status.access_token_expires_at.unwrap() <= wall_now + 600,
+        "expiry shown on the earlier (boottime) deadline"
+    );
+    assert!(status.next_refresh_at.unwrap() <= wall_now + 600 - 15);
+    // 601 s of real time pass: by the wall clock 119 s are left, by boottime none.
+    f.clock.advance_millis(601_000);
+    assert_ne!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Valid
+    );
+    assert!(f
+        .manager
+        .snapshot()
+        .ready_token(f.clock.read(), Duration::ZERO)
+        .is_none());
+    let waiter = {
+        let m = f.manager.clone();
+        tokio::spawn(async move { m.token(Duration::ZERO).await })
+    };
+    f.release_the_refresh_once_called().await;
+    let fresh = waiter.await.unwrap().unwrap();
+    assert_eq!(fresh.access_token().expose_secret(), "at-1");
+    assert_eq!(f.refresher.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn wall_clock_a_day_ahead_then_corrected_never_serves_the_dead_token() {
+    // The token arrives while the wall clock is a day ahead; the clock is then
+    // corrected. By the wall clock the token has a day left, by boottime its
+    // real lifetime: status must follow the earlier deadline.
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::gated(c, lifetime), lifetime).await;
+    let first = f.manager.token(Duration::ZERO).await.unwrap();
+    f.clock.step_wall_millis(86_400_000);
+    let reporter = {
+        let m = f.manager.clone();
+        let id = first.token_id().to_string();
+        tokio::spawn(async move { m.unauthorized(&id).await })
+    };
+    f.release_the_refresh_once_called().await;
+    assert_eq!(
+        reporter
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token()
+            .expose_secret(),
+        "at-1"
+    );
+    f.clock.step_wall_millis(-86_400_000);
+    let status = f.manager.status();
+    let wall_now = crate::clock::unix_secs(f.clock.now());
+    assert_eq!(status.state, oauth_broker_proto::TokenState::Valid);
+    assert!(status.access_token_expires_at.unwrap() <= wall_now + 600);
+    let next = status.next_refresh_at.unwrap();
+    assert!(
+        next <= wall_now + 600 - 15 && next >= wall_now + 400,
+        "next refresh {next} is not at 75-80 % of the real lifetime from {wall_now}"
+    );
+    f.clock.advance_millis(601_000);
+    assert_ne!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Valid,
+        "status says valid for a token whose boottime deadline passed"
+    );
+    assert!(f
+        .manager
+        .snapshot()
+        .ready_token(f.clock.read(), Duration::ZERO)
+        .is_none());
+    let waiter = {
+        let m = f.manager.clone();
+        tokio::spawn(async move { m.token(Duration::ZERO).await })
+    };
+    while f.refresher.calls.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    f.release_refresh();
+    assert_eq!(
+        waiter
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token()
+            .expose_secret(),
+        "at-2"
+    );
+}
+
+#[tokio::test]
+async fn suspend_moves_both_clocks_and_expires_the_token() {
+    // A suspend: wall clock and boottime both move on, the monotonic clock
+    // (tokio's timers) does not. Requests after the wake-up get a new token.
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    f.clock.advance_millis(599_000);
+    assert_eq!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Valid
+    );
+    f.clock.advance_millis(2_000);
+    assert_eq!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Expired
+    );
+    let fresh = f.manager.token(Duration::ZERO).await.unwrap();
+    assert_eq!(fresh.access_token().expose_secret(), "at-1");
+}
+
+#[tokio::test]
+async fn wall_clock_stepped_forward_only_refreshes_early() {
+    // A wall clock stepped a day ahead after the token arrived: the wall
+    // deadline passed, so the token counts as expired (the earlier deadline
+    // wins) and is refreshed; the new one is valid by both clocks.
+    let lifetime = Duration::from_secs(600);
+    let f = fixture(|c| Scripted::new(c, lifetime), lifetime).await;
+    f.clock.step_wall_millis(86_400_000);
+    assert_eq!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Expired
+    );
+    let fresh = f.manager.token(Duration::ZERO).await.unwrap();
+    assert_eq!(fresh.access_token().expose_secret(), "at-1");
+    assert_eq!(
+        f.manager.status().state,
+        oauth_broker_proto::TokenState::Valid
     );
 }
 

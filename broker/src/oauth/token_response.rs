@@ -82,6 +82,7 @@ pub fn merge_token_response(
         access_token: Some(access_token),
         expires_at: Some(expires_at),
         obtained_at: now,
+        obtained_boot: None,
         refresh_token,
         id_token,
         token_type: resp
@@ -104,6 +105,7 @@ mod tests {
             access_token: Some("old-at".to_string().into()),
             expires_at: None,
             obtained_at: SystemTime::now(),
+            obtained_boot: None,
             refresh_token: "old-rt".to_string().into(),
             id_token: Some("old-id".to_string().into()),
             token_type: "Bearer".into(),

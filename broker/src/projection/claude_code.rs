@@ -130,6 +130,7 @@ mod tests {
             access_token: Some("sk-ant-oat01-access".to_string().into()),
             expires_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_003_600)),
             obtained_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            obtained_boot: None,
             refresh_token: "sk-ant-ort01-real".to_string().into(),
             id_token: None,
             token_type: "Bearer".into(),

@@ -236,6 +236,7 @@ mod tests {
             ),
             expires_at: Some(crate::clock::from_unix_secs(1_700_003_000)),
             obtained_at: crate::clock::from_unix_secs(1_700_000_000),
+            obtained_boot: None,
             refresh_token: "rt-secret-42".to_string().into(),
             id_token: Some(jwt(json!({"sub": "user-1", "https://api.openai.com/auth": auth})).into()),
             token_type: "Bearer".into(),

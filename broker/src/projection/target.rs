@@ -547,6 +547,7 @@ mod tests {
             ),
             expires_at: Some(now + Duration::from_secs(3600)),
             obtained_at: now,
+            obtained_boot: None,
             refresh_token: "broker-refresh-token".to_string().into(),
             id_token: Some(jwt(json!({"sub": "user-1", "https://api.openai.com/auth": auth})).into()),
             token_type: "Bearer".into(),

@@ -9,14 +9,14 @@
 //! snapshot and nothing else, and the manager knows nothing about systemd.
 //! All of this does nothing without `NOTIFY_SOCKET`.
 
-use crate::clock::{unix_secs, Clock};
+use crate::clock::{unix_secs, Clock, Now};
 use crate::ctl::output;
 use crate::manager::TokenSnapshot;
 use oauth_broker_proto::TokenState;
 use sd_notify::NotifyState;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -71,19 +71,18 @@ pub fn spawn_status_updates(
         let mut last = String::new();
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
-            let now = clock.now();
+            let now = clock.read();
             let line = status_line(&snapshot, now);
             if line != last {
                 send(&[NotifyState::Status(&line)]);
                 last = line;
             }
-            let now = unix_secs(now);
+            // Time left on either clock (see `clock.rs`).
             let expiry = snapshot
                 .token
                 .as_ref()
-                .map(|t| t.grant.expires_at)
-                .filter(|&at| at >= now)
-                .map(|at| Duration::from_secs(at - now + 1));
+                .and_then(|t| t.remaining(now))
+                .map(|left| left + Duration::from_secs(1));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = snapshots.changed() => if changed.is_err() { break },
@@ -102,7 +101,7 @@ async fn sleep_or_forever(duration: Option<Duration>) {
 
 /// The one-line status for `systemctl status` at `now`. Times are UTC, like
 /// everywhere in brokerctl.
-pub fn status_line(snapshot: &TokenSnapshot, now: SystemTime) -> String {
+pub fn status_line(snapshot: &TokenSnapshot, now: Now) -> String {
     let refreshes = match snapshot.refresh_count {
         1 => "1 refresh".to_string(),
         n => format!("{n} refreshes"),
@@ -121,7 +120,7 @@ pub fn status_line(snapshot: &TokenSnapshot, now: SystemTime) -> String {
             "not logged in — run brokerctl relogin or brokerctl import".to_string()
         }
         TokenState::Valid => match expires_at {
-            Some(at) if at > unix_secs(now) => {
+            Some(at) if at > unix_secs(now.wall) => {
                 format!(
                     "logged in, token valid until {}, {refreshes}",
                     output::clock(at)
@@ -156,8 +155,11 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000; // 2023-11-14 22:13:20 UTC
 
-    fn now() -> SystemTime {
-        from_unix_secs(NOW)
+    fn now() -> Now {
+        Now {
+            wall: from_unix_secs(NOW),
+            boot: Duration::from_secs(86_400),
+        }
     }
 
     /// A login whose token expires at `expires_at` (unix seconds).
@@ -167,6 +169,7 @@ mod tests {
                 access_token: Some("at".to_string().into()),
                 expires_at: Some(from_unix_secs(expires_at)),
                 obtained_at: from_unix_secs(NOW - 600),
+                obtained_boot: None,
                 refresh_token: "rt".to_string().into(),
                 id_token: None,
                 token_type: "Bearer".into(),

@@ -33,7 +33,7 @@ pub use node::{
     ensure_claude_code, ensure_codex_cli, ensure_oidc_provider, CLAUDE_CODE_VERSION, CODEX_VERSION,
 };
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};
-pub use system::{ensure_libfaketime, ensure_system_tools, LIBFAKETIME};
+pub use system::{ensure_libfaketime, ensure_system_tools};
 
 use std::path::PathBuf;
 

@@ -46,24 +46,6 @@ pub fn ensure_system_tools() {
     }))
 }
 
-/// libfaketime's preload library (Debian's multiarch path on x86-64), which
-/// `soak.rs` loads into brokerd and its agents to jump the wall clock.
-pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
-/// [`LIBFAKETIME`] exists afterwards, or the calling test fails saying how to
-/// get it.
-pub fn ensure_libfaketime() -> PathBuf {
-    static OUTCOME: OnceLock<Result<(), String>> = OnceLock::new();
-    let present = || Path::new(LIBFAKETIME).is_file();
-    expect_tool(OUTCOME.get_or_init(|| {
-        if present() {
-            return Ok(());
-        }
-        install_packages(&["libfaketime"], "libfaketime", present)
-    }));
-    PathBuf::from(LIBFAKETIME)
-}
-
 /// The full path of `program` on `PATH` (or in `/usr/bin`, `/bin`, where
 /// the distribution puts it even when `PATH` is thin).
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
@@ -149,4 +131,32 @@ fn privilege() -> Option<Option<&'static str>> {
         .status()
         .is_ok_and(|s| s.success());
     passwordless.then_some(Some("sudo"))
+}
+
+/// Where Debian puts libfaketime's preload library, per architecture.
+const LIBFAKETIME: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
+
+/// The path of libfaketime's preload library (Debian package `libfaketime`),
+/// installed on first use like the other system tools. `e2e_clock_jumps.rs`
+/// preloads it into brokerd alone to step its wall clock while every other
+/// process — and brokerd's own monotonic and boot clocks — keep real time.
+pub fn ensure_libfaketime() -> PathBuf {
+    static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    expect_tool(OUTCOME.get_or_init(|| {
+        let found = || LIBFAKETIME.iter().map(PathBuf::from).find(|p| p.is_file());
+        if let Some(path) = found() {
+            return Ok(path);
+        }
+        install_packages(&["libfaketime"], "libfaketime", || found().is_some())?;
+        found().ok_or_else(|| {
+            format!(
+                "libfaketime is installed but none of {} exists",
+                LIBFAKETIME.join(", ")
+            )
+        })
+    }))
 }

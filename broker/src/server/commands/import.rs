@@ -46,6 +46,7 @@ fn credentials_from_import(t: ImportTokens, now: SystemTime) -> Result<Credentia
         access_token,
         expires_at,
         obtained_at: now,
+        obtained_boot: None,
         refresh_token: t.refresh_token,
         id_token: t.id_token,
         token_type: t.token_type.unwrap_or_else(|| "Bearer".to_string()),

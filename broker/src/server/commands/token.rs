@@ -23,7 +23,7 @@ pub async fn answer(
     let ready = app
         .manager
         .snapshot()
-        .ready_token(app.clock.now(), min_valid)
+        .ready_token(app.clock.read(), min_valid)
         .cloned();
     let served = match ready {
         Some(served) => served,
