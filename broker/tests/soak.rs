@@ -37,9 +37,8 @@
 //! server for at least one more second (the wire's whole-second granularity).
 //! Beside that, no agent may use a token after the server's own expiry (beyond
 //! [`DEAD_TOKEN_SLACK_MS`]). Tokens the client crate called expired when it
-//! got them are counted, not judged: after the clock jump, brokerd serves a
-//! token received before it for its remaining real lifetime, while its
-//! wall-clock `expires_at` on the wire says it expired an hour ago.
+//! got them are counted, not judged: a token handed out in its last second
+//! has a whole-second `expires_at` on the wire that is already past.
 //!
 //! Verdicts are judged only on settled facts: after the agents have exited,
 //! brokerd is stopped and the fake server has handled every byte.
