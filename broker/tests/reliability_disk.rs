@@ -339,7 +339,7 @@ fn a_really_full_then_really_read_only_state_dir_on_tmpfs() {
 }
 
 /// State writes that failed, as the broker logged them.
-fn failed_writes(logs: &str) -> usize {
+pub(crate) fn failed_writes(logs: &str) -> usize {
     [
         "cannot write the in-flight marker",
         "refreshed tokens could not be persisted",

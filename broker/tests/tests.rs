@@ -47,3 +47,4 @@ mod reliability_disk;
 mod reliability_endpoint_faults;
 mod reliability_hardening;
 mod reliability_socket_abuse;
+mod soak;
