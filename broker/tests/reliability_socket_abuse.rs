@@ -527,15 +527,22 @@ fn at_the_limit_the_connection_idle_the_longest_makes_room() {
         evicted += 1;
         newcomers.push(s);
     }
-    // A real client gets in the same way, and the survivors still work.
+    // A real client gets in the same way (the next oldest, the 22nd, makes
+    // room), and the survivors still work.
     Client::builder()
         .socket(&socket)
         .connect()
         .expect("a client at the limit")
         .token(Duration::ZERO)
         .expect("a token at the limit");
+    expect_dropped(
+        &mut held[21],
+        Duration::from_secs(5),
+        "the connection idle the longest, for the real client",
+    );
+    evicted += 1;
     let (first, rest) = held.split_at_mut(1);
-    for s in rest[20..]
+    for s in rest[21..]
         .iter_mut()
         .chain(&mut newcomers)
         .chain(first.iter_mut())

@@ -196,6 +196,14 @@ async fn handle(
     match hello {
         Ok(Incoming::Message(hello)) if hello.protocol == PROTOCOL_VERSION => {
             tracing::debug!(client = %sanitize(&hello.client), "client connected");
+            // Idle from the moment the answer is decided, not once it is
+            // written: the client may already open its next connection while
+            // this task waits to be scheduled, and "idle the longest" must
+            // follow the order the clients saw. (Evicted in between, the
+            // request loop below still answers what already arrived.)
+            if keep_open {
+                slot.end_request();
+            }
             conn.write(&Response::Welcome(Welcome {
                 protocol: PROTOCOL_VERSION,
                 broker_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -233,7 +241,6 @@ async fn handle(
     if !keep_open {
         return Ok(());
     }
-    slot.end_request();
 
     loop {
         let incoming = next::<Request>(&mut conn, slot, idle_timeout).await;
