@@ -1,9 +1,8 @@
 //! Hermes Agent, pinned, in a virtual environment of its own: the real tool
 //! the `hermes` projection target is verified with (`e2e_hermes.rs`).
 
-use super::node::start_afresh;
 use super::once::Install;
-use super::python::need_venv;
+use super::python::{make_venv, need_venv};
 use super::run::run;
 use super::{cache_dir, expect_tool};
 use std::path::PathBuf;
@@ -35,23 +34,12 @@ pub fn ensure_hermes_agent() -> PathBuf {
             stamp: HERMES_AGENT_VERSION.to_string(),
         }
         .run_once(|| {
-            start_afresh(&dir)?;
-            let mut venv = Command::new("python3");
-            venv.args(["-m", "venv"]).arg(&dir);
-            run(venv, Duration::from_secs(120))
-                .map_err(|e| format!("cannot create the venv for {what}: {e}"))?;
-            let mut pip = Command::new(dir.join("bin/pip"));
-            pip.env_remove("PYTHONPATH")
-                .args(["install", "--quiet"])
-                .arg(format!("hermes-agent=={HERMES_AGENT_VERSION}"));
-            run(pip, PIP_TIMEOUT).map_err(|e| {
-                let index = std::env::var("PIP_INDEX_URL")
-                    .unwrap_or_else(|_| "https://pypi.org/simple".to_string());
-                format!(
-                    "cannot install {what}: {e} — the Python package index {index} must be \
-                     reachable once (or pre-install the test tools: see README, \"Tests\")"
-                )
-            })?;
+            make_venv(
+                &dir,
+                &what,
+                &format!("hermes-agent=={HERMES_AGENT_VERSION}"),
+                PIP_TIMEOUT,
+            )?;
             if !dir.join("bin/hermes").is_file() {
                 return Err(format!("{what} was installed but has no bin/hermes"));
             }

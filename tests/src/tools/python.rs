@@ -6,7 +6,7 @@ use super::once::Install;
 use super::run::run;
 use super::system::{find_on_path, install_packages};
 use super::{cache_dir, expect_tool};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -37,22 +37,12 @@ pub fn ensure_openai_python() -> PathBuf {
             stamp: OPENAI_PYTHON_VERSION.to_string(),
         }
         .run_once(|| {
-            start_afresh(&dir)?;
-            let mut venv = Command::new("python3");
-            venv.args(["-m", "venv"]).arg(&dir);
-            run(venv, Duration::from_secs(120))
-                .map_err(|e| format!("cannot create the venv for {what}: {e}"))?;
-            let mut pip = Command::new(dir.join("bin/pip"));
-            pip.args(["install", "--quiet"])
-                .arg(format!("openai=={OPENAI_PYTHON_VERSION}"));
-            run(pip, PIP_TIMEOUT).map_err(|e| {
-                let index = std::env::var("PIP_INDEX_URL")
-                    .unwrap_or_else(|_| "https://pypi.org/simple".to_string());
-                format!(
-                    "cannot install {what}: {e} — the Python package index {index} must be \
-                     reachable once (or pre-install the test tools: see README, \"Tests\")"
-                )
-            })?;
+            make_venv(
+                &dir,
+                &what,
+                &format!("openai=={OPENAI_PYTHON_VERSION}"),
+                PIP_TIMEOUT,
+            )?;
             let mut check = Command::new(&python);
             check.args(["-c", "import openai; print(openai.__version__)"]);
             let version = run(check, Duration::from_secs(60))
@@ -72,6 +62,34 @@ pub fn ensure_openai_python() -> PathBuf {
 
 /// `python3 -m venv` works (Debian splits it into `python3-venv`), or why
 /// not; installs the packages when this process may.
+/// A fresh venv at `dir` with `requirement` installed from the package index
+/// (`what` names the tool in the one-line error).
+pub(super) fn make_venv(
+    dir: &Path,
+    what: &str,
+    requirement: &str,
+    pip_timeout: Duration,
+) -> Result<(), String> {
+    start_afresh(dir)?;
+    let mut venv = Command::new("python3");
+    venv.args(["-m", "venv"]).arg(dir);
+    run(venv, Duration::from_secs(120))
+        .map_err(|e| format!("cannot create the venv for {what}: {e}"))?;
+    let mut pip = Command::new(dir.join("bin/pip"));
+    pip.env_remove("PYTHONPATH")
+        .args(["install", "--quiet"])
+        .arg(requirement);
+    run(pip, pip_timeout).map_err(|e| {
+        let index = std::env::var("PIP_INDEX_URL")
+            .unwrap_or_else(|_| "https://pypi.org/simple".to_string());
+        format!(
+            "cannot install {what}: {e} — the Python package index {index} must be \
+             reachable once (or pre-install the test tools: see README, \"Tests\")"
+        )
+    })?;
+    Ok(())
+}
+
 pub(super) fn need_venv() -> Result<(), String> {
     let works = || {
         find_on_path("python3").is_some()
