@@ -315,6 +315,61 @@ fn github_copilot_revoked_token_needs_a_relogin() {
     assert!(setup.fake.is_copilot_token_valid(token.expose_secret()));
 }
 
+/// The broker half of the IronClaw recipe (README "IronClaw"): one `exec`
+/// hands a tool the current Copilot session token *and* the API base the
+/// exchange returned, from the same answer, so the tool talks to the right
+/// Copilot API with a token the broker exchanged, and never exchanges itself.
+#[test]
+fn github_copilot_exec_hands_a_tool_the_session_token_and_its_api_base() {
+    let setup = copilot_setup();
+    copilot_login(&setup);
+    let exchanges = setup.fake.stats().copilot_exchange_requests;
+    let out = setup.ctl(&[
+        "exec",
+        "--env",
+        "LLM_API_KEY",
+        "--env-metadata",
+        "LLM_BASE_URL=api_base",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s\\n%s\\n' \"$LLM_API_KEY\" \"$LLM_BASE_URL\"",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text:?}");
+    assert!(
+        setup.fake.is_copilot_token_valid(lines[0]),
+        "LLM_API_KEY is a live Copilot session token"
+    );
+    assert_eq!(lines[1], setup.fake.copilot_api_base());
+    // Only the broker exchanges: at most its own scheduled re-exchange ran.
+    assert!(setup.fake.stats().copilot_exchange_requests <= exchanges + 1);
+
+    // A key the token does not carry: the command is not run, and the error
+    // names the key and the keys there are.
+    let out = setup.ctl(&[
+        "exec",
+        "--env-metadata",
+        "ACCOUNT=account_id",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "the command did not run");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no metadata \"account_id\" for ACCOUNT (it has: api_base)"),
+        "{err}"
+    );
+    assert!(!err.contains(lines[0]), "no token in the error");
+    setup.assert_no_token_in_logs();
+}
+
 // ----- xai ------------------------------------------------------------------------
 
 fn xai_config(fake: &FakeAuthServer) -> String {

@@ -15,6 +15,14 @@
 //! the wrong endpoint as the wrong kind of credential; `--env` names the variable
 //! the tool really reads (e.g. `CLAUDE_CODE_OAUTH_TOKEN`).
 //!
+//! Some tools need the token's non-secret metadata beside it, e.g. the Copilot
+//! API base (`api_base`) the `github-copilot` exchange returned, which differs
+//! between individual and business accounts. `--env-metadata NAME=KEY` puts it
+//! in the environment from the same answer as the token, so a recipe needs
+//! neither a second request nor a JSON parser; a missing key is an error rather
+//! than an empty variable, because the tool would then fall back to a default
+//! endpoint that may be the wrong one for the account.
+//!
 //! The token is fixed for the command's lifetime: brokerctl is gone once the
 //! command runs. Long-running programs should use an auth-command hook
 //! (`brokerctl token`) or a client library instead.
@@ -46,6 +54,8 @@ command was not found, 126 that it could not be run.
 Examples:
   brokerctl exec -- ./my-agent
   brokerctl --account claude exec --env CLAUDE_CODE_OAUTH_TOKEN -- claude -p 'hi'
+  brokerctl --account copilot exec --env LLM_API_KEY \\
+      --env-metadata LLM_BASE_URL=api_base -- ironclaw -m 'hi'
 
 The token is not renewed while the command runs: for programs that run longer
 than a token lives, use `brokerctl token` as their auth command or a client
@@ -54,6 +64,10 @@ pub struct ExecArgs {
     /// Environment variable that receives the token (repeat to set several).
     #[arg(long = "env", value_name = "NAME", default_value = DEFAULT_ENV)]
     pub env: Vec<String>,
+    /// Environment variable NAME receives the token's metadata value KEY, e.g.
+    /// `LLM_BASE_URL=api_base` (repeatable; `brokerctl token --json` shows the keys).
+    #[arg(long = "env-metadata", value_name = "NAME=KEY", value_parser = parse_env_metadata)]
+    pub env_metadata: Vec<EnvMetadata>,
     /// The token must stay valid at least this many more seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub min_valid: u64,
@@ -95,6 +109,12 @@ pub fn run(global: &Global, args: &ExecArgs) -> ExitCode {
     for name in &args.env {
         command.env(name, token.expose_secret());
     }
+    for wanted in &args.env_metadata {
+        let Some(value) = token.metadata().get(&wanted.key) else {
+            return exit::fail_with(exit::OTHER, missing_metadata(wanted, token.metadata()));
+        };
+        command.env(&wanted.name, value);
+    }
     let err = command.exec();
     // Only the program name: the arguments may be secret, the environment is.
     exit::report(format_args!(
@@ -106,6 +126,54 @@ pub fn run(global: &Global, args: &ExecArgs) -> ExitCode {
     } else {
         CANNOT_RUN
     })
+}
+
+/// One `--env-metadata NAME=KEY`: variable `name` gets metadata value `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvMetadata {
+    /// The environment variable to set.
+    pub name: String,
+    /// The metadata key whose value it gets.
+    pub key: String,
+}
+
+/// Parses `NAME=KEY` (clap value parser), naming the fix when it is malformed.
+pub fn parse_env_metadata(arg: &str) -> Result<EnvMetadata, String> {
+    let Some((name, key)) = arg.split_once('=') else {
+        return Err("expected NAME=KEY, e.g. LLM_BASE_URL=api_base".into());
+    };
+    if !is_env_name(name) {
+        return Err(format!(
+            "invalid variable name {name:?}: use letters, digits and '_', not starting with a digit"
+        ));
+    }
+    if key.is_empty() {
+        return Err(format!(
+            "no metadata key after {name}=; `brokerctl token --json` shows the keys"
+        ));
+    }
+    Ok(EnvMetadata {
+        name: name.into(),
+        key: key.into(),
+    })
+}
+
+/// The one-line error for a metadata key the token does not carry. Metadata is
+/// not secret (account id, API base), so listing the keys that exist is safe.
+fn missing_metadata(
+    wanted: &EnvMetadata,
+    present: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let keys: Vec<&str> = present.keys().map(String::as_str).collect();
+    let keys = if keys.is_empty() {
+        "none".to_string()
+    } else {
+        keys.join(", ")
+    };
+    format!(
+        "the token has no metadata {:?} for {} (it has: {keys}); the command was not run",
+        wanted.key, wanted.name
+    )
 }
 
 /// A portable environment variable name (POSIX: `[A-Za-z_][A-Za-z0-9_]*`).
@@ -127,5 +195,40 @@ mod tests {
         for bad in ["", "1A", "A-B", "A=B", "A B", "Ä"] {
             assert!(!is_env_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn env_metadata_arguments() {
+        assert_eq!(
+            parse_env_metadata("LLM_BASE_URL=api_base"),
+            Ok(EnvMetadata {
+                name: "LLM_BASE_URL".into(),
+                key: "api_base".into()
+            })
+        );
+        // Only the first '=' separates: a key may contain one.
+        assert_eq!(parse_env_metadata("A=b=c").unwrap().key, "b=c");
+        for (bad, says) in [
+            ("LLM_BASE_URL", "expected NAME=KEY"),
+            ("=api_base", "invalid variable name"),
+            ("BAD-NAME=api_base", "invalid variable name"),
+            ("LLM_BASE_URL=", "no metadata key"),
+        ] {
+            let err = parse_env_metadata(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_key_names_the_keys_present() {
+        let wanted = parse_env_metadata("LLM_BASE_URL=api_base").unwrap();
+        let present = [("account_id".to_string(), "acct".to_string())].into();
+        let text = missing_metadata(&wanted, &present);
+        assert!(text.contains("\"api_base\""), "{text}");
+        assert!(text.contains("it has: account_id"), "{text}");
+        assert!(
+            missing_metadata(&wanted, &Default::default()).contains("it has: none"),
+            "no metadata at all"
+        );
     }
 }
