@@ -3,7 +3,7 @@
 //! containers").
 //!
 //! The server is Debian's `sshd` in inetd mode (`sshd -i`), one process per
-//! accepted connection, the way systemd's `ssh.socket` runs it: the test
+//! accepted connection, as inetd or a systemd socket unit with `Accept=yes` runs it: the test
 //! holds the listening socket on an OS-picked loopback port, so there is no
 //! "pick a free port, hope nobody takes it before sshd binds it" race and no
 //! waiting for sshd to come up. Everything sshd and ssh read is throw-away:
