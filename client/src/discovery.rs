@@ -23,6 +23,31 @@ pub const ACCOUNT_ENV: &str = "OAUTH_BROKER_ACCOUNT";
 /// The account used when none is named.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
+/// The longest path a Unix socket address holds: `sun_path` has 108 bytes on
+/// Linux (104 on macOS and the BSDs), one of them the terminating NUL.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const MAX_SOCKET_PATH_LEN: usize = 107;
+/// The longest path a Unix socket address holds: `sun_path` has 108 bytes on
+/// Linux (104 on macOS and the BSDs), one of them the terminating NUL.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub const MAX_SOCKET_PATH_LEN: usize = 103;
+
+/// `None` when `path` fits in a Unix socket address; otherwise the one-line
+/// error, naming the limit and the fix. Deep home directories and container
+/// mounts make such paths easy to reach, and the kernel's own answer
+/// ("File name too long", or std's "path must be shorter than SUN_LEN")
+/// names neither; brokerd and the clients say this instead.
+pub fn socket_path_too_long(path: &Path) -> Option<String> {
+    let len = path.as_os_str().len();
+    (len > MAX_SOCKET_PATH_LEN).then(|| {
+        format!(
+            "the socket path {} is {len} bytes, longer than the {MAX_SOCKET_PATH_LEN} bytes a Unix socket path may have; \
+             use a shorter one (--socket or OAUTH_BROKER_SOCKET, e.g. under $XDG_RUNTIME_DIR; in a container, mount the socket directory at a short path such as /run/oauth-broker)",
+            path.display()
+        )
+    })
+}
+
 /// The socket a client connects to when no path is given: `OAUTH_BROKER_SOCKET`,
 /// else the account's socket in the runtime directory (see the module docs).
 ///

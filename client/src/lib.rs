@@ -85,7 +85,10 @@ pub use builder::{
 };
 pub use busy::DEFAULT_BUSY_BUDGET;
 pub use caching::CachingClient;
-pub use discovery::{default_socket_path, ACCOUNT_ENV, DEFAULT_ACCOUNT, SOCKET_ENV};
+pub use discovery::{
+    default_socket_path, socket_path_too_long, ACCOUNT_ENV, DEFAULT_ACCOUNT, MAX_SOCKET_PATH_LEN,
+    SOCKET_ENV,
+};
 pub use error::Error;
 pub use token::AccessToken;
 

@@ -12,6 +12,8 @@
 //! * [`fake_anthropic`] — a fake Anthropic (Messages API and token endpoint)
 //!   served inside private network namespaces where Anthropic's host names
 //!   are loopback, for running the real Claude Code offline.
+//! * [`ssh_host`] — a "remote host" over real OpenSSH on a loopback port, for
+//!   forwarding the broker's socket with `ssh -R`;
 //! * [`harness`] — starts the real `brokerd` binary in a throw-away environment
 //!   for end-to-end tests, and runs `brokerctl` against it.
 //! * [`bench`] — the benchmark behind the README's "Performance" table
@@ -38,5 +40,6 @@ pub mod fake_chatgpt;
 pub mod fake_server;
 pub mod harness;
 pub mod netns;
+pub mod ssh_host;
 pub mod storm_demo;
 pub mod tools;

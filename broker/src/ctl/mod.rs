@@ -19,6 +19,7 @@ pub mod output;
 pub mod project;
 pub mod relogin;
 pub mod service;
+pub mod ssh_forward;
 pub mod status;
 pub mod token;
 
@@ -86,6 +87,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Show the tool credential files the broker feeds, or give one back.
     Project(project::ProjectArgs),
+    /// Print the `ssh -R` command that forwards this broker to a remote host.
+    SshForward(ssh_forward::SshForwardArgs),
 }
 
 impl Global {
@@ -146,6 +149,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Service(args) => service::run(&cli.global, args),
         Command::Completions(args) => completions::run(args),
         Command::Project(args) => project::run(&cli.global, args),
+        Command::SshForward(args) => ssh_forward::run(&cli.global, args),
     }
 }
 

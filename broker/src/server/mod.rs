@@ -10,6 +10,7 @@
 pub mod app;
 mod commands;
 pub mod connection;
+pub mod peer;
 mod refusal_log;
 mod slots;
 pub mod socket;
@@ -21,6 +22,7 @@ use connection::{Connection, ConnectionError, Incoming};
 use oauth_broker_proto::{
     encode_frame, ErrorCode, ErrorFrame, Hello, Request, Response, Welcome, PROTOCOL_VERSION,
 };
+use peer::Peer;
 use refusal_log::{Refusal, RefusalLog};
 use slots::{Admission, Slot, Slots};
 use std::sync::Arc;
@@ -64,27 +66,27 @@ pub async fn serve(
                 continue;
             }
         };
-        let peer = stream.peer_cred().ok();
-        let uid = peer.map(|p| p.uid());
-        let allowed = uid.is_some_and(|uid| uid == my_uid || settings.allow_uids.contains(&uid));
-        if !allowed {
+        let peer = Peer::from_credentials(
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok(),
+        );
+        if !peer.is_allowed(my_uid, &settings.allow_uids) {
+            let uid = peer.uid;
             if let Some(kind) = refusals.record(Refusal::OtherUser(uid), Instant::now()) {
                 tracing::warn!(
                     peer_uid = uid.map(|u| u as i64).unwrap_or(-1),
-                    peer_pid = peer.and_then(|p| p.pid()).unwrap_or(-1),
-                    "refused a connection from another user{}",
+                    "refused a connection from another user: uid {}, {}{}; to admit it add `{}` under [server]",
+                    uid.map_or("unknown".to_string(), |u| u.to_string()),
+                    peer.pid_display(),
                     if kind == Refusal::OtherUser(uid) {
                         ""
                     } else {
                         " (one of many uids; counted together from here on)"
-                    }
+                    },
+                    uid.map_or("allow_uids".to_string(), |u| peer::allow_uids_line(&settings.allow_uids, u)),
                 );
             }
-            let frame = ErrorFrame::new(
-                ErrorCode::PermissionDenied,
-                format!("uid {} may not use this broker", uid.map_or("unknown".to_string(), |u| u.to_string())),
-            )
-            .with_hint("connect as the broker's user, or add the uid to `allow_uids` under [server] in the broker's config");
+            let frame = ErrorFrame::new(ErrorCode::PermissionDenied, peer.refusal_message())
+                .with_hint(peer.refusal_hint(&settings.allow_uids));
             tasks.spawn(reject(stream, frame));
             continue;
         }

@@ -46,6 +46,9 @@ impl Drop for BoundSocket {
 /// file is removed only if it is a socket nobody answers on (stale, left by a
 /// crash); a live broker's socket is never unlinked.
 pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, BoundSocket)> {
+    if let Some(message) = oauth_broker_client::socket_path_too_long(path) {
+        anyhow::bail!("{message}");
+    }
     if let Some(dir) = path.parent() {
         if !dir.exists() {
             std::fs::DirBuilder::new()

@@ -45,6 +45,9 @@ impl Connection {
         timeout: Duration,
         first: Option<&Request>,
     ) -> Result<(Connection, Welcome), Error> {
+        if let Some(message) = crate::discovery::socket_path_too_long(path) {
+            return Err(Error::Config { message });
+        }
         let deadline = Deadline::after(timeout, "connect");
         let stream = connect(path, deadline.remaining()?).map_err(|source| {
             if is_timeout(&source) {

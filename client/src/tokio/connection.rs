@@ -33,6 +33,9 @@ impl Connection {
         limit: Duration,
         first: Option<&Request>,
     ) -> Result<(Connection, Welcome), Error> {
+        if let Some(message) = crate::discovery::socket_path_too_long(path) {
+            return Err(Error::Config { message });
+        }
         let deadline = Deadline::after(limit, "connect");
         let stream =
             within(&deadline, connect(path))

@@ -8,6 +8,8 @@ use oauth_broker_tests::tools;
 fn main() {
     tools::ensure_system_tools();
     println!("system tools: systemd-analyze, systemd-socket-activate, python3, git");
+    let ssh = tools::ensure_openssh();
+    println!("OpenSSH: {}, {}", ssh.sshd.display(), ssh.ssh.display());
     println!(
         "oidc-provider: {}",
         tools::ensure_oidc_provider().join("node_modules").display()
