@@ -19,6 +19,7 @@ pub mod output;
 pub mod project;
 pub mod relogin;
 pub mod service;
+pub mod start;
 pub mod status;
 pub mod token;
 
