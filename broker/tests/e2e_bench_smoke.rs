@@ -18,7 +18,11 @@ fn every_measurement_runs_and_the_table_is_complete() {
     assert_eq!(report.fresh_connection.samples, config.fresh_connections);
     assert_eq!(report.fresh_pipelined.samples, config.fresh_connections);
     assert_eq!(report.client_cache.samples, config.cache_hits);
-    assert_eq!(report.brokerctl.samples, config.brokerctl_runs);
+    assert_eq!(
+        report.processes.brokerctl.wall.samples,
+        config.brokerctl_runs
+    );
+    assert_eq!(report.processes.noop.cpu.samples, config.brokerctl_runs);
     assert_eq!(report.startup.samples, config.startups);
     assert_eq!(report.throughput.len(), config.throughput_clients.len());
     assert!(report
@@ -38,11 +42,11 @@ fn every_measurement_runs_and_the_table_is_complete() {
     let table = report.markdown();
     // `oidc-token` is measured beside `brokerctl token` when oidc-agent is
     // installed, with a verdict and a row of its own.
-    if let Some(oidc) = &report.oidc_token {
-        assert_eq!(oidc.samples, config.brokerctl_runs);
+    if let Some(oidc) = &report.processes.oidc_token {
+        assert_eq!(oidc.wall.samples, config.brokerctl_runs);
         assert!(table.contains("`oidc-token`"), "{table}");
     }
-    let with_oidc = usize::from(report.oidc_token.is_some());
+    let with_oidc = usize::from(report.processes.oidc_token.is_some());
     assert_eq!(report.verdicts().len(), 8 + with_oidc);
     for row in [
         "Raw Unix-socket ping-pong",
@@ -55,6 +59,7 @@ fn every_measurement_runs_and_the_table_is_complete() {
         "Refresh storm",
         "start-to-ready",
         "resident memory",
+        "C no-op",
     ] {
         assert!(table.contains(row), "{row} missing from:\n{table}");
     }

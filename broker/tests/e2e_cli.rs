@@ -110,3 +110,55 @@ fn importing_the_same_tokens_again_after_a_rotation_is_refused() {
     assert_eq!(stats.reuse_detections, 0);
     assert_eq!(stats.families_revoked, 0);
 }
+
+/// brokerctl starts without std's start-up (`ctl/start.rs`): what std did and
+/// brokerctl relies on still holds. A reader that went away is an error with
+/// exit 1 (SIGPIPE stays ignored), not a death by signal; a closed stdout is
+/// reopened on /dev/null before the socket is opened, so the token cannot land
+/// in the socket, and the token is still served.
+#[test]
+fn token_start_up_keeps_sigpipe_ignored_and_standard_fds_open() {
+    let setup = Broker::logged_in(fake_with_ttl(Duration::from_secs(120)));
+
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = setup
+        .broker
+        .brokerctl_command(&brokerctl(), &["token"])
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Broken pipe"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("eyJ"),
+        "no token in: {}",
+        stderr(&out)
+    );
+
+    // `sh` closes fd 1 and execs brokerctl.
+    let env = setup.broker.client_env().to_vec();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" --socket "$1" token >&-"#)
+        .arg(brokerctl())
+        .arg(setup.broker.socket_path())
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    // The broker saw a well-formed exchange, nothing written into the socket
+    // after it: a plain token still comes.
+    assert!(setup.ctl(&["token"]).status.success());
+}

@@ -20,6 +20,7 @@ pub mod project;
 pub mod relogin;
 pub mod service;
 pub mod ssh_forward;
+pub mod start;
 pub mod status;
 pub mod token;
 

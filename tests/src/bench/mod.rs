@@ -39,6 +39,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::binaries::Binaries;
+use brokerctl::TokenProcesses;
 use latency::Latency;
 use memory::Memory;
 use round_trip::{FrameSizes, MIN_VALID};
@@ -125,9 +126,9 @@ pub struct Report {
     pub fresh_pipelined: Latency,
     pub client_cache: Latency,
     pub throughput: Vec<ThroughputRow>,
-    pub brokerctl: Latency,
-    /// `oidc-token` beside it, when oidc-agent is installed.
-    pub oidc_token: Option<Latency>,
+    /// `brokerctl token`, `oidc-token` (when oidc-agent is installed) and a
+    /// C no-op, whole processes.
+    pub processes: TokenProcesses,
     pub storm: StormResult,
     pub startup: Latency,
     pub memory: Memory,
@@ -185,37 +186,7 @@ pub fn run(
         });
     }
 
-    let oidc = match oidc_token::OidcAgent::start(&bench.fake) {
-        Ok(agent) => agent,
-        Err(e) => {
-            progress(&format!("oidc-token left out: {e:#}"));
-            None
-        }
-    };
-    let (brokerctl, oidc_token) = match &oidc {
-        Some(oidc) => {
-            progress("brokerctl token and oidc-token processes, interleaved");
-            let (ours, theirs) = brokerctl::token_process_beside_oidc_token(
-                &binaries.brokerctl,
-                &bench.broker,
-                oidc,
-                warmup(config.brokerctl_runs),
-                config.brokerctl_runs,
-            )?;
-            (ours, Some(theirs))
-        }
-        None => {
-            progress("brokerctl token processes (oidc-agent not installed)");
-            let ours = brokerctl::token_process(
-                &binaries.brokerctl,
-                &bench.broker,
-                warmup(config.brokerctl_runs),
-                config.brokerctl_runs,
-            )?;
-            (ours, None)
-        }
-    };
-    drop(oidc);
+    let processes = token_processes(&bench, binaries, config, &mut progress)?;
     drop(bench);
 
     progress(&format!(
@@ -238,10 +209,78 @@ pub fn run(
         fresh_pipelined,
         client_cache,
         throughput,
-        brokerctl,
-        oidc_token,
+        processes,
         storm,
         startup,
         memory,
     })
+}
+
+/// Only the whole-process rows (`bench --only token`): `brokerctl token`,
+/// `oidc-token` when installed, and the C no-op, against a logged-in brokerd.
+pub fn run_token_processes(
+    binaries: &Binaries,
+    config: &BenchConfig,
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<TokenProcesses> {
+    progress("starting brokerd and the fake authorization server");
+    let bench = BenchBroker::logged_in(&binaries.brokerd, Duration::from_secs(3600))?;
+    token_processes(&bench, binaries, config, &mut progress)
+}
+
+/// `brokerctl token` beside `oidc-token` (when oidc-agent is installed) and
+/// `true`, interleaved.
+fn token_processes(
+    bench: &BenchBroker,
+    binaries: &Binaries,
+    config: &BenchConfig,
+    progress: &mut impl FnMut(&str),
+) -> anyhow::Result<TokenProcesses> {
+    let oidc = match oidc_token::OidcAgent::start(&bench.fake) {
+        Ok(agent) => agent,
+        Err(e) => {
+            progress(&format!("oidc-token left out: {e:#}"));
+            None
+        }
+    };
+    progress(if oidc.is_some() {
+        "brokerctl token, oidc-token and true processes, interleaved"
+    } else {
+        "brokerctl token and true processes, interleaved (oidc-agent not installed)"
+    });
+    brokerctl::token_processes(
+        &binaries.brokerctl,
+        &bench.broker,
+        oidc.as_ref(),
+        (config.brokerctl_runs / 10).clamp(1, 5_000),
+        config.brokerctl_runs,
+    )
+}
+
+/// `bench --serve`: brokerd and oidc-agent (when installed) set up as for the
+/// whole-process rows, held until stdin closes, so that outside tools
+/// (`strace`, `valgrind`, `perf`) can run `brokerctl token` and `oidc-token`
+/// against them. Prints one shell line per program, with its environment.
+pub fn serve(binaries: &Binaries, mut out: impl std::io::Write) -> anyhow::Result<()> {
+    let bench = BenchBroker::logged_in(&binaries.brokerd, Duration::from_secs(3600))?;
+    let oidc = oidc_token::OidcAgent::start(&bench.fake)?;
+    let env: Vec<String> = bench
+        .broker
+        .client_env()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    writeln!(
+        out,
+        "env -i {} {} --socket {} token",
+        env.join(" "),
+        binaries.brokerctl.display(),
+        bench.socket().display()
+    )?;
+    if let Some(oidc) = &oidc {
+        writeln!(out, "{}", oidc.command_line())?;
+    }
+    out.flush()?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+    Ok(())
 }

@@ -129,6 +129,15 @@ impl OidcAgent {
         self.token()
     }
 
+    /// [`Self::token`] as a shell line (for `bench --serve`).
+    pub fn command_line(&self) -> String {
+        format!(
+            "env -i OIDC_SOCK={} {} {ACCOUNT}",
+            self.socket.display(),
+            self.oidc_token.display()
+        )
+    }
+
     /// One `oidc-token bench` process, as a hook runs it.
     pub fn token(&self) -> anyhow::Result<()> {
         let out = Command::new(&self.oidc_token)

@@ -5,7 +5,12 @@
 //! and `brokerctl` itself (in release mode) before measuring.
 //!
 //! Options: `--smoke` (tiny counts: checks that everything runs, figures are
-//! meaningless), `--brokerd PATH`, `--brokerctl PATH` (measure other builds).
+//! meaningless), `--brokerd PATH`, `--brokerctl PATH` (measure other builds),
+//! `--only token` (only the whole-process rows: `brokerctl token`, `oidc-token`
+//! and a C no-op, interleaved), `--runs N` (runs of each process, default 200),
+//! `--serve` (set up brokerd and oidc-agent, print how to run `brokerctl
+//! token` and `oidc-token` against them, and wait until stdin closes: for
+//! `strace`, `valgrind` and the like).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +18,8 @@ use std::process::ExitCode;
 use oauth_broker_tests::bench::{self, report, BenchConfig};
 use oauth_broker_tests::binaries::Binaries;
 
-const USAGE: &str = "usage: bench [--smoke] [--brokerd PATH] [--brokerctl PATH]";
+const USAGE: &str =
+    "usage: bench [--smoke] [--brokerd PATH] [--brokerctl PATH] [--only token] [--runs N] [--serve]";
 
 fn main() -> ExitCode {
     match run() {
@@ -29,12 +35,24 @@ fn run() -> anyhow::Result<ExitCode> {
     let mut smoke = false;
     let mut brokerd = None;
     let mut brokerctl = None;
+    let mut only_token = false;
+    let mut runs = None;
+    let mut serve = false;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--smoke") => smoke = true,
             Some("--brokerd") => brokerd = args.next().map(PathBuf::from),
             Some("--brokerctl") => brokerctl = args.next().map(PathBuf::from),
+            Some("--only") if args.next().as_deref() == Some("token".as_ref()) => only_token = true,
+            Some("--serve") => serve = true,
+            Some("--runs") => match args.next().and_then(|n| n.to_str()?.parse().ok()) {
+                Some(n) if n > 0 => runs = Some(n),
+                _ => {
+                    eprintln!("bench: --runs needs a positive number\n{USAGE}");
+                    return Ok(ExitCode::from(64));
+                }
+            },
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -45,17 +63,37 @@ fn run() -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Serving measures nothing: any build will do.
+    if serve {
+        let binaries = Binaries::locate(brokerd, brokerctl)?;
+        bench::serve(&binaries, std::io::stdout().lock())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cfg!(debug_assertions) && !smoke {
         anyhow::bail!(
             "this is a debug build, whose figures mean nothing; run `cargo run --release -p oauth-broker-tests --bin bench`"
         );
     }
     let binaries = Binaries::locate(brokerd, brokerctl)?;
-    let config = if smoke {
+    let mut config = if smoke {
         BenchConfig::smoke()
     } else {
         BenchConfig::full()
     };
+    if let Some(runs) = runs {
+        config.brokerctl_runs = runs;
+    }
+    if only_token {
+        let processes =
+            bench::run_token_processes(&binaries, &config, |stage| eprintln!("… {stage}"))?;
+        println!(
+            "\nMachine: {}\nbrokerctl: {}\n",
+            report::machine(),
+            binaries.brokerctl.display()
+        );
+        print!("{}", processes.markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = bench::run(&binaries, &config, |stage| eprintln!("… {stage}"))?;
     println!(
         "\nMachine: {}\nbrokerd: {}\n",
