@@ -21,6 +21,9 @@ pub enum ErrorShape {
     /// Refresh failures use the provider codes `refresh_token_reused`,
     /// `refresh_token_invalidated` and `refresh_token_expired`.
     Nested,
+    /// GitHub style: HTTP 200 with the flat body; a rejected refresh token
+    /// is `bad_refresh_token`.
+    Github,
 }
 
 /// What `GET /oauth/authorize` answers.
