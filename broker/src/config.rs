@@ -517,6 +517,23 @@ mod tests {
     }
 
     #[test]
+    fn copilot_cli_target_defaults_to_copilot_home() {
+        let cfg = parse("[[project]]\nkind = \"copilot-cli\"\n", "c.toml").unwrap();
+        assert_eq!(cfg.project[0].kind, ProjectionKind::CopilotCli);
+        assert_eq!(cfg.project[0].kind.as_str(), "copilot-cli");
+        let home = |name: &str| (name == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(home).unwrap(),
+            PathBuf::from("/home/u/.copilot/config.json")
+        );
+        let copilot_home = |name: &str| (name == "COPILOT_HOME").then(|| "/srv/c".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(copilot_home).unwrap(),
+            PathBuf::from("/srv/c/config.json")
+        );
+    }
+
+    #[test]
     fn hermes_target_defaults_to_hermes_home() {
         let cfg = parse("[[project]]\nkind = \"hermes\"\n", "h.toml").unwrap();
         assert_eq!(cfg.project[0].kind, ProjectionKind::Hermes);
