@@ -193,6 +193,8 @@ pub enum ProjectionKind {
     ClaudeCode,
     /// Hermes Agent's `auth.json` (its `openai-codex` login).
     Hermes,
+    /// GitHub Copilot CLI's `config.json` (`authTokens`, the GitHub token).
+    CopilotCli,
 }
 
 impl ProjectionKind {
@@ -202,6 +204,7 @@ impl ProjectionKind {
             ProjectionKind::Codex => "codex",
             ProjectionKind::ClaudeCode => "claude-code",
             ProjectionKind::Hermes => "hermes",
+            ProjectionKind::CopilotCli => "copilot-cli",
         }
     }
 }
@@ -210,12 +213,14 @@ impl ProjectionKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
-    /// Which tool's file format (`codex`, `claude-code` or `hermes`).
+    /// Which tool's file format (`codex`, `claude-code`, `hermes` or
+    /// `copilot-cli`).
     pub kind: ProjectionKind,
     /// The file; `~/` is the broker's home directory. Defaults to where the
     /// tool looks: `$CODEX_HOME/auth.json` or `~/.codex/auth.json`, and
     /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`,
-    /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`.
+    /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`, and
+    /// `$COPILOT_HOME/config.json` or `~/.copilot/config.json`.
     pub path: Option<PathBuf>,
     /// The file always holds a token that stays valid at least this long (the
     /// tool's own refresh window plus a safety margin); the kind's default
@@ -253,6 +258,10 @@ impl ProjectionConfig {
                 ProjectionKind::Hermes => match var("HERMES_HOME") {
                     Some(dir) => PathBuf::from(dir).join("auth.json"),
                     None => home()?.join(".hermes/auth.json"),
+                },
+                ProjectionKind::CopilotCli => match var("COPILOT_HOME") {
+                    Some(dir) => PathBuf::from(dir).join("config.json"),
+                    None => home()?.join(".copilot/config.json"),
                 },
             },
         };
@@ -504,6 +513,23 @@ mod tests {
         assert_eq!(
             cfg.project[1].resolved_path(env).unwrap(),
             PathBuf::from("/cfg/claude/.credentials.json")
+        );
+    }
+
+    #[test]
+    fn copilot_cli_target_defaults_to_copilot_home() {
+        let cfg = parse("[[project]]\nkind = \"copilot-cli\"\n", "c.toml").unwrap();
+        assert_eq!(cfg.project[0].kind, ProjectionKind::CopilotCli);
+        assert_eq!(cfg.project[0].kind.as_str(), "copilot-cli");
+        let home = |name: &str| (name == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(home).unwrap(),
+            PathBuf::from("/home/u/.copilot/config.json")
+        );
+        let copilot_home = |name: &str| (name == "COPILOT_HOME").then(|| "/srv/c".to_string());
+        assert_eq!(
+            cfg.project[0].resolved_path(copilot_home).unwrap(),
+            PathBuf::from("/srv/c/config.json")
         );
     }
 

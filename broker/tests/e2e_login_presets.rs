@@ -5,7 +5,8 @@
 //! refresh, account id in status, `import --codex`), github-copilot (device
 //! flow, then the session-token exchange is the refresh, with a coalesced
 //! re-exchange on 401), xai (discovery re-checked against the allow-list, PKCE
-//! with `plan=generic` and the challenge echo, 403 as its own reason) and
+//! with `plan=generic` and the challenge echo, 403 as its own reason),
+//! github (device flow, rotating user tokens, GitHub's HTTP-200 errors) and
 //! anthropic (paste of `code#state`, JSON bodies).
 
 use crate::common::{query_param, stderr, stdout, Broker, STEP};
@@ -367,6 +368,52 @@ fn github_copilot_exec_hands_a_tool_the_session_token_and_its_api_base() {
         "{err}"
     );
     assert!(!err.contains(lines[0]), "no token in the error");
+    setup.assert_no_token_in_logs();
+}
+
+// ----- github ---------------------------------------------------------------------
+
+#[test]
+fn github_device_login_refreshes_rotating_user_tokens_and_a_refused_one_needs_a_relogin() {
+    // A GitHub App with expiring user tokens: `ghu_…` access tokens, rotating
+    // refresh tokens, every error answered with HTTP 200.
+    let setup = Broker::builder()
+        .fake(FakeConfig {
+            device_error_status: 200,
+            error_shape: ErrorShape::Github,
+            access_token_prefix: "ghu_".to_string(),
+            access_ttl: Duration::from_secs(4),
+            ..FakeConfig::default()
+        })
+        .config(|fake| {
+            format!(
+                "preset = \"github\"\ndevice_authorization_endpoint = \"{device}\"\n\
+                 token_endpoint = \"{token}\"\nclient_id = \"test-client\"\n{FAST_RETRY}",
+                device = fake.device_authorization_endpoint(),
+                token = fake.token_endpoint(),
+            )
+        })
+        .start();
+    copilot_login(&setup);
+    let mut client = setup.client();
+    let first = client.token(Duration::ZERO).unwrap();
+    assert!(first.expose_secret().starts_with("ghu_"));
+    assert!(setup.fake.is_access_token_valid(first.expose_secret()));
+    // The broker refreshes on its own before the 4-second token ends.
+    setup.wait_token_not_in(&[first.token_id().to_string()]);
+    let second = client.token(Duration::ZERO).unwrap();
+    assert!(setup.fake.stats().refresh_requests >= 1);
+    assert_ne!(second.token_id(), first.token_id());
+    assert!(setup.fake.is_access_token_valid(second.expose_secret()));
+
+    // GitHub refuses the refresh token (HTTP 200, `bad_refresh_token`): a
+    // relogin, not a transient failure retried forever.
+    setup.fake.revoke_all();
+    let err = client.unauthorized(&second).unwrap_err();
+    assert!(err.is_relogin_required(), "{err:?}");
+    assert_eq!(err.reason(), Some("bad_refresh_token"));
+    let text = stdout(&setup.ctl(&["status"]));
+    assert!(text.contains("github"), "{text}");
     setup.assert_no_token_in_logs();
 }
 

@@ -18,6 +18,7 @@ mod e2e_cli;
 mod e2e_clock_jumps;
 mod e2e_codex_cli;
 mod e2e_containers;
+mod e2e_copilot_cli;
 mod e2e_dialects;
 mod e2e_file_safety;
 mod e2e_forced_refresh_bounds;

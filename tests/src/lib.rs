@@ -37,6 +37,7 @@ pub mod binaries;
 pub mod direct_oauth;
 pub mod fake_anthropic;
 pub mod fake_chatgpt;
+pub mod fake_copilot;
 pub mod fake_server;
 pub mod harness;
 pub mod netns;

@@ -19,6 +19,9 @@ const RELOGIN_CODES: &[&str] = &[
     "refresh_token_expired",
     "refresh_token_invalidated",
     "invalid_token",
+    // GitHub's answer to a refresh token it no longer accepts (spent,
+    // expired or revoked), sent with HTTP 200.
+    "bad_refresh_token",
 ];
 
 const CONFIGURATION_CODES: &[&str] = &[
@@ -42,6 +45,9 @@ pub fn classify_response(
     if (200..300).contains(&status) {
         return match serde_json::from_slice::<TokenResponse>(body) {
             Ok(resp) if resp.access_token.is_some() => Ok(resp),
+            // GitHub answers every token-endpoint error with HTTP 200 and an
+            // OAuth error body: classify it as the error it names.
+            Ok(_) if parse_error_body(body).is_some() => classify_response(400, retry_after, body),
             Ok(_) => Err(RefreshError::transient(
                 "no_access_token",
                 format!("the token endpoint answered HTTP {status} without an access_token"),
@@ -264,6 +270,18 @@ mod tests {
         }
         assert_eq!(class(401, "").0, ErrorClass::Relogin);
         assert_eq!(class(401, "<html>").1, "http_401");
+        // GitHub: HTTP 200 with an OAuth error body.
+        assert_eq!(
+            class(
+                200,
+                r#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}"#
+            ),
+            (ErrorClass::Relogin, "bad_refresh_token".into())
+        );
+        assert_eq!(
+            class(200, r#"{"error":"incorrect_client_credentials"}"#).0,
+            ErrorClass::Configuration
+        );
     }
 
     #[test]

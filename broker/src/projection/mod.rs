@@ -3,7 +3,8 @@
 //! Codex CLI and Claude Code keep their own OAuth login in a file and refresh it
 //! themselves, which is exactly what burns a shared rotating refresh token. A
 //! projection target writes the broker's current access token into such a file
-//! (one file per kind: [`codex`], [`claude_code`], [`hermes`]), with a placeholder refresh
+//! (one file per kind: [`codex`], [`claude_code`], [`hermes`],
+//! [`copilot_cli`]), with a placeholder refresh
 //! token, early enough that the tool adopts the file instead of refreshing.
 //!
 //! Projection is a subscriber: each target runs in a task of its own that
@@ -24,6 +25,7 @@
 
 pub mod claude_code;
 pub mod codex;
+pub mod copilot_cli;
 pub mod file;
 pub mod hermes;
 pub mod target;
@@ -124,6 +126,7 @@ impl Projections {
                 ProjectionKind::Codex => Box::new(codex::Codex),
                 ProjectionKind::ClaudeCode => Box::new(claude_code::ClaudeCode),
                 ProjectionKind::Hermes => Box::new(hermes::Hermes),
+                ProjectionKind::CopilotCli => Box::new(copilot_cli::CopilotCli),
             };
             let margin = config.refresh_margin_secs.map(Duration::from_secs);
             targets.push(Arc::new(Target::new(format, path, margin)));

@@ -94,6 +94,12 @@ pub trait ToolFormat: Send + Sync {
     fn lock_path(&self, _path: &Path) -> Option<PathBuf> {
         None
     }
+    /// The file's contents as a JSON object, `None` when they are not one.
+    /// Plain JSON by default; a tool that writes comments into its file
+    /// says how to read past them.
+    fn parse(&self, bytes: &[u8]) -> Option<Map<String, Value>> {
+        serde_json::from_slice(bytes).ok()
+    }
     /// For a file that also holds what is not the broker's to give back
     /// (other logins): `current` with the tool's own login from `backup` put
     /// back, or the broker's taken out. `None` (the default): the file is
@@ -236,7 +242,7 @@ impl Target {
         };
         let base = match &existing {
             Some(bytes) => {
-                let parsed = serde_json::from_slice::<Map<String, Value>>(bytes).ok();
+                let parsed = self.format.parse(bytes);
                 if !ours_unchanged {
                     self.check_and_back_up(parsed.as_ref(), bytes, token)?;
                 }
@@ -405,22 +411,21 @@ impl Target {
         let Some(current) = current else {
             return Ok(RestoreOutcome::LeftAlone);
         };
-        let current = serde_json::from_slice::<Map<String, Value>>(&current)
-            .map_err(|e| format!("cannot parse {path} to take the broker's login out: {e}"))?;
+        let current = self.format.parse(&current).ok_or_else(|| {
+            format!("cannot parse {path} to take the broker's login out: not a JSON object")
+        })?;
         let ours = self
             .format
             .inspect(&current)
             .1
             .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
         let backup = match backup {
-            Some(bytes) => Some(serde_json::from_slice::<Map<String, Value>>(bytes).map_err(
-                |e| {
-                    format!(
-                        "cannot parse the backup {}: {e}",
-                        file::backup_path(&self.path).display()
-                    )
-                },
-            )?),
+            Some(bytes) => Some(self.format.parse(bytes).ok_or_else(|| {
+                format!(
+                    "cannot parse the backup {}: not a JSON object",
+                    file::backup_path(&self.path).display()
+                )
+            })?),
             None if !ours => return Ok(RestoreOutcome::LeftAlone),
             None => None,
         };
@@ -510,7 +515,7 @@ impl Target {
 
     /// The refresh token a file's contents hold, if they parse as this format.
     fn refresh_token_in(&self, bytes: &[u8]) -> Option<SecretString> {
-        let map = serde_json::from_slice::<Map<String, Value>>(bytes).ok()?;
+        let map = self.format.parse(bytes)?;
         self.format.inspect(&map).1
     }
 

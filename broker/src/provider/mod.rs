@@ -5,6 +5,7 @@
 mod anthropic;
 mod endpoint;
 mod generic;
+mod github;
 pub mod github_copilot;
 mod login_spec;
 pub mod openai_codex;
@@ -60,6 +61,7 @@ pub fn preset(name: &str) -> Option<Preset> {
     match name {
         "generic" => Some(generic::PRESET),
         "openai-codex" => Some(openai_codex::PRESET),
+        "github" => Some(github::PRESET),
         "github-copilot" => Some(github_copilot::PRESET),
         "xai" => Some(xai::PRESET),
         "anthropic" => Some(anthropic::PRESET),
@@ -71,6 +73,7 @@ pub fn preset(name: &str) -> Option<Preset> {
 pub const PRESET_NAMES: &[&str] = &[
     "generic",
     "openai-codex",
+    "github",
     "github-copilot",
     "xai",
     "anthropic",
@@ -201,7 +204,12 @@ impl ProviderSpec {
             .client_id
             .clone()
             .or(preset.client_id.map(str::to_string))
-            .ok_or_else(|| anyhow::anyhow!("{source} has no client_id; add `client_id = \"…\"`"))?;
+            .ok_or_else(|| match preset.name {
+                "github" => anyhow::anyhow!(
+                    "{source} has no client_id, and the github preset has none of its own; add `client_id = \"…\"` naming your GitHub App (device flow enabled, expiring user tokens on)"
+                ),
+                _ => anyhow::anyhow!("{source} has no client_id; add `client_id = \"…\"`"),
+            })?;
         let client_secret = match &file.client_secret_file {
             Some(path) => Some(read_secret_file(path, &source)?),
             None => None,
@@ -429,12 +437,25 @@ mod tests {
 
     #[test]
     fn every_preset_resolves_from_its_name_alone() {
-        for name in PRESET_NAMES.iter().filter(|n| **n != "generic") {
+        for name in PRESET_NAMES
+            .iter()
+            .filter(|n| **n != "generic" && **n != "github")
+        {
             let s = spec(&format!("preset='{name}'\n")).unwrap();
             assert_eq!(s.preset, *name);
             assert!(!s.client_id.is_empty());
             assert!(s.token_endpoint.is_some() || s.issuer.is_some(), "{name}");
         }
+        // github: the user's own GitHub App, so no client id of its own.
+        let err = spec("preset='github'\n").unwrap_err().to_string();
+        assert!(
+            err.contains("client_id") && err.contains("GitHub App"),
+            "{err}"
+        );
+        let github = spec("preset='github'\nclient_id='Iv23abc'\n").unwrap();
+        assert_eq!(github.refresh_kind, RefreshKind::OAuth);
+        assert_eq!(github.default_login, LoginMethod::Device);
+        assert!(github.exchange_endpoint.is_none());
         let copilot = spec("preset='github-copilot'\n").unwrap();
         assert_eq!(copilot.refresh_kind, RefreshKind::CopilotExchange);
         assert!(copilot.exchange_endpoint.is_some());

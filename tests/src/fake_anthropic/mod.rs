@@ -27,7 +27,7 @@
 //! tests can check which token each one carried. The bearer token is recorded
 //! because these are throw-away test tokens; the records never leave the test.
 
-mod namespace;
+pub(crate) mod namespace;
 mod routes;
 
 use std::collections::VecDeque;

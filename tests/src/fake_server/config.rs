@@ -21,6 +21,9 @@ pub enum ErrorShape {
     /// Refresh failures use the provider codes `refresh_token_reused`,
     /// `refresh_token_invalidated` and `refresh_token_expired`.
     Nested,
+    /// GitHub style: HTTP 200 with the flat body; a rejected refresh token
+    /// is `bad_refresh_token`.
+    Github,
 }
 
 /// What `GET /oauth/authorize` answers.
@@ -93,6 +96,10 @@ pub struct FakeConfig {
     /// minutes before it) a token that looks long-lived while it really
     /// lives seconds.
     pub jwt_exp_slack: Duration,
+    /// Put before opaque access tokens (empty by default). GitHub Copilot CLI
+    /// takes only tokens with GitHub's prefixes (`ghu_`, `gho_`, …) and
+    /// ignores others without a word, so its tests issue `ghu_…` tokens.
+    pub access_token_prefix: String,
 }
 
 impl Default for FakeConfig {
@@ -115,6 +122,7 @@ impl Default for FakeConfig {
             copilot_session_ttl: Duration::from_secs(8),
             copilot_refresh_in_secs: 6,
             jwt_exp_slack: Duration::ZERO,
+            access_token_prefix: String::new(),
         }
     }
 }

@@ -67,12 +67,13 @@ impl OAuthError {
         match shape {
             ErrorShape::Flat => Self::flat(400, "invalid_grant", description),
             ErrorShape::Nested => Self::shaped(shape, 401, nested_code, description),
+            ErrorShape::Github => Self::shaped(shape, 200, "bad_refresh_token", description),
         }
     }
 
     pub(crate) fn body(&self) -> serde_json::Value {
         match self.shape {
-            ErrorShape::Flat => json!({
+            ErrorShape::Flat | ErrorShape::Github => json!({
                 "error": self.code,
                 "error_description": self.description,
             }),
@@ -124,5 +125,8 @@ mod tests {
         assert_eq!(nested.body()["error"]["code"], "refresh_token_reused");
         let inv = OAuthError::refresh(ErrorShape::Nested, RefreshError::Unknown);
         assert_eq!(inv.body()["error"]["code"], "refresh_token_invalidated");
+        let github = OAuthError::refresh(ErrorShape::Github, RefreshError::Revoked);
+        assert_eq!(github.status, 200);
+        assert_eq!(github.body()["error"], "bad_refresh_token");
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct MintSpec<'a> {
     pub client_id: &'a str,
     pub account_id: &'a str,
     pub with_refresh: bool,
+    /// Put before opaque access tokens (see `FakeConfig::access_token_prefix`).
+    pub access_prefix: &'a str,
 }
 
 /// Freshly minted tokens (the body of a successful token response).
@@ -212,7 +214,10 @@ impl Families {
                 Some(tokens::jwt_id_token(&claims)),
             )
         } else {
-            (tokens::opaque("at"), None)
+            (
+                format!("{}{}", spec.access_prefix, tokens::opaque("at")),
+                None,
+            )
         };
         self.access.insert(
             access_token.clone(),
@@ -334,6 +339,7 @@ mod tests {
             client_id: "c",
             account_id: "a",
             with_refresh: true,
+            access_prefix: "",
         }
     }
 

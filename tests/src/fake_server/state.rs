@@ -66,6 +66,7 @@ impl Inner {
             client_id: &cfg.client_id,
             account_id: &cfg.account_id,
             with_refresh: cfg.issue_refresh_tokens,
+            access_prefix: &cfg.access_token_prefix,
         }
     }
 

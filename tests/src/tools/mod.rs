@@ -10,6 +10,7 @@
 //! | [`ensure_oidc_provider`] | `npm ci` of the interop server's pinned packages | `tests/interop/oidc-provider/node_modules` |
 //! | [`ensure_codex_cli`] | Codex CLI [`CODEX_VERSION`] from npm | [`cache_dir`]`/codex-<version>` |
 //! | [`ensure_claude_code`] | Claude Code [`CLAUDE_CODE_VERSION`] from npm | [`cache_dir`]`/claude-code-<version>` |
+//! | [`ensure_copilot_cli`] | GitHub Copilot CLI [`COPILOT_CLI_VERSION`] from npm, and its unpacked files | [`cache_dir`]`/copilot-cli-<version>`, `…/copilot-cli-<version>-pkg` |
 //! | [`ensure_openai_python`] | openai-python [`OPENAI_PYTHON_VERSION`] from PyPI, in a venv | [`cache_dir`]`/python-openai-<version>` |
 //! | [`ensure_hermes_agent`] | Hermes Agent [`HERMES_AGENT_VERSION`] from PyPI, in a venv | [`cache_dir`]`/hermes-agent-<version>` |
 //! | [`ensure_openssh`] | `sshd`, `ssh`, `ssh-keygen` (Debian `openssh-server`, `openssh-client`) | the distribution's packages, like the next row |
@@ -32,7 +33,8 @@ mod system;
 
 pub use hermes::{ensure_hermes_agent, HERMES_AGENT_VERSION};
 pub use node::{
-    ensure_claude_code, ensure_codex_cli, ensure_oidc_provider, CLAUDE_CODE_VERSION, CODEX_VERSION,
+    copilot_pkg_cache, ensure_claude_code, ensure_codex_cli, ensure_copilot_cli,
+    ensure_oidc_provider, CLAUDE_CODE_VERSION, CODEX_VERSION, COPILOT_CLI_VERSION,
 };
 pub use openssh::{ensure_openssh, OpenSsh};
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};

@@ -24,6 +24,10 @@ pub const CODEX_VERSION: &str = "0.169.0";
 /// newest the npm registry served when the test was written.
 pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
 
+/// The GitHub Copilot CLI release `e2e_copilot_cli.rs` was written against:
+/// the newest the npm registry served when the test was written.
+pub const COPILOT_CLI_VERSION: &str = "1.0.102";
+
 /// What the interop server's `package.json` asks for (`engines.node`).
 const OIDC_PROVIDER_NODE: (u32, u32) = (20, 19);
 /// Codex CLI's npm package starts its native binary from Node.js 16 on.
@@ -32,6 +36,10 @@ const CODEX_NODE: (u32, u32) = (16, 0);
 /// about; its postinstall (which copies the native binary into place, after
 /// which no Node.js runs) worked under Node.js 20.20 when this was written.
 const CLAUDE_CODE_NODE: (u32, u32) = (20, 0);
+/// Copilot CLI's npm package is a small loader (`npm-loader.js`, an ES
+/// module) that starts the platform's native binary; the loader needs a
+/// Node.js with `import.meta.resolve`.
+const COPILOT_CLI_NODE: (u32, u32) = (20, 6);
 const NPM_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Installs the interop server's npm packages (`npm ci` in
@@ -116,6 +124,73 @@ pub fn ensure_claude_code() -> PathBuf {
         override_var: "OAUTH_BROKER_CLAUDE_BIN",
     }
     .ensure(&OUTCOME)
+}
+
+/// The GitHub Copilot CLI: `$OAUTH_BROKER_COPILOT_BIN` when set, else
+/// [`COPILOT_CLI_VERSION`] from npm (`@github/copilot` and its native
+/// `@github/copilot-linux-x64`, about 190 MB), installed once into
+/// `<cache>/copilot-cli-<version>`. Returns the native binary when the
+/// platform package is there (so a killed test kills Copilot itself, not a
+/// Node.js loader in front of it), else the loader.
+///
+/// On its first start the binary unpacks about 235 MB of its own files into
+/// `$COPILOT_PKG_CACHE_HOME/pkg` (default `~/.cache/copilot`): run it with
+/// [`copilot_pkg_cache`] there, which the install fills once, so that
+/// sessions with a throw-away `HOME` do not unpack it again each time.
+pub fn ensure_copilot_cli() -> PathBuf {
+    static OUTCOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let loader = NpmBinary {
+        name: "GitHub Copilot CLI",
+        package: "@github/copilot",
+        version: COPILOT_CLI_VERSION,
+        node: COPILOT_CLI_NODE,
+        cache_name: "copilot-cli",
+        bin: "copilot",
+        override_var: "OAUTH_BROKER_COPILOT_BIN",
+    }
+    .ensure(&OUTCOME);
+    static UNPACKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    expect_tool(UNPACKED.get_or_init(|| {
+        let native = loader
+            .parent()
+            .map(|bin| {
+                bin.join(format!(
+                    "copilot-linux-{}",
+                    std::env::consts::ARCH
+                        .replace("x86_64", "x64")
+                        .replace("aarch64", "arm64")
+                ))
+            })
+            .filter(|native| native.is_file());
+        let binary = native.unwrap_or(loader.clone());
+        let cache = copilot_pkg_cache();
+        Install {
+            what: format!("GitHub Copilot CLI {COPILOT_CLI_VERSION}'s unpacked files"),
+            dir: cache.clone(),
+            lock: cache_dir().join(format!("copilot-cli-{COPILOT_CLI_VERSION}-pkg.lock")),
+            marker: cache.join(".installed"),
+            stamp: COPILOT_CLI_VERSION.to_string(),
+        }
+        .run_once(|| {
+            start_afresh(&cache)?;
+            let mut unpack = Command::new(&binary);
+            unpack
+                .arg("--version")
+                .env("COPILOT_PKG_CACHE_HOME", &cache)
+                .env("COPILOT_AUTO_UPDATE", "false");
+            run(unpack, Duration::from_secs(300)).map_err(|e| {
+                format!("GitHub Copilot CLI {COPILOT_CLI_VERSION} does not start: {e}")
+            })?;
+            Ok(())
+        })?;
+        Ok(binary)
+    }))
+}
+
+/// Where Copilot CLI's unpacked files live (its `COPILOT_PKG_CACHE_HOME`),
+/// filled by [`ensure_copilot_cli`].
+pub fn copilot_pkg_cache() -> PathBuf {
+    cache_dir().join(format!("copilot-cli-{COPILOT_CLI_VERSION}-pkg"))
 }
 
 /// A real tool the tests run, shipped as an npm package with a binary:
