@@ -17,6 +17,7 @@ pub mod import_codex;
 pub mod logout;
 pub mod output;
 pub mod project;
+pub mod proxy;
 pub mod relogin;
 pub mod service;
 pub mod status;
@@ -86,6 +87,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Show the tool credential files the broker feeds, or give one back.
     Project(project::ProjectArgs),
+    /// Issue or revoke keys of the header-injecting proxy.
+    Proxy(proxy::ProxyArgs),
 }
 
 impl Global {
@@ -146,6 +149,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Service(args) => service::run(&cli.global, args),
         Command::Completions(args) => completions::run(args),
         Command::Project(args) => project::run(&cli.global, args),
+        Command::Proxy(args) => proxy::run(&cli.global, args),
     }
 }
 
