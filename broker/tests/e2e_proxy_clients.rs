@@ -1,0 +1,104 @@
+//! Real clients through the header-injecting proxy: openai-python (pinned,
+//! `tools::ensure_openai_python`) with `base_url` = the proxy and the proxy
+//! key as its `api_key`, across several token lifetimes, plain and streamed.
+//! The SDK only talks to its `base_url` (a loopback port), so it needs no
+//! namespace; the upstream is the fake upstream on loopback.
+
+use crate::common::{fake_with_ttl, stderr, stdout, Broker};
+use oauth_broker_tests::fake_upstream::FakeUpstream;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One plain and one streamed chat completion per line read on stdin;
+/// prints what the model said.
+const SCRIPT: &str = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0)
+for _ in sys.stdin:
+    r = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    s = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}], stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    print(r.choices[0].message.content + "|" + streamed, flush=True)
+"#;
+
+#[test]
+fn openai_python_through_the_proxy_across_token_lifetimes() {
+    let python = oauth_broker_tests::tools::ensure_openai_python();
+    let fake = oauth_broker_tests::fake_server::FakeAuthServer::start(fake_with_ttl(
+        Duration::from_secs(2),
+    ));
+    let check = fake.clone();
+    let upstream = FakeUpstream::start(Arc::new(move |t| check.is_access_token_valid(t)));
+    let broker = Broker::builder()
+        .fake_server(fake.clone())
+        .fast_refresh()
+        .extra_toml(&format!(
+            "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+            upstream.origin()
+        ))
+        .logged_in();
+    let out = broker.ctl(&["proxy", "key", "--name", "openai-python"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let url = broker.status().proxies[0].listen.clone();
+    let mut child = Command::new(python)
+        .args(["-c", SCRIPT, &url, &key])
+        .env_clear()
+        .env("HOME", broker.env.root())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut bearers = std::collections::BTreeSet::new();
+    for n in 0..3u64 {
+        if n > 0 {
+            // The next lifetime.
+            fake.wait_for_refresh_requests(n, Duration::from_secs(20))
+                .expect("the broker refreshes");
+            let seen = bearers.clone();
+            crate::common::eventually("a new token", Duration::from_secs(20), || {
+                let id = broker.current_token_id();
+                (!seen
+                    .iter()
+                    .any(|b: &String| crate::common::fingerprint(b) == id))
+                .then_some(())
+            });
+        }
+        writeln!(stdin).unwrap();
+        let line = lines
+            .next()
+            .expect("a line from python")
+            .unwrap_or_default();
+        assert_eq!(line, "through the proxy|through the proxy");
+        for req in upstream.requests().iter().rev().take(2) {
+            assert_eq!(req.status, 200);
+            assert_eq!(req.path, "/v1/chat/completions");
+            bearers.insert(req.bearer.clone().unwrap());
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    assert!(status.success(), "{err}");
+    assert!(
+        bearers.len() >= 3,
+        "tokens of three lifetimes: {}",
+        bearers.len()
+    );
+    for req in upstream.requests() {
+        assert!(
+            req.headers.iter().all(|(_, v)| !v.contains(&key)),
+            "the key reached the upstream"
+        );
+    }
+    let keys = broker.status().proxy_keys;
+    assert_eq!(keys[0].requests, 6);
+    broker.assert_no_token_in_logs();
+}
