@@ -224,7 +224,7 @@ fn websocket_upgrade_is_tunnelled_both_ways() {
         .unwrap();
     write!(
         socket,
-        "GET /v1/responses HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Authorization: Bearer {}\r\n\r\n",
         rig.key

@@ -102,3 +102,114 @@ fn openai_python_through_the_proxy_across_token_lifetimes() {
     assert_eq!(keys[0].requests, 6);
     broker.assert_no_token_in_logs();
 }
+
+/// The real Codex CLI (0.169.0, `tools::ensure_codex_cli`) with a custom model
+/// provider whose `base_url` is the proxy and whose `env_key` holds the proxy
+/// key; the proxy's upstream is the fake upstream, which answers Codex's
+/// WebSocket attempt with 426 (as ChatGPT's backend does in the Codex tests)
+/// and its SSE turn with "pong". Three runs over three token lifetimes, with
+/// `supports_websockets = true` so that each run tries the WebSocket first.
+#[test]
+fn codex_cli_custom_provider_through_the_proxy() {
+    use crate::e2e_codex_cli::{
+        assert_every_refresh_was_the_brokers, broker_toml, chatgpt_auth_server, codex_toml, Codex,
+        ACCOUNT,
+    };
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
+    let env = oauth_broker_tests::harness::TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend =
+        oauth_broker_tests::fake_chatgpt::FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let check = fake.clone();
+    let upstream = FakeUpstream::start(Arc::new(move |t| check.is_access_token_valid(t)));
+    let table = format!(
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+        upstream.origin()
+    );
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |fake| broker_toml(fake, &table))
+        .logged_in();
+    let out = p.ctl(&["proxy", "key", "--name", "codex"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let url = p.status().proxies[0].listen.clone();
+    let mut codex = Codex::new(bin, &p.env, &fake, &backend);
+    codex
+        .env
+        .push(("OAUTH_BROKER_PROXY_KEY".to_string(), key.clone()));
+    let provider = format!(
+        r#"model_provider = "broker-proxy"
+
+[model_providers.broker-proxy]
+name = "ChatGPT via oauth-broker's proxy"
+base_url = "{url}"
+wire_api = "responses"
+env_key = "OAUTH_BROKER_PROXY_KEY"
+supports_websockets = true
+"#
+    );
+    codex.write_config(&codex_toml(&backend, &provider));
+    let workdir = p.env.path("work").display().to_string();
+    let mut bearers = std::collections::BTreeSet::new();
+    for n in 0..3u64 {
+        if n > 0 {
+            fake.wait_for_refresh_requests(n, Duration::from_secs(30))
+                .expect("the broker refreshes");
+        }
+        let out = codex.run(&["exec", "--skip-git-repo-check", "-C", &workdir, "say pong"]);
+        assert!(
+            out.status.success() && stdout(&out).contains("pong"),
+            "codex exec failed ({}):\nstdout:\n{}\nstderr:\n{}\nupstream saw: {:#?}",
+            out.status,
+            stdout(&out),
+            stderr(&out),
+            upstream.requests()
+        );
+        let requests = upstream.requests();
+        let turn = requests
+            .iter()
+            .rev()
+            .find(|r| r.method == "POST" && r.path.ends_with("/responses"))
+            .expect("a turn through the proxy");
+        assert_eq!(turn.status, 200, "{requests:#?}");
+        bearers.insert(turn.bearer.clone().unwrap());
+    }
+    let requests = upstream.requests();
+    for req in &requests {
+        let bearer = req.bearer.as_deref().expect("every request got the token");
+        assert!(
+            p.issue_position(bearer).is_some(),
+            "a token the broker held"
+        );
+        assert!(
+            req.headers
+                .iter()
+                .any(|(n, v)| n == "chatgpt-account-id" && v == ACCOUNT),
+            "the preset's ChatGPT-Account-ID: {req:?}"
+        );
+        assert!(
+            req.headers.iter().all(|(_, v)| !v.contains(&key)),
+            "the key reached the upstream"
+        );
+    }
+    let websocket_attempts = requests.iter().filter(|r| r.status == 426).count();
+    println!(
+        "codex through the proxy: {} upstream requests, {} WebSocket attempts (426), {} distinct tokens",
+        requests.len(),
+        websocket_attempts,
+        bearers.len()
+    );
+    assert!(
+        bearers.len() >= 2,
+        "runs in later lifetimes used newer tokens"
+    );
+    assert!(
+        backend.requests().iter().all(|r| !r.is_turn()),
+        "no turn bypassed the proxy"
+    );
+    assert_every_refresh_was_the_brokers(&p);
+    p.assert_no_token_in_logs();
+    assert!(!p.logs().contains(&key));
+}

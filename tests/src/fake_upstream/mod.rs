@@ -7,8 +7,11 @@
 //!   whose last waits until the test calls [`FakeUpstream::release_streams`]
 //!   (so a client that sees the first event before the release proves the
 //!   proxy does not buffer);
-//! * WebSocket upgrades (any path with `Upgrade: websocket`) — `101`, then
-//!   every byte received is echoed back on the upgraded connection;
+//! * WebSocket upgrades — on a `…/responses` path `426` (Codex then falls back
+//!   to SSE, as with ChatGPT's backend), elsewhere `101`, then every byte
+//!   received is echoed back on the upgraded connection;
+//! * `POST …/responses` from Codex CLI — a Responses-API turn answering
+//!   "pong" (the fake ChatGPT backend's); `GET …/models` — an empty list;
 //! * `/v1/chat/completions` — an OpenAI-style chat completion (openai-python);
 //! * anything else — `200` with a JSON summary (method, path, body length).
 //!

@@ -95,6 +95,13 @@ async fn answer(
             .header("content-type", "application/json")
             .body(full(r#"{"error":{"message":"invalid token","type":"invalid_request_error","code":"invalid_api_key"}}"#))
             .unwrap()
+    } else if on_upgrade.is_some() && path.contains("/responses") {
+        // Codex tries a Responses WebSocket first and falls back to SSE on
+        // 426, as with ChatGPT's backend.
+        Response::builder()
+            .status(StatusCode::UPGRADE_REQUIRED)
+            .body(full("no websockets here"))
+            .unwrap()
     } else if let Some(on_upgrade) = on_upgrade {
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
@@ -126,6 +133,19 @@ async fn answer(
             .header("content-type", "text/event-stream")
             .header("cache-control", "no-cache")
             .body(StreamBody::new(stream).boxed())
+            .unwrap()
+    } else if method == "POST"
+        && path.split('?').next().unwrap_or("").ends_with("/responses")
+        && is_codex(&headers)
+    {
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(full(crate::fake_chatgpt::routes::turn_events()))
+            .unwrap()
+    } else if method == "GET" && path.split('?').next().unwrap_or("").ends_with("/models") {
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full(r#"{"object":"list","data":[],"models":[]}"#))
             .unwrap()
     } else if path.ends_with("/chat/completions") && wants_stream(&first_bytes) {
         Response::builder()
@@ -173,6 +193,14 @@ async fn answer(
             status: response.status().as_u16(),
         });
     Ok(response)
+}
+
+/// Whether the request comes from Codex CLI (its `originator` header or
+/// user agent): it gets a Responses-API turn.
+fn is_codex(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(n, v)| {
+        (n == "originator" && v.contains("codex")) || (n == "user-agent" && v.contains("codex"))
+    })
 }
 
 /// Whether a JSON request body asks for a stream (`"stream": true`).
