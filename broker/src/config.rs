@@ -89,6 +89,10 @@ pub struct ConfigFile {
     /// broker keeps fed with its current access token.
     #[serde(default)]
     pub project: Vec<ProjectionConfig>,
+    /// Header-injecting proxies (`[[proxy]]`): loopback reverse proxies that
+    /// put the current access token on the requests of tools holding a key.
+    #[serde(default)]
+    pub proxy: Vec<crate::proxy::settings::ProxyConfig>,
 }
 
 /// Refresh timing.

@@ -58,6 +58,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &config_path)?;
     let provider = Arc::new(ProviderSpec::from_config(&config)?);
     let projection_targets = crate::projection::Projections::resolve(&config.file.project)?;
+    let proxy_tables = crate::proxy::check(&config.file.proxy, &provider.preset)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.source_name()))?;
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => paths::default_state_dir(&account)?,
@@ -68,6 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let store = Store::open(&state_dir, &account)?;
+    let proxy_keys = Arc::new(crate::proxy::keys::KeyStore::load(&state_dir)?);
     let persisted = store.load()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let http = build_http_client(config.file.refresh.http_timeout())?;
@@ -140,11 +143,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         projection_targets,
         shutdown.clone(),
     );
+    // So are the header-injecting proxies (see proxy/).
+    let proxies = crate::proxy::Proxies::start(
+        proxy_tables,
+        &provider.preset,
+        proxy_keys,
+        &manager,
+        clock.clone(),
+        shutdown.clone(),
+    )?;
     // The one handle every server command receives.
     let app = server::App {
         manager: manager.clone(),
         login,
         projections: projections.clone(),
+        proxies: proxies.clone(),
         clock: clock.clone(),
     };
     let server = tokio::spawn(server::serve(
@@ -173,6 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = task.await;
     }
     projections.stopped().await;
+    proxies.stopped().await;
     // Stop accepting first (the socket file goes away with `bound`), then let an
     // in-flight refresh finish so its rotated token is persisted.
     let _ = server.await;

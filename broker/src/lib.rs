@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod paths;
 pub mod projection;
 pub mod provider;
+pub mod proxy;
 pub mod server;
 pub mod store;
 pub mod systemd;

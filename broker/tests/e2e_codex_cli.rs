@@ -44,13 +44,13 @@ use std::time::Duration;
 /// Codex CLI's own OAuth client id; the fake server accepts only it, so a
 /// refresh Codex sent would be judged on its refresh token alone.
 const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
-const ACCOUNT: &str = "acct-test";
+pub(crate) const ACCOUNT: &str = "acct-test";
 const LIFETIME: Duration = Duration::from_secs(6);
 const CODEX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The fake authorization server as ChatGPT's: nested errors, Codex's client
 /// id, JWT access tokens that end after `LIFETIME` but claim 15 more minutes.
-fn chatgpt_auth_server() -> FakeAuthServer {
+pub(crate) fn chatgpt_auth_server() -> FakeAuthServer {
     FakeAuthServer::start(FakeConfig {
         access_ttl: LIFETIME,
         jwt_access_tokens: true,
@@ -63,7 +63,7 @@ fn chatgpt_auth_server() -> FakeAuthServer {
 }
 
 /// brokerd's config: the openai-codex preset pointed at the fake server.
-fn broker_toml(fake: &FakeAuthServer, extra: &str) -> String {
+pub(crate) fn broker_toml(fake: &FakeAuthServer, extra: &str) -> String {
     format!(
         r#"preset = "openai-codex"
 issuer = "{base}"
@@ -87,7 +87,7 @@ http_timeout_secs = 5
 
 /// Codex's `config.toml`: every URL on loopback, everything that would call
 /// elsewhere switched off.
-fn codex_toml(backend: &FakeChatGpt, extra: &str) -> String {
+pub(crate) fn codex_toml(backend: &FakeChatGpt, extra: &str) -> String {
     format!(
         r#"chatgpt_base_url = "{chatgpt}"
 openai_base_url = "{codex}"
@@ -112,15 +112,20 @@ in_app_updates = false
     )
 }
 
-struct Codex {
+pub(crate) struct Codex {
     bin: PathBuf,
-    home: PathBuf,
+    pub(crate) home: PathBuf,
     workdir: PathBuf,
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Codex {
-    fn new(bin: PathBuf, env: &TestEnv, fake: &FakeAuthServer, backend: &FakeChatGpt) -> Codex {
+    pub(crate) fn new(
+        bin: PathBuf,
+        env: &TestEnv,
+        fake: &FakeAuthServer,
+        backend: &FakeChatGpt,
+    ) -> Codex {
         let home = env.path("codex-home");
         let workdir = env.path("work");
         std::fs::create_dir_all(&home).unwrap();
@@ -151,11 +156,11 @@ impl Codex {
         }
     }
 
-    fn write_config(&self, toml: &str) {
+    pub(crate) fn write_config(&self, toml: &str) {
         std::fs::write(self.home.join("config.toml"), toml).unwrap();
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args)
             .env_clear()
@@ -194,7 +199,7 @@ fn bearers(requests: &[BackendRequest]) -> Vec<String> {
 /// never refreshed on its own. The broker's count is read before the
 /// server's, so a refresh still in flight only delays the equality (polled
 /// for), while a single refresh by Codex makes it impossible.
-fn assert_every_refresh_was_the_brokers(p: &Broker) {
+pub(crate) fn assert_every_refresh_was_the_brokers(p: &Broker) {
     oauth_broker_tests::harness::Backoff::new(Duration::from_secs(20))
         .until(|| {
             let broker = p.status().refresh_count;

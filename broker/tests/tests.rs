@@ -29,6 +29,8 @@ mod e2e_login_presets;
 mod e2e_never_lose;
 mod e2e_peer_uid;
 mod e2e_projection;
+mod e2e_proxy;
+mod e2e_proxy_clients;
 mod e2e_python;
 mod e2e_recipes;
 mod e2e_refusal_log;

@@ -96,6 +96,26 @@ macro_rules! with_calls {
                 idempotent: false,
                 answer: crate::exchange::project_restored,
             }
+
+            /// Issues a capability key for the broker's header-injecting proxy
+            /// (named `name`, or `key-N`). The key is in the answer only: the
+            /// broker keeps its hash.
+            proxy_key(name: Option<&str>) -> oauth_broker_proto::ProxyKeyIssued {
+                request: oauth_broker_proto::Request::ProxyKey {
+                    name: name.map(str::to_string),
+                },
+                idempotent: false,
+                answer: crate::exchange::proxy_key,
+            }
+
+            /// Revokes the proxy key named `name`; the proxy refuses it at once.
+            proxy_revoke(name: &str) -> String {
+                request: oauth_broker_proto::Request::ProxyRevoke {
+                    name: name.to_string(),
+                },
+                idempotent: true,
+                answer: crate::exchange::proxy_revoked,
+            }
         }
     };
 }

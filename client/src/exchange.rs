@@ -69,6 +69,22 @@ pub(crate) fn project_restored(response: Response) -> Result<ProjectionRestored,
     }
 }
 
+/// The answer to `ProxyKey`.
+pub(crate) fn proxy_key(response: Response) -> Result<oauth_broker_proto::ProxyKeyIssued, Error> {
+    match response {
+        Response::ProxyKey(issued) => Ok(issued),
+        other => expected("proxy_key", other),
+    }
+}
+
+/// The answer to `ProxyRevoke`: the revoked key's name.
+pub(crate) fn proxy_revoked(response: Response) -> Result<String, Error> {
+    match response {
+        Response::ProxyRevoked { name } => Ok(name),
+        other => expected("proxy_revoked", other),
+    }
+}
+
 /// The answer to `CompleteLogin`: a login event (a final `error` event becomes
 /// an error).
 pub(crate) fn login_completed(response: Response) -> Result<LoginEvent, Error> {
@@ -142,6 +158,8 @@ fn kind(response: &Response) -> &'static str {
         Response::LoggedOut { .. } => "logged_out",
         Response::Login(_) => "login",
         Response::ProjectRestored(_) => "project_restored",
+        Response::ProxyKey(_) => "proxy_key",
+        Response::ProxyRevoked { .. } => "proxy_revoked",
         Response::Error(_) => "error",
     }
 }

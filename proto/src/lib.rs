@@ -28,6 +28,7 @@ mod frame_buffer;
 mod import;
 mod login;
 mod message;
+mod proxy;
 mod secret_serde;
 mod status;
 mod token;
@@ -41,6 +42,7 @@ pub use frame_buffer::FrameBuffer;
 pub use import::ImportTokens;
 pub use login::{LoginEvent, LoginMethod};
 pub use message::{Hello, Request, Response, Welcome};
+pub use proxy::{ProxyKeyIssued, ProxyKeyStatus, ProxyStatus};
 pub use status::{
     EndpointInfo, ForcedRefreshStatus, LastError, ProjectionRestored, ProjectionStatus,
     RestoreOutcome, StatusReport, TokenState,

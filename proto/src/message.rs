@@ -84,6 +84,17 @@ pub enum Request {
         /// The target: its kind (`codex`) or its file's path.
         target: String,
     },
+    /// Issue a proxy capability key (shown once).
+    ProxyKey {
+        /// Its name; `key-N` when absent.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Revoke a proxy capability key.
+    ProxyRevoke {
+        /// The key's name.
+        name: String,
+    },
 }
 
 /// A response frame from the broker.
@@ -110,6 +121,13 @@ pub enum Response {
     Login(LoginEvent),
     /// A projection target was restored and stopped.
     ProjectRestored(ProjectionRestored),
+    /// A proxy key was issued.
+    ProxyKey(crate::ProxyKeyIssued),
+    /// A proxy key was revoked.
+    ProxyRevoked {
+        /// Its name.
+        name: String,
+    },
     /// The request failed.
     Error(ErrorFrame),
 }
@@ -152,6 +170,8 @@ impl Request {
             Request::CompleteLogin { .. } => "complete_login",
             Request::Logout => "logout",
             Request::ProjectRestore { .. } => "project_restore",
+            Request::ProxyKey { .. } => "proxy_key",
+            Request::ProxyRevoke { .. } => "proxy_revoke",
         }
     }
 }

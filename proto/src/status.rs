@@ -169,6 +169,12 @@ pub struct StatusReport {
     /// from older brokers: all zero).
     #[serde(default)]
     pub forced_refresh: ForcedRefreshStatus,
+    /// Header-injecting proxies (`[[proxy]]` tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<crate::ProxyStatus>,
+    /// Proxy capability keys with their use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_keys: Vec<crate::ProxyKeyStatus>,
 }
 
 /// Bounds on refreshes forced by 401 reports (`Unauthorized`): at most one per

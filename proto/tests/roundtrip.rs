@@ -99,6 +99,16 @@ fn full_status() -> StatusReport {
             suppressed: 99,
             next_allowed_at: Some(1_700_000_030),
         },
+        proxies: vec![oauth_broker_proto::ProxyStatus {
+            listen: "http://127.0.0.1:8787".into(),
+            upstream: "https://api.anthropic.com/".into(),
+        }],
+        proxy_keys: vec![oauth_broker_proto::ProxyKeyStatus {
+            name: "claude".into(),
+            created_at: 1_699_990_000,
+            requests: 7,
+            last_used_at: Some(1_700_000_001),
+        }],
     }
 }
 

@@ -7,6 +7,9 @@
 //! * [`fake_chatgpt`] — a fake ChatGPT backend on an HTTPS loopback port (with a
 //!   throw-away CA) that checks bearer tokens against the fake authorization
 //!   server, for running the real Codex CLI and SDKs offline.
+//! * [`fake_upstream`] — a fake API upstream (plain HTTP on loopback) for the
+//!   broker's header-injecting proxy: records each request's bearer token,
+//!   streams held SSE events, echoes WebSocket upgrades.
 //! * [`netns`] — runs a real tool whose URLs are fixed (Hermes Agent) in a
 //!   private network namespace whose hostnames lead to the fakes;
 //! * [`fake_anthropic`] — a fake Anthropic (Messages API and token endpoint)
@@ -39,6 +42,7 @@ pub mod fake_anthropic;
 pub mod fake_chatgpt;
 pub mod fake_copilot;
 pub mod fake_server;
+pub mod fake_upstream;
 pub mod harness;
 pub mod netns;
 pub mod ssh_host;

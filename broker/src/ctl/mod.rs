@@ -17,6 +17,7 @@ pub mod import_codex;
 pub mod logout;
 pub mod output;
 pub mod project;
+pub mod proxy;
 pub mod relogin;
 pub mod service;
 pub mod ssh_forward;
@@ -90,6 +91,8 @@ pub enum Command {
     Project(project::ProjectArgs),
     /// Print the `ssh -R` command that forwards this broker to a remote host.
     SshForward(ssh_forward::SshForwardArgs),
+    /// Issue or revoke keys of the header-injecting proxy.
+    Proxy(proxy::ProxyArgs),
 }
 
 impl Global {
@@ -151,6 +154,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Completions(args) => completions::run(args),
         Command::Project(args) => project::run(&cli.global, args),
         Command::SshForward(args) => ssh_forward::run(&cli.global, args),
+        Command::Proxy(args) => proxy::run(&cli.global, args),
     }
 }
 

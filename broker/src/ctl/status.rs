@@ -172,6 +172,22 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         }
         line("projection", &value);
     }
+    for proxy in &report.proxies {
+        line("proxy", &format!("{} -> {}", proxy.listen, proxy.upstream));
+    }
+    for key in &report.proxy_keys {
+        let mut value = format!(
+            "{}, issued {}, {} request{}",
+            key.name,
+            output::relative(key.created_at, now),
+            key.requests,
+            if key.requests == 1 { "" } else { "s" }
+        );
+        if let Some(at) = key.last_used_at {
+            let _ = write!(value, ", last {}", output::relative(at, now));
+        }
+        line("proxy key", &value);
+    }
     line(
         "broker",
         &format!(
@@ -229,6 +245,8 @@ mod tests {
             account_id: Some("acct-1".into()),
             projections: vec![],
             forced_refresh: Default::default(),
+            proxies: Vec::new(),
+            proxy_keys: Vec::new(),
         }
     }
 

@@ -192,6 +192,8 @@ impl TokenManager {
                     )
                     .map(unix_secs),
             },
+            proxies: Vec::new(),
+            proxy_keys: Vec::new(),
         }
     }
 

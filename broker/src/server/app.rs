@@ -1,5 +1,6 @@
 //! The one handle every server command receives, composed by the daemon:
-//! the token manager, the login runner, the projection targets and the clock.
+//! the token manager, the login runner, the projection targets, the proxies
+//! and the clock.
 //! Cheap to clone (like mini-redis's `Db`): every part is shared.
 //!
 //! The server is where these meet: the manager knows nothing about logins or
@@ -10,6 +11,7 @@ use crate::clock::Clock;
 use crate::login::LoginRunner;
 use crate::manager::TokenManager;
 use crate::projection::Projections;
+use crate::proxy::Proxies;
 use std::sync::Arc;
 
 /// What the server commands work with.
@@ -21,6 +23,8 @@ pub struct App {
     pub login: Arc<LoginRunner>,
     /// The projection targets (possibly none).
     pub projections: Projections,
+    /// The header-injecting proxies and their keys.
+    pub proxies: Proxies,
     /// Source of "now" for decisions taken outside the manager.
     pub clock: Arc<dyn Clock>,
 }

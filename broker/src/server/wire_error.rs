@@ -6,6 +6,7 @@
 use crate::login::PasteError;
 use crate::manager::{AdoptError, LogoutError, TokenError};
 use crate::projection::ProjectionError;
+use crate::proxy::keys::KeyError;
 use oauth_broker_proto::{ErrorCode, ErrorFrame};
 
 impl From<TokenError> for ErrorFrame {
@@ -48,6 +49,21 @@ impl From<PasteError> for ErrorFrame {
     fn from(e: PasteError) -> ErrorFrame {
         let hint = e.hint();
         let frame = ErrorFrame::new(e.code(), e.to_string());
+        match hint {
+            Some(hint) => frame.with_hint(hint),
+            None => frame,
+        }
+    }
+}
+
+impl From<KeyError> for ErrorFrame {
+    fn from(e: KeyError) -> ErrorFrame {
+        let code = match e {
+            KeyError::Io(_) => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        };
+        let hint = e.hint();
+        let frame = ErrorFrame::new(code, e.to_string());
         match hint {
             Some(hint) => frame.with_hint(hint),
             None => frame,

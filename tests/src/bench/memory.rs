@@ -56,7 +56,7 @@ pub fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 /// Raises the soft open-files limit (inherited by brokerd) so both ends can
 /// hold `wanted` descriptors; the hard limit is the ceiling.
-fn raise_fd_limit(wanted: usize) {
+pub(crate) fn raise_fd_limit(wanted: usize) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let wanted = (wanted as u64).min(hard);

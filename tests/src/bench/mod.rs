@@ -16,6 +16,9 @@
 //! * [`brokerctl`] — a whole `brokerctl token` process, interleaved with
 //!   [`oidc_token`] (oidc-agent's `oidc-token`) when that is installed;
 //! * [`storm`] — 500 clients waiting when the token expires;
+//! * [`proxy`] — the header-injecting proxy against a direct call of the same
+//!   upstream: added latency, first streamed byte, 64 concurrent streams,
+//!   memory with 1,000 open streams;
 //! * [`startup`] and [`memory`] — start-to-ready time and resident memory.
 //!
 //! [`BenchConfig::smoke`] runs every measurement with tiny counts, so that a
@@ -26,6 +29,7 @@ pub mod cpu;
 pub mod latency;
 pub mod memory;
 pub mod oidc_token;
+pub mod proxy;
 pub mod raw;
 pub mod report;
 pub mod round_trip;
@@ -68,6 +72,10 @@ pub struct BenchConfig {
     pub startups: usize,
     /// Connections held open for the memory measurement.
     pub open_connections: usize,
+    /// Samples per proxy latency row.
+    pub proxy_requests: usize,
+    /// Streams held open through the proxy for its memory row.
+    pub proxy_open_streams: usize,
 }
 
 impl BenchConfig {
@@ -83,6 +91,8 @@ impl BenchConfig {
             storm_clients: 500,
             startups: 30,
             open_connections: 1000,
+            proxy_requests: 5_000,
+            proxy_open_streams: 1000,
         }
     }
 
@@ -99,6 +109,8 @@ impl BenchConfig {
             storm_clients: 8,
             startups: 2,
             open_connections: 20,
+            proxy_requests: 20,
+            proxy_open_streams: 20,
         }
     }
 }
@@ -132,6 +144,7 @@ pub struct Report {
     pub storm: StormResult,
     pub startup: Latency,
     pub memory: Memory,
+    pub proxy: proxy::ProxyBench,
 }
 
 /// Runs every measurement; `progress` hears what is being measured.
@@ -201,6 +214,15 @@ pub fn run(
     progress("resident memory");
     let memory = memory::resident(&binaries.brokerd, config.open_connections)?;
 
+    progress("header-injecting proxy against direct calls");
+    let proxy = proxy::run(
+        &binaries.brokerd,
+        config.proxy_requests,
+        config.throughput_duration,
+        config.proxy_open_streams,
+    )
+    .context("proxy")?;
+
     Ok(Report {
         frames,
         raw,
@@ -213,6 +235,7 @@ pub fn run(
         storm,
         startup,
         memory,
+        proxy,
     })
 }
 

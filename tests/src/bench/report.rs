@@ -193,6 +193,55 @@ impl Report {
             "—".into(),
             String::new(),
         ]);
+        let p = &self.proxy;
+        let added = p.proxied.p50.saturating_sub(p.direct.p50);
+        rows.push([
+            "Header-injecting proxy: small POST, added latency per request (proxied − direct, keep-alive both)".into(),
+            format!(
+                "**+{}** at p50 (direct {}, proxied {}; p99 {} → {})",
+                Human(added),
+                Human(p.direct.p50),
+                Human(p.proxied.p50),
+                Human(p.direct.p99),
+                Human(p.proxied.p99),
+            ),
+            "p50 ≤ +0.3 ms".into(),
+            if added <= Duration::from_micros(300) { "yes" } else { "**no**" }.into(),
+        ]);
+        rows.push([
+            "Proxy: time to first SSE event".into(),
+            format!(
+                "direct p50 {} · proxied p50 {} (p99 {} → {})",
+                Human(p.direct_first_byte.p50),
+                Human(p.proxied_first_byte.p50),
+                Human(p.direct_first_byte.p99),
+                Human(p.proxied_first_byte.p99),
+            ),
+            "—".into(),
+            String::new(),
+        ]);
+        rows.push([
+            format!(
+                "Proxy: complete SSE streams/s, {} concurrent clients",
+                super::proxy::STREAM_CLIENTS
+            ),
+            format!(
+                "direct {}/s · proxied {}/s",
+                thousands(p.direct_streams_per_sec.round() as u64),
+                thousands(p.proxied_streams_per_sec.round() as u64),
+            ),
+            "—".into(),
+            String::new(),
+        ]);
+        rows.push([
+            format!(
+                "brokerd resident memory, {} SSE streams open through the proxy",
+                thousands(p.open_streams as u64)
+            ),
+            format!("{} (before: {})", mib(p.streams_kib), mib(p.idle_kib)),
+            "—".into(),
+            String::new(),
+        ]);
 
         table(rows)
     }

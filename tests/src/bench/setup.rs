@@ -31,13 +31,23 @@ impl BenchBroker {
     /// Starts a fake server issuing JWT access tokens (the size real providers'
     /// tokens have) that live `access_ttl`, and brokerd, not yet logged in.
     pub fn start(brokerd: &Path, access_ttl: Duration) -> anyhow::Result<BenchBroker> {
+        BenchBroker::start_with(brokerd, access_ttl, "")
+    }
+
+    /// [`BenchBroker::start`] with `extra` TOML appended to the config (e.g.
+    /// `[[proxy]]` tables).
+    pub fn start_with(
+        brokerd: &Path,
+        access_ttl: Duration,
+        extra: &str,
+    ) -> anyhow::Result<BenchBroker> {
         let env = TestEnv::new();
         let fake = FakeAuthServer::start(FakeConfig {
             access_ttl,
             jwt_access_tokens: true,
             ..FakeConfig::default()
         });
-        let mut spec = BrokerSpec::new(brokerd, &env, config_for(&fake));
+        let mut spec = BrokerSpec::new(brokerd, &env, format!("{}\n{extra}", config_for(&fake)));
         spec.rust_log = "info".to_owned();
         let broker = BrokerProcess::start(spec)?;
         Ok(BenchBroker { broker, fake, env })
@@ -46,6 +56,17 @@ impl BenchBroker {
     /// Starts everything and logs in with a fresh grant.
     pub fn logged_in(brokerd: &Path, access_ttl: Duration) -> anyhow::Result<BenchBroker> {
         let bench = BenchBroker::start(brokerd, access_ttl)?;
+        bench.login()?;
+        Ok(bench)
+    }
+
+    /// [`BenchBroker::logged_in`] with `extra` TOML in the config.
+    pub fn logged_in_with(
+        brokerd: &Path,
+        access_ttl: Duration,
+        extra: &str,
+    ) -> anyhow::Result<BenchBroker> {
+        let bench = BenchBroker::start_with(brokerd, access_ttl, extra)?;
         bench.login()?;
         Ok(bench)
     }

@@ -22,7 +22,7 @@
 //! is recorded because these are throw-away test tokens; the records never
 //! leave the test.
 
-mod routes;
+pub(crate) mod routes;
 pub(crate) mod tls;
 
 pub use tls::STANDS_IN_FOR;

@@ -173,6 +173,15 @@ fn accounts(app: &Shared) -> (StatusCode, Response) {
 
 /// A complete Responses-API turn answering "pong", as server-sent events.
 fn turn() -> (StatusCode, Response) {
+    (
+        StatusCode::OK,
+        ([(header::CONTENT_TYPE, "text/event-stream")], turn_events()).into_response(),
+    )
+}
+
+/// The server-sent events of a Responses-API turn answering "pong" (also
+/// what the proxy tests' fake upstream answers Codex with).
+pub(crate) fn turn_events() -> String {
     let message = json!({
         "type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
         "content": [{"type": "output_text", "text": "pong", "annotations": []}],
@@ -187,14 +196,10 @@ fn turn() -> (StatusCode, Response) {
         json!({"type": "response.output_item.done", "output_index": 0, "item": message}),
         json!({"type": "response.completed", "response": response}),
     ];
-    let body: String = events
+    events
         .iter()
         .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
-        .collect();
-    (
-        StatusCode::OK,
-        ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response(),
-    )
+        .collect()
 }
 
 fn json_answer(status: StatusCode, value: serde_json::Value) -> (StatusCode, Response) {

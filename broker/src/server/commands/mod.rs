@@ -4,6 +4,8 @@ mod complete_login;
 mod import;
 mod logout;
 mod project;
+mod proxy_key;
+mod proxy_revoke;
 mod relogin;
 mod status;
 mod token;
@@ -26,6 +28,8 @@ pub async fn dispatch(
         Request::Import { tokens } => import::handle(app, tokens).await,
         Request::Logout => logout::handle(&app.manager).await,
         Request::ProjectRestore { target } => project::restore(app, target).await,
+        Request::ProxyKey { name } => proxy_key::handle(app, name).await,
+        Request::ProxyRevoke { name } => proxy_revoke::handle(app, name).await,
         Request::Relogin { method } => return relogin::handle(&app.login, method, conn).await,
         Request::CompleteLogin { redirect_url } => {
             complete_login::handle(&app.login, &redirect_url).await

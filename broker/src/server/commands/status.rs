@@ -1,7 +1,7 @@
 //! `Status`: never waits behind a refresh.
 //!
-//! Composed here from the manager's status and the projection targets'
-//! (neither knows the other).
+//! Composed here from the manager's status, the projection targets' and the
+//! proxies' (none knows the others).
 
 use super::super::app::App;
 use oauth_broker_proto::Response;
@@ -10,5 +10,7 @@ use oauth_broker_proto::Response;
 pub fn handle(app: &App) -> Response {
     let mut report = app.manager.status();
     report.projections = app.projections.status();
+    report.proxies = app.proxies.status();
+    report.proxy_keys = app.proxies.key_status();
     Response::Status(Box::new(report))
 }

@@ -1,0 +1,215 @@
+//! Real clients through the header-injecting proxy: openai-python (pinned,
+//! `tools::ensure_openai_python`) with `base_url` = the proxy and the proxy
+//! key as its `api_key`, across several token lifetimes, plain and streamed.
+//! The SDK only talks to its `base_url` (a loopback port), so it needs no
+//! namespace; the upstream is the fake upstream on loopback.
+
+use crate::common::{fake_with_ttl, stderr, stdout, Broker};
+use oauth_broker_tests::fake_upstream::FakeUpstream;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One plain and one streamed chat completion per line read on stdin;
+/// prints what the model said.
+const SCRIPT: &str = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2], max_retries=0)
+for _ in sys.stdin:
+    r = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    s = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}], stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    print(r.choices[0].message.content + "|" + streamed, flush=True)
+"#;
+
+#[test]
+fn openai_python_through_the_proxy_across_token_lifetimes() {
+    let python = oauth_broker_tests::tools::ensure_openai_python();
+    let fake = oauth_broker_tests::fake_server::FakeAuthServer::start(fake_with_ttl(
+        Duration::from_secs(2),
+    ));
+    let check = fake.clone();
+    let upstream = FakeUpstream::start(Arc::new(move |t| check.is_access_token_valid(t)));
+    let broker = Broker::builder()
+        .fake_server(fake.clone())
+        .fast_refresh()
+        .extra_toml(&format!(
+            "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+            upstream.origin()
+        ))
+        .logged_in();
+    let out = broker.ctl(&["proxy", "key", "--name", "openai-python"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let url = broker.status().proxies[0].listen.clone();
+    let mut child = Command::new(python)
+        .args(["-c", SCRIPT, &url, &key])
+        .env_clear()
+        .env("HOME", broker.env.root())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut bearers = std::collections::BTreeSet::new();
+    for n in 0..3u64 {
+        if n > 0 {
+            // The next lifetime.
+            fake.wait_for_refresh_requests(n, Duration::from_secs(20))
+                .expect("the broker refreshes");
+            let seen = bearers.clone();
+            crate::common::eventually("a new token", Duration::from_secs(20), || {
+                let id = broker.current_token_id();
+                (!seen
+                    .iter()
+                    .any(|b: &String| crate::common::fingerprint(b) == id))
+                .then_some(())
+            });
+        }
+        writeln!(stdin).unwrap();
+        let line = lines
+            .next()
+            .expect("a line from python")
+            .unwrap_or_default();
+        assert_eq!(line, "through the proxy|through the proxy");
+        for req in upstream.requests().iter().rev().take(2) {
+            assert_eq!(req.status, 200);
+            assert_eq!(req.path, "/v1/chat/completions");
+            bearers.insert(req.bearer.clone().unwrap());
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    assert!(status.success(), "{err}");
+    assert!(
+        bearers.len() >= 3,
+        "tokens of three lifetimes: {}",
+        bearers.len()
+    );
+    for req in upstream.requests() {
+        assert!(
+            req.headers.iter().all(|(_, v)| !v.contains(&key)),
+            "the key reached the upstream"
+        );
+    }
+    let keys = broker.status().proxy_keys;
+    assert_eq!(keys[0].requests, 6);
+    broker.assert_no_token_in_logs();
+}
+
+/// The real Codex CLI (0.169.0, `tools::ensure_codex_cli`) with a custom model
+/// provider whose `base_url` is the proxy and whose `env_key` holds the proxy
+/// key; the proxy's upstream is the fake upstream, which answers Codex's
+/// WebSocket attempt with 426 (as ChatGPT's backend does in the Codex tests)
+/// and its SSE turn with "pong". Three runs over three token lifetimes, with
+/// `supports_websockets = true` so that each run tries the WebSocket first.
+#[test]
+fn codex_cli_custom_provider_through_the_proxy() {
+    use crate::e2e_codex_cli::{
+        assert_every_refresh_was_the_brokers, broker_toml, chatgpt_auth_server, codex_toml, Codex,
+        ACCOUNT,
+    };
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
+    let env = oauth_broker_tests::harness::TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend =
+        oauth_broker_tests::fake_chatgpt::FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let check = fake.clone();
+    let upstream = FakeUpstream::start(Arc::new(move |t| check.is_access_token_valid(t)));
+    let table = format!(
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+        upstream.origin()
+    );
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |fake| broker_toml(fake, &table))
+        .logged_in();
+    let out = p.ctl(&["proxy", "key", "--name", "codex"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let url = p.status().proxies[0].listen.clone();
+    let mut codex = Codex::new(bin, &p.env, &fake, &backend);
+    codex
+        .env
+        .push(("OAUTH_BROKER_PROXY_KEY".to_string(), key.clone()));
+    let provider = format!(
+        r#"model_provider = "broker-proxy"
+
+[model_providers.broker-proxy]
+name = "ChatGPT via oauth-broker's proxy"
+base_url = "{url}"
+wire_api = "responses"
+env_key = "OAUTH_BROKER_PROXY_KEY"
+supports_websockets = true
+"#
+    );
+    codex.write_config(&codex_toml(&backend, &provider));
+    let workdir = p.env.path("work").display().to_string();
+    let mut bearers = std::collections::BTreeSet::new();
+    for n in 0..3u64 {
+        if n > 0 {
+            fake.wait_for_refresh_requests(n, Duration::from_secs(30))
+                .expect("the broker refreshes");
+        }
+        let out = codex.run(&["exec", "--skip-git-repo-check", "-C", &workdir, "say pong"]);
+        assert!(
+            out.status.success() && stdout(&out).contains("pong"),
+            "codex exec failed ({}):\nstdout:\n{}\nstderr:\n{}\nupstream saw: {:#?}",
+            out.status,
+            stdout(&out),
+            stderr(&out),
+            upstream.requests()
+        );
+        let requests = upstream.requests();
+        let turn = requests
+            .iter()
+            .rev()
+            .find(|r| r.method == "POST" && r.path.ends_with("/responses"))
+            .expect("a turn through the proxy");
+        assert_eq!(turn.status, 200, "{requests:#?}");
+        bearers.insert(turn.bearer.clone().unwrap());
+    }
+    let requests = upstream.requests();
+    for req in &requests {
+        let bearer = req.bearer.as_deref().expect("every request got the token");
+        assert!(
+            p.issue_position(bearer).is_some(),
+            "a token the broker held"
+        );
+        assert!(
+            req.headers
+                .iter()
+                .any(|(n, v)| n == "chatgpt-account-id" && v == ACCOUNT),
+            "the preset's ChatGPT-Account-ID: {req:?}"
+        );
+        assert!(
+            req.headers.iter().all(|(_, v)| !v.contains(&key)),
+            "the key reached the upstream"
+        );
+    }
+    let websocket_attempts = requests.iter().filter(|r| r.status == 426).count();
+    println!(
+        "codex through the proxy: {} upstream requests, {} WebSocket attempts (426), {} distinct tokens",
+        requests.len(),
+        websocket_attempts,
+        bearers.len()
+    );
+    assert!(
+        bearers.len() >= 2,
+        "runs in later lifetimes used newer tokens"
+    );
+    assert!(
+        backend.requests().iter().all(|r| !r.is_turn()),
+        "no turn bypassed the proxy"
+    );
+    assert_every_refresh_was_the_brokers(&p);
+    p.assert_no_token_in_logs();
+    assert!(!p.logs().contains(&key));
+}
