@@ -73,13 +73,13 @@ const CURRENT_GRACE: Duration = Duration::from_secs(4);
 
 /// brokerd with the anthropic preset against the fake authorization server,
 /// Claude Code installed, and the fake Anthropic.
-struct Setup {
-    p: Broker,
-    anthropic: FakeAnthropic,
-    claude: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) p: Broker,
+    pub(crate) anthropic: FakeAnthropic,
+    pub(crate) claude: PathBuf,
     config_dir: PathBuf,
-    env: Vec<(String, String)>,
-    workdir: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) workdir: PathBuf,
     /// The fake's access-token lifetime.
     lifetime: Duration,
 }
@@ -89,6 +89,21 @@ impl Setup {
     /// programs in private namespaces, and when Claude Code cannot be
     /// installed.
     fn start(lifetime: Duration, project: bool) -> Setup {
+        let project = if project {
+            "[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n"
+        } else {
+            ""
+        };
+        Setup::start_with(lifetime, project.to_string(), |_| String::new())
+    }
+
+    /// [`Setup::start`] with `tables` appended to the broker's config, and
+    /// `more` (given the fake Anthropic) appended after them.
+    pub(crate) fn start_with(
+        lifetime: Duration,
+        tables: String,
+        more: impl FnOnce(&FakeAnthropic) -> String,
+    ) -> Setup {
         let env = TestEnv::new();
         let fake = FakeAuthServer::start(FakeConfig {
             access_ttl: lifetime,
@@ -101,11 +116,7 @@ impl Setup {
             panic!("{why}");
         }
         let claude = ensure_claude_code();
-        let project = if project {
-            "[[project]]\nkind = \"claude-code\"\npath = \"{root}/claude/.credentials.json\"\n"
-        } else {
-            ""
-        };
+        let project = format!("{tables}{}", more(&anthropic));
         let p = Broker::builder()
             .fake_server(fake)
             .test_env(env)
@@ -204,7 +215,7 @@ impl Setup {
 
     /// `m` carried the broker's current token (see [`Self::assert_current`]),
     /// as an OAuth token.
-    fn assert_carried_current(&self, m: &AnthropicRequest) {
+    pub(crate) fn assert_carried_current(&self, m: &AnthropicRequest) {
         assert!(m.oauth_beta, "sent as an OAuth token: {m:#?}");
         let fake = &self.p.fake;
         let mut issued: Vec<(Instant, String)> = fake
@@ -239,7 +250,7 @@ impl Setup {
     /// Nothing but the broker ever refreshed: Claude Code sent no request to
     /// its token endpoint, and every refresh the authorization server saw was
     /// one of the broker's, with no reuse.
-    fn assert_only_the_broker_refreshed(&self) {
+    pub(crate) fn assert_only_the_broker_refreshed(&self) {
         let token_requests = self.anthropic.token_requests();
         assert!(
             token_requests.is_empty(),

@@ -2,7 +2,9 @@
 //! `tools::ensure_openai_python`) with `base_url` = the proxy and the proxy
 //! key as its `api_key`, across several token lifetimes, plain and streamed.
 //! The SDK only talks to its `base_url` (a loopback port), so it needs no
-//! namespace; the upstream is the fake upstream on loopback.
+//! namespace; the upstream is the fake upstream on loopback. Codex CLI with a
+//! custom provider, and Claude Code with `ANTHROPIC_BASE_URL`, run offline in
+//! private namespaces (see each test).
 
 use crate::common::{fake_with_ttl, stderr, stdout, Broker};
 use oauth_broker_tests::fake_upstream::FakeUpstream;
@@ -212,4 +214,140 @@ supports_websockets = true
     assert_every_refresh_was_the_brokers(&p);
     p.assert_no_token_in_logs();
     assert!(!p.logs().contains(&key));
+}
+
+/// The real Claude Code (2.1.332, `tools::ensure_claude_code`) with
+/// `ANTHROPIC_BASE_URL` = the proxy and the proxy key as its API credential,
+/// in the fake Anthropic's offline namespace whose `127.0.0.1:443` is relayed
+/// to the proxy (plain HTTP); the proxy's upstream is the fake Anthropic
+/// Messages API, served plain on a loopback port. `claude -p` sessions back to
+/// back until their requests have carried three tokens (three lifetimes),
+/// alternating the key in `ANTHROPIC_AUTH_TOKEN` (sent as `Authorization:
+/// Bearer`) and in `ANTHROPIC_API_KEY` (sent as `x-api-key`): every Messages
+/// request reaches the upstream with the broker's current token and the OAuth
+/// beta, never the key; Claude Code's files and output hold no token; no
+/// request to a token endpoint.
+#[test]
+fn claude_code_through_the_proxy_across_token_lifetimes() {
+    use crate::e2e_claude_code::Setup;
+    use oauth_broker_tests::harness::run_with_timeout;
+    const LIFETIME: Duration = Duration::from_secs(12);
+    const TOKENS: usize = 3;
+    let s = Setup::start_with(LIFETIME, String::new(), |anthropic| {
+        format!(
+            "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+            anthropic.serve_plain_on_loopback()
+        )
+    });
+    let out = s.p.ctl(&["proxy", "key", "--name", "claude-code"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let listen = s.p.status().proxies[0].listen.clone();
+    let proxy: std::net::SocketAddr = listen
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|e| panic!("the proxy listens on {listen}: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let mut sessions = 0usize;
+    let distinct = || {
+        let mut used: Vec<String> = s
+            .anthropic
+            .messages()
+            .into_iter()
+            .filter_map(|m| m.bearer)
+            .collect();
+        used.sort();
+        used.dedup();
+        used
+    };
+    while distinct().len() < TOKENS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sessions} sessions carried only {} tokens",
+            distinct().len()
+        );
+        let variable = if sessions % 2 == 0 {
+            "ANTHROPIC_AUTH_TOKEN"
+        } else {
+            "ANTHROPIC_API_KEY"
+        };
+        let mut cmd = s
+            .anthropic
+            .command_relayed(&s.claude, proxy)
+            .expect("isolate claude");
+        cmd.args(["-p", "say pong"])
+            .env_clear()
+            .envs(s.env.iter().map(|(k, v)| (k, v)))
+            .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:443")
+            .env(variable, &key)
+            .current_dir(&s.workdir);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(90)).expect("claude runs");
+        assert!(
+            out.status.success() && stdout(&out).contains("pong"),
+            "claude -p with {variable} failed ({}):\nstdout:\n{}\nstderr:\n{}\nthe fake saw: {:#?}",
+            out.status,
+            stdout(&out),
+            stderr(&out),
+            s.anthropic.requests()
+        );
+        for token in s.p.fake.all_issued_tokens() {
+            assert!(
+                !stdout(&out).contains(&token) && !stderr(&out).contains(&token),
+                "Claude Code printed a token"
+            );
+        }
+        sessions += 1;
+    }
+    let messages = s.anthropic.messages();
+    assert!(!messages.is_empty());
+    for m in &messages {
+        assert_eq!(m.status, 200, "answered: {m:#?}");
+        assert_eq!(m.api_key, None, "the proxy strips x-api-key: {m:#?}");
+        s.assert_carried_current(m);
+    }
+    assert!(s.anthropic.token_requests().is_empty(), "a token request");
+    let stats = s.p.fake.stats();
+    assert_eq!(stats.refresh_requests, s.p.status().refresh_count);
+    assert_eq!(stats.invalid_refresh_attempts, 0);
+    assert_eq!(stats.reuse_detections, 0);
+    // Nothing Claude Code wrote holds a token.
+    let secrets = s.p.fake.all_issued_tokens();
+    for dir in ["claude", "claude-home", "work", "claude-tmp"] {
+        for entry in walk(&s.p.env.path(dir)) {
+            let data = std::fs::read(&entry).unwrap_or_default();
+            let text = String::from_utf8_lossy(&data);
+            for secret in &secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{} holds a token",
+                    entry.display()
+                );
+            }
+        }
+    }
+    let keys = s.p.status().proxy_keys;
+    assert!(keys[0].requests as usize >= messages.len(), "{keys:?}");
+    println!(
+        "claude code through the proxy: {sessions} sessions, {} Messages requests, {} tokens",
+        messages.len(),
+        distinct().len()
+    );
+    s.p.assert_no_token_in_logs();
+    assert!(!s.p.logs().contains(&key));
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

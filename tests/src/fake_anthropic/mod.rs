@@ -23,14 +23,21 @@
 //! * everything else (`/api/oauth/profile`, `/api/claude_code/settings`, …):
 //!   `404`, which Claude Code tolerates.
 //!
+//! For a tool pointed at the broker's proxy instead,
+//! [`FakeAnthropic::command_relayed`] relays the namespace's `127.0.0.1:443`
+//! to the proxy, and [`FakeAnthropic::serve_plain_on_loopback`] serves the
+//! same answers (and the same request log) as the proxy's plain-HTTP upstream.
+//!
 //! Every request is recorded (host, method, path, bearer token, status) so
 //! tests can check which token each one carried. The bearer token is recorded
 //! because these are throw-away test tokens; the records never leave the test.
 
 pub(crate) mod namespace;
+mod relay;
 mod routes;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -68,6 +75,9 @@ pub struct AnthropicRequest {
     /// Whether `anthropic-beta` named the OAuth beta (`oauth-2025-04-20`),
     /// which marks the token as a subscription login, not an API key.
     pub oauth_beta: bool,
+    /// The `x-api-key` header, if any (Claude Code sends `ANTHROPIC_API_KEY`
+    /// there; through the broker's proxy it must not arrive).
+    pub api_key: Option<String>,
     /// The status answered.
     pub status: u16,
     /// How the answer was held back, if it was (see
@@ -190,6 +200,53 @@ impl FakeAnthropic {
                 });
             })?;
         Ok(cmd)
+    }
+
+    /// Like [`command`](Self::command), but the namespace's `127.0.0.1:443`
+    /// is relayed (plain TCP) to `target` in the test's network instead of
+    /// being served by the fake: for a tool pointed at a local endpoint
+    /// (`http://127.0.0.1:443`), such as the broker's proxy, that must still
+    /// run offline.
+    pub fn command_relayed(&self, program: &Path, target: SocketAddr) -> std::io::Result<Command> {
+        let mut cmd = Command::new(program);
+        let channel = namespace::isolate(&mut cmd, &self.hosts_path)?;
+        let runtime = self.runtime.clone();
+        std::thread::Builder::new()
+            .name("fake-anthropic-relay".into())
+            .spawn(move || {
+                let Ok(listener) = namespace::receive_listener(&channel) else {
+                    return;
+                };
+                if listener.set_nonblocking(true).is_err() {
+                    return;
+                }
+                runtime.spawn(async move {
+                    if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                        relay::relay(listener, target).await;
+                    }
+                });
+            })?;
+        Ok(cmd)
+    }
+
+    /// Serves the fake with plain HTTP on a loopback port of the test's own
+    /// network (the same answers and request log as inside the namespaces);
+    /// returns its origin, `http://127.0.0.1:PORT`. For an upstream behind
+    /// the broker's proxy.
+    pub fn serve_plain_on_loopback(&self) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("fake anthropic: bind");
+        let addr = listener
+            .local_addr()
+            .expect("fake anthropic: local address");
+        listener
+            .set_nonblocking(true)
+            .expect("fake anthropic: nonblocking");
+        let shared = self.shared.clone();
+        let _guard = self.runtime.enter();
+        let listener =
+            tokio::net::TcpListener::from_std(listener).expect("fake anthropic: listener");
+        self.runtime.spawn(routes::serve_plain(listener, shared));
+        format!("http://{addr}")
     }
 
     /// Whether programs can be isolated on this machine: runs `/bin/true`

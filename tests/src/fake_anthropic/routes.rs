@@ -46,6 +46,26 @@ pub(crate) async fn serve(
     }
 }
 
+/// Serves `listener` with plain HTTP/1.1 until the runtime stops: the fake as
+/// an upstream on a loopback port of the test's own network (the broker's
+/// proxy in front of it terminates nothing but the tool's plain connection).
+pub(crate) async fn serve_plain(listener: TcpListener, app: Arc<Shared>) {
+    let router = Router::new().fallback(handle).with_state(app);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
 async fn handle(
     axum::extract::State(app): axum::extract::State<Arc<Shared>>,
     request: Request<Body>,
@@ -110,6 +130,9 @@ async fn handle(
             oauth_beta: text(header::HeaderName::from_static("anthropic-beta"))
                 .split(',')
                 .any(|b| b.trim().starts_with("oauth-")),
+            api_key: headers
+                .get("x-api-key")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             status: status.as_u16(),
             held,
         });
