@@ -67,7 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => paths::default_socket_path(&account)?,
     };
 
-    let store = Store::open(&state_dir, &account)?;
+    let store = Store::open_with(&state_dir, &account, config.file.state.writes)?;
     let persisted = store.load()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let http = build_http_client(config.file.refresh.http_timeout())?;

@@ -31,13 +31,23 @@ impl BenchBroker {
     /// Starts a fake server issuing JWT access tokens (the size real providers'
     /// tokens have) that live `access_ttl`, and brokerd, not yet logged in.
     pub fn start(brokerd: &Path, access_ttl: Duration) -> anyhow::Result<BenchBroker> {
+        BenchBroker::start_with(brokerd, access_ttl, "")
+    }
+
+    /// [`BenchBroker::start`] with `extra` appended to brokerd's config file
+    /// (whole sections, e.g. `[state]`).
+    pub fn start_with(
+        brokerd: &Path,
+        access_ttl: Duration,
+        extra: &str,
+    ) -> anyhow::Result<BenchBroker> {
         let env = TestEnv::new();
         let fake = FakeAuthServer::start(FakeConfig {
             access_ttl,
             jwt_access_tokens: true,
             ..FakeConfig::default()
         });
-        let mut spec = BrokerSpec::new(brokerd, &env, config_for(&fake));
+        let mut spec = BrokerSpec::new(brokerd, &env, config_for(&fake) + extra);
         spec.rust_log = "info".to_owned();
         let broker = BrokerProcess::start(spec)?;
         Ok(BenchBroker { broker, fake, env })
