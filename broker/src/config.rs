@@ -85,6 +85,9 @@ pub struct ConfigFile {
     /// Socket server limits and access control.
     #[serde(default)]
     pub server: ServerSettings,
+    /// How the state is written.
+    #[serde(default)]
+    pub state: StateSettings,
     /// Credential-projection targets (`[[project]]`): tool credential files the
     /// broker keeps fed with its current access token.
     #[serde(default)]
@@ -160,6 +163,16 @@ impl LoginSettings {
     pub fn browser_timeout(&self) -> Duration {
         Duration::from_secs(self.browser_timeout_secs.max(1))
     }
+}
+
+/// How the state is written (`[state]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    /// `journal` (default): a record appended to `state.journal` per save;
+    /// `replace`: `state.json` replaced per save, the format of earlier
+    /// versions (to go back to one, start this version once with it).
+    pub writes: crate::store::StateWrites,
 }
 
 /// Socket server limits.

@@ -69,7 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => paths::default_socket_path(&account)?,
     };
 
-    let store = Store::open(&state_dir, &account)?;
+    let store = Store::open_with(&state_dir, &account, config.file.state.writes)?;
     let proxy_keys = Arc::new(crate::proxy::keys::KeyStore::load(&state_dir)?);
     let persisted = store.load()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -14,6 +14,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod durable;
 pub mod hardening;
+pub mod journal;
 pub mod jwt;
 pub mod logging;
 pub mod login;

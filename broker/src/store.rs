@@ -1,8 +1,17 @@
-//! Durable state of one account: `state.json` and a `lock` file in a 0700 dir.
+//! Durable state of one account: `state.journal` and a `lock` file in a 0700
+//! dir.
 //!
-//! Writes go through [`crate::durable`]: a crash at any point leaves either the
-//! old or the new file, never a torn one, and the file is 0600 from its first
-//! byte.
+//! The state is written as a record appended to the journal and made durable
+//! with `fdatasync` ([`crate::journal`]), and compacted now and then by the
+//! [`crate::durable`] temp-file-and-rename steps: a crash at any point leaves
+//! the newest complete record, never a torn state, and the files are 0600 from
+//! their first byte. With `[state] writes = "replace"` every save replaces
+//! `state.json` by those steps instead (the format of earlier versions).
+//!
+//! Either format is read, and converted at start to the configured one: a
+//! `state.json` of an earlier version becomes the journal's first record
+//! (then `state.json` is removed), and the other way round. When both exist
+//! the journal wins: it is only ever written from the newer state.
 //!
 //! `flock(LOCK_EX|LOCK_NB)` on `lock` makes the broker the only one for the
 //! account; the holder's pid is written into the lock file so a second broker
@@ -17,6 +26,7 @@ use crate::capped_read::{describe_cap, read_capped};
 use crate::clock::{from_unix_secs, unix_secs};
 use crate::credentials::Credentials;
 use crate::durable;
+use crate::journal;
 use nix::fcntl::{Flock, FlockArg};
 use oauth_broker_proto::{token_fingerprint, ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -31,7 +41,12 @@ use std::time::{Duration, Instant, SystemTime};
 pub const STATE_VERSION: u32 = 1;
 
 const STATE_FILE: &str = "state.json";
+const JOURNAL_FILE: &str = "state.journal";
 const LOCK_FILE: &str = "lock";
+
+/// A journal holds at most a few hundred records of at most
+/// [`MAX_STATE_BYTES`]; anything larger is not one of ours.
+pub const MAX_JOURNAL_BYTES: u64 = 32 << 20;
 
 /// A state file is a few KiB (tokens plus a bounded list of fingerprints).
 pub const MAX_STATE_BYTES: u64 = 1 << 20;
@@ -423,18 +438,54 @@ fn open_own_file(
     Ok(Some(file))
 }
 
+/// How saves are written (`[state] writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateWrites {
+    /// A record appended to `state.journal`, made durable with `fdatasync`
+    /// (see [`crate::journal`]).
+    #[default]
+    Journal,
+    /// `state.json` replaced through a temp file, `fsync`, rename and
+    /// directory `fsync`: the format of earlier versions.
+    Replace,
+}
+
+/// Where the next save goes.
+#[derive(Debug)]
+struct Cursor {
+    /// The format written in this run: the configured one, unless converting
+    /// to it failed at start (then the one found stays).
+    writes: StateWrites,
+    /// The journal as this process last wrote or read it; `None` when there
+    /// is none, or when a failed compaction left it unknown (the next save
+    /// then writes a new one).
+    journal: Option<journal::Scan>,
+    /// A `state.json` is left to remove once the journal holds the state.
+    legacy: bool,
+}
+
 /// The account's state directory, locked for this process.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
     account: String,
+    cursor: std::sync::Mutex<Cursor>,
     _lock: Flock<File>,
 }
 
 impl Store {
-    /// Creates (0700) or checks the directory of `account`, takes the lock and
-    /// records our pid.
+    /// [`Store::open_with`] writing the journal.
     pub fn open(dir: &Path, account: &str) -> Result<Store, StoreError> {
+        Store::open_with(dir, account, StateWrites::Journal)
+    }
+
+    /// Creates (0700) or checks the directory of `account`, takes the lock and
+    /// records our pid. Saves are written as `writes` says once [`load`]
+    /// (which converts the files found) has run.
+    ///
+    /// [`load`]: Store::load
+    pub fn open_with(dir: &Path, account: &str, writes: StateWrites) -> Result<Store, StoreError> {
         match fs::metadata(dir) {
             Ok(meta) if !meta.is_dir() => {
                 return Err(StoreError::NotADirectory {
@@ -486,6 +537,11 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             account: account.to_string(),
+            cursor: std::sync::Mutex::new(Cursor {
+                writes,
+                journal: None,
+                legacy: false,
+            }),
             _lock: lock,
         })
     }
@@ -495,50 +551,49 @@ impl Store {
         &self.dir
     }
 
-    /// Path of the state file.
+    /// Path of the state file of earlier versions (and of `writes =
+    /// "replace"`).
     pub fn state_path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
-    /// Reads the state file; `None` when there is none yet. Refuses a file
-    /// that is a symlink, belongs to another account, or whose refresh token
-    /// another account's state on this machine holds or spent.
+    /// Path of the state journal.
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL_FILE)
+    }
+
+    fn cursor(&self) -> std::sync::MutexGuard<'_, Cursor> {
+        self.cursor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the state (the journal's newest intact record, else
+    /// `state.json`); `None` when there is none yet. Refuses a file that is a
+    /// symlink, belongs to another account, or whose refresh token another
+    /// account's state on this machine holds or spent. Then converts the
+    /// files to the configured format, where the disk allows it (otherwise
+    /// this run keeps writing the format found).
     pub fn load(&self) -> Result<Option<PersistedState>, StoreError> {
-        let path = self.state_path();
-        let Some(file) = open_own_file(
-            &path,
-            OpenOptions::new().read(true),
-            "cannot read state file",
-        )?
-        else {
-            return Ok(None);
+        let journal_path = self.journal_path();
+        let legacy_path = self.state_path();
+        let from_journal = read_journal(&journal_path)?;
+        let legacy = fs::symlink_metadata(&legacy_path).is_ok();
+        let (state, path, scan) = match from_journal {
+            Some((scan, state)) => {
+                if scan.torn {
+                    tracing::warn!(path = %journal_path.display(), "the state journal ends in an incomplete record (a write interrupted by a crash); it is ignored and the newest complete one used");
+                }
+                (state, journal_path, Some(scan))
+            }
+            None => match read_state_json(&legacy_path)? {
+                Some(state) => (state, legacy_path, None),
+                None => {
+                    let mut cursor = self.cursor();
+                    cursor.journal = None;
+                    cursor.legacy = false;
+                    return Ok(None);
+                }
+            },
         };
-        check_private_file(&file, &path)?;
-        let bytes = read_capped(&file, MAX_STATE_BYTES)
-            .map_err(io("cannot read state file", &path))?
-            .ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                why: format!("larger than {}", describe_cap(MAX_STATE_BYTES)),
-            })?;
-        let state: PersistedState =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
-                why: format!(
-                    "line {} column {}: {}",
-                    e.line(),
-                    e.column(),
-                    classify_json_error(&e)
-                ),
-            })?;
-        if state.version > STATE_VERSION {
-            return Err(StoreError::Corrupt {
-                path,
-                why: format!(
-                    "format version {} is newer than this brokerd understands ({STATE_VERSION}); upgrade oauth-broker",
-                    state.version
-                ),
-            });
-        }
         if state.account != self.account {
             return Err(StoreError::WrongAccount {
                 path,
@@ -555,7 +610,54 @@ impl Store {
                 });
             }
         }
+        let mut cursor = self.cursor();
+        cursor.legacy = legacy;
+        cursor.journal = scan;
+        self.convert(&mut cursor, &state);
         Ok(Some(state))
+    }
+
+    /// Brings the files found at start into the configured format.
+    fn convert(&self, cursor: &mut Cursor, state: &PersistedState) {
+        match cursor.writes {
+            StateWrites::Journal if cursor.journal.is_none() => {
+                // An earlier version's state.json: it becomes the journal's
+                // first record, then it is removed.
+                match self.compact(cursor, state) {
+                    Ok(()) => {
+                        tracing::info!(path = %self.journal_path().display(), "state.json of an earlier version converted to the state journal")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot convert state.json to the state journal yet; it is kept, and the next state write tries again")
+                    }
+                }
+            }
+            StateWrites::Journal => {
+                if cursor.legacy {
+                    // Left by a conversion interrupted before its end.
+                    self.remove_legacy(cursor);
+                }
+            }
+            StateWrites::Replace if cursor.journal.is_some() => {
+                // The journal would win over state.json at the next start:
+                // it must be gone before state.json is written anew.
+                let converted = self
+                    .replace_state_json(state)
+                    .and_then(|()| remove_and_sync(&self.journal_path(), &self.dir));
+                match converted {
+                    Ok(()) => {
+                        tracing::info!(path = %self.state_path().display(), "state journal converted to state.json (writes = \"replace\")");
+                        cursor.journal = None;
+                        cursor.legacy = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot convert the state journal to state.json; this run keeps writing the journal");
+                        cursor.writes = StateWrites::Journal;
+                    }
+                }
+            }
+            StateWrites::Replace => {}
+        }
     }
 
     /// Another account whose state, next to ours, holds or already spent the
@@ -580,8 +682,7 @@ impl Store {
                 if !sibling {
                     return None;
                 }
-                let path = entry.path().join(STATE_FILE);
-                let view = read_sibling(&path, me)?;
+                let (path, view) = read_sibling(&entry.path(), me)?;
                 let held = view
                     .credentials
                     .is_some_and(|c| token_fingerprint(&c.refresh_token) == refresh_token_id);
@@ -597,32 +698,222 @@ impl Store {
             })
     }
 
-    /// Atomically and durably replaces the state file.
+    /// Writes the whole state durably: a record appended to the journal
+    /// (compacting it first when it is full), or `state.json` replaced.
     pub fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
+        let mut cursor = self.cursor();
+        if cursor.writes == StateWrites::Replace {
+            if let Some(e) = injected_fault() {
+                let path = self.state_path();
+                let tmp = durable::temp_path(&path).unwrap_or(path);
+                return Err(io("cannot write state file", &tmp)(e));
+            }
+            return self.replace_state_json(state);
+        }
+        let path = self.journal_path();
+        if let Some(e) = injected_fault() {
+            return Err(io("cannot write state journal", &path)(e));
+        }
+        let payload = serialize(state, &path)?;
+        if let Some(scan) = cursor.journal.as_mut() {
+            let record = journal::encode(scan.seq + 1, &payload)
+                .map_err(io("cannot write state journal", &path))?;
+            if scan.end + record.len() as u64 <= scan.capacity {
+                journal::append(&path, scan.end, &record)
+                    .map_err(io("cannot write state journal", &path))?;
+                scan.end += record.len() as u64;
+                scan.seq += 1;
+                scan.last = Some(payload);
+                return Ok(());
+            }
+        }
+        self.compact_payload(&mut cursor, &payload)
+    }
+
+    /// Compacts the journal when more than half of it is used, so that the
+    /// saves of the next refreshes are appends. Called after a refresh's
+    /// answer went out, never before. Returns whether it compacted.
+    pub fn compact_if_due(&self) -> Result<bool, StoreError> {
+        let mut cursor = self.cursor();
+        let payload = match &cursor.journal {
+            Some(scan) if cursor.writes == StateWrites::Journal && scan.end > scan.capacity / 2 => {
+                scan.last.clone()
+            }
+            _ => return Ok(false),
+        };
+        let Some(payload) = payload else {
+            return Ok(false);
+        };
+        if let Some(e) = injected_fault() {
+            return Err(io("cannot write state journal", &self.journal_path())(e));
+        }
+        self.compact_payload(&mut cursor, &payload).map(|()| true)
+    }
+
+    fn compact(&self, cursor: &mut Cursor, state: &PersistedState) -> Result<(), StoreError> {
+        let payload = serialize(state, &self.journal_path())?;
+        self.compact_payload(cursor, &payload)
+    }
+
+    /// A new journal holding `payload` only, by rename. A failure before the
+    /// rename leaves the old journal as it was (appends go on there); one
+    /// after it (the directory `fsync`) leaves it unknown which file a power
+    /// cut would keep, so the next save compacts again rather than append at
+    /// an offset of the old file.
+    fn compact_payload(&self, cursor: &mut Cursor, payload: &[u8]) -> Result<(), StoreError> {
+        let path = self.journal_path();
+        let old = cursor.journal.take();
+        let scan = journal::rewrite(&path, payload).map_err(|e| {
+            if e.step != durable::Step::SyncDir {
+                cursor.journal = old;
+            }
+            io("cannot write state journal", &path)(e.into_io())
+        })?;
+        cursor.journal = Some(scan);
+        if cursor.legacy {
+            self.remove_legacy(cursor);
+        }
+        Ok(())
+    }
+
+    /// Removes an earlier version's `state.json` once the journal holds the
+    /// state (best effort: while it stays, the journal still wins).
+    fn remove_legacy(&self, cursor: &mut Cursor) {
+        match remove_and_sync(&self.state_path(), &self.dir) {
+            Ok(()) => cursor.legacy = false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove state.json after converting it to the state journal; the journal is used")
+            }
+        }
+    }
+
+    fn replace_state_json(&self, state: &PersistedState) -> Result<(), StoreError> {
         let path = self.state_path();
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Io {
             what: "cannot serialize state for",
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        if let Some(e) = injected_fault() {
-            let tmp = durable::temp_path(&path).unwrap_or_else(|_| path.clone());
-            return Err(io("cannot write state file", &tmp)(e));
-        }
         durable::write(&path, &bytes)
             .map(drop)
             .map_err(|e| io("cannot write state file", &path)(e.into_io()))
     }
 
-    /// Deletes the state file (logout).
+    /// Deletes the state (logout): the journal and any `state.json`.
     pub fn delete(&self) -> Result<(), StoreError> {
-        let path = self.state_path();
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("cannot delete state file", &path)(e)),
+        let mut cursor = self.cursor();
+        for path in [self.journal_path(), self.state_path()] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("cannot delete state file", &path)(e)),
+            }
         }
+        cursor.journal = None;
+        cursor.legacy = false;
         durable::sync_dir(&self.dir).map_err(io("cannot sync directory", &self.dir))
+    }
+}
+
+/// The state as the journal's compact JSON payload.
+fn serialize(state: &PersistedState, path: &Path) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(state).map_err(|e| StoreError::Io {
+        what: "cannot serialize state for",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// Removes `path` (if there) and makes that durable.
+fn remove_and_sync(path: &Path, dir: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => durable::sync_dir(dir).map_err(io("cannot sync directory", dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("cannot remove", path)(e)),
+    }
+}
+
+/// The state in the journal at `path`: its newest intact record, with the
+/// scan that found it; `None` when there is no journal.
+fn read_journal(path: &Path) -> Result<Option<(journal::Scan, PersistedState)>, StoreError> {
+    let Some(file) = open_own_file(
+        path,
+        OpenOptions::new().read(true),
+        "cannot read state journal",
+    )?
+    else {
+        return Ok(None);
+    };
+    check_private_file(&file, path)?;
+    let bytes = read_capped(&file, MAX_JOURNAL_BYTES)
+        .map_err(io("cannot read state journal", path))?
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            why: format!("larger than {}", describe_cap(MAX_JOURNAL_BYTES)),
+        })?;
+    let scan = journal::scan(&bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let Some(payload) = &scan.last else {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            why: "it holds no complete record".to_string(),
+        });
+    };
+    let state = parse_state(payload, path)?;
+    Ok(Some((scan, state)))
+}
+
+/// The state in an earlier version's `state.json` at `path`.
+fn read_state_json(path: &Path) -> Result<Option<PersistedState>, StoreError> {
+    let Some(file) = open_own_file(
+        path,
+        OpenOptions::new().read(true),
+        "cannot read state file",
+    )?
+    else {
+        return Ok(None);
+    };
+    check_private_file(&file, path)?;
+    let bytes = read_capped(&file, MAX_STATE_BYTES)
+        .map_err(io("cannot read state file", path))?
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            why: format!("larger than {}", describe_cap(MAX_STATE_BYTES)),
+        })?;
+    parse_state(&bytes, path).map(Some)
+}
+
+fn parse_state(bytes: &[u8], path: &Path) -> Result<PersistedState, StoreError> {
+    let state: PersistedState = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        why: format!(
+            "line {} column {}: {}",
+            e.line(),
+            e.column(),
+            classify_json_error(&e)
+        ),
+    })?;
+    if state.version > STATE_VERSION {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            why: format!(
+                "format version {} is newer than this brokerd understands ({STATE_VERSION}); upgrade oauth-broker",
+                state.version
+            ),
+        });
+    }
+    Ok(state)
+}
+
+/// The state kept in the account directory `dir`, read without the lock and
+/// without the account checks: for tests and diagnostics that look at what a
+/// broker (running or dead) left on disk. The journal wins over `state.json`.
+pub fn read_state_dir(dir: &Path) -> Result<Option<PersistedState>, StoreError> {
+    match read_journal(&dir.join(JOURNAL_FILE))? {
+        Some((_, state)) => Ok(Some(state)),
+        None => read_state_json(&dir.join(STATE_FILE)),
     }
 }
 
@@ -698,20 +989,30 @@ struct SiblingCredentials {
     refresh_token: SecretString,
 }
 
-/// Another account's state file: only a regular file of this user, never
-/// through a symlink, at most [`MAX_STATE_BYTES`]; `None` on any doubt.
-fn read_sibling(path: &Path, me: u32) -> Option<SiblingView> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.uid() != me {
-        return None;
+/// Another account's state in directory `dir` (its journal, else its
+/// `state.json`): only a regular file of this user, never through a symlink,
+/// within the size caps; `None` on any doubt.
+fn read_sibling(dir: &Path, me: u32) -> Option<(PathBuf, SiblingView)> {
+    let open = |path: &Path, cap: u64| -> Option<Vec<u8>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open(path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.uid() != me {
+            return None;
+        }
+        read_capped(&file, cap).ok()?
+    };
+    let journal_path = dir.join(JOURNAL_FILE);
+    if let Some(bytes) = open(&journal_path, MAX_JOURNAL_BYTES) {
+        let payload = journal::scan(&bytes).ok()?.last?;
+        return Some((journal_path, serde_json::from_slice(&payload).ok()?));
     }
-    let bytes = read_capped(&file, MAX_STATE_BYTES).ok()??;
-    serde_json::from_slice(&bytes).ok()
+    let path = dir.join(STATE_FILE);
+    let bytes = open(&path, MAX_STATE_BYTES)?;
+    Some((path, serde_json::from_slice(&bytes).ok()?))
 }
 
 /// serde_json's messages never quote string values, but keep only the category.
@@ -784,7 +1085,8 @@ mod tests {
         let mut state = PersistedState::empty("acct");
         state.credentials = Some((&creds()).into());
         store.save(&state).unwrap();
-        let mode = fs::metadata(store.state_path())
+        assert!(!store.state_path().exists());
+        let mode = fs::metadata(store.journal_path())
             .unwrap()
             .permissions()
             .mode()
@@ -838,7 +1140,7 @@ mod tests {
         let dir = tmp.path().join("a");
         let store = Store::open(&dir, "acct").unwrap();
         store.save(&PersistedState::empty("a")).unwrap();
-        fs::set_permissions(store.state_path(), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(store.journal_path(), fs::Permissions::from_mode(0o640)).unwrap();
         let err = store.load().unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
@@ -891,8 +1193,8 @@ mod tests {
         let elsewhere = tmp.path().join("elsewhere.json");
         let store = Store::open(&tmp.path().join("a"), "a").unwrap();
         store.save(&logged_in("a", "rt-secret")).unwrap();
-        fs::rename(store.state_path(), &elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, store.state_path()).unwrap();
+        fs::rename(store.journal_path(), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, store.journal_path()).unwrap();
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("is a symbolic link"), "{err}");
         assert!(err.contains("rm "), "{err}");
@@ -971,6 +1273,162 @@ mod tests {
         // A half-written line or a dead holder's pid is not an answer.
         assert_eq!(read_pid(b"12"), None);
         assert_eq!(read_pid(b"12\n"), Some(12));
+    }
+
+    fn refresh_token(state: &PersistedState) -> String {
+        state
+            .credentials()
+            .unwrap()
+            .refresh_token
+            .expose_secret()
+            .to_string()
+    }
+
+    /// What an earlier version wrote: `state.json`, pretty JSON, 0600.
+    fn write_state_json(dir: &Path, state: &PersistedState) {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(STATE_FILE))
+            .unwrap();
+        file.write_all(&serde_json::to_vec_pretty(state).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_state_json_of_an_earlier_version_becomes_the_journal_and_keeps_the_login() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let mut old = logged_in("a", "rt-kept");
+        old.spent_refresh_tokens = vec!["0123456789ab".into()];
+        write_state_json(&dir, &old);
+
+        let store = Store::open(&dir, "a").unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(refresh_token(&loaded), "rt-kept");
+        assert_eq!(loaded.spent_refresh_tokens, old.spent_refresh_tokens);
+        assert!(store.journal_path().exists());
+        assert!(!store.state_path().exists(), "state.json left behind");
+        drop(store);
+
+        // The next start reads the journal, and saves append to it.
+        let store = Store::open(&dir, "a").unwrap();
+        assert_eq!(refresh_token(&store.load().unwrap().unwrap()), "rt-kept");
+        store.save(&logged_in("a", "rt-next")).unwrap();
+        drop(store);
+        let store = Store::open(&dir, "a").unwrap();
+        assert_eq!(refresh_token(&store.load().unwrap().unwrap()), "rt-next");
+    }
+
+    #[test]
+    fn when_both_files_exist_the_journal_wins_and_state_json_goes() {
+        // A conversion interrupted after the journal was written.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let store = Store::open(&dir, "a").unwrap();
+        store.save(&logged_in("a", "rt-journal")).unwrap();
+        write_state_json(&dir, &logged_in("a", "rt-stale"));
+        assert_eq!(
+            refresh_token(&read_state_dir(&dir).unwrap().unwrap()),
+            "rt-journal"
+        );
+        drop(store);
+        let store = Store::open(&dir, "a").unwrap();
+        assert_eq!(refresh_token(&store.load().unwrap().unwrap()), "rt-journal");
+        assert!(!store.state_path().exists());
+    }
+
+    #[test]
+    fn a_record_cut_short_at_any_byte_is_ignored_and_the_next_save_overwrites_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let store = Store::open(&dir, "a").unwrap();
+        store.save(&logged_in("a", "rt-committed")).unwrap();
+        let committed = fs::read(store.journal_path()).unwrap();
+        let end = journal::scan(&committed).unwrap().end as usize;
+        store.save(&logged_in("a", "rt-cut")).unwrap();
+        let full = fs::read(store.journal_path()).unwrap();
+        let record_end = journal::scan(&full).unwrap().end as usize;
+        drop(store);
+        for cut in (end..record_end).step_by(7) {
+            // What a kill or a power cut in the middle of the append leaves.
+            let mut bytes = full.clone();
+            bytes[cut..record_end].fill(0);
+            fs::write(dir.join(JOURNAL_FILE), &bytes).unwrap();
+            let store = Store::open(&dir, "a").unwrap();
+            let state = store.load().unwrap().unwrap();
+            assert_eq!(refresh_token(&state), "rt-committed", "cut at {cut}");
+            // The next record goes where the torn one began.
+            store.save(&logged_in("a", "rt-after")).unwrap();
+            drop(store);
+            let state = read_state_dir(&dir).unwrap().unwrap();
+            assert_eq!(refresh_token(&state), "rt-after", "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_journal_is_compacted_by_rename_and_never_grows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let store = Store::open(&dir, "a").unwrap();
+        store.save(&logged_in("a", "rt-0")).unwrap();
+        let capacity = fs::metadata(store.journal_path()).unwrap().len();
+        let mut compactions = 0;
+        for i in 1..200 {
+            store.save(&logged_in("a", &format!("rt-{i}"))).unwrap();
+            assert_eq!(fs::metadata(store.journal_path()).unwrap().len(), capacity);
+            if i % 3 == 0 && store.compact_if_due().unwrap() {
+                compactions += 1;
+                let scan = journal::scan(&fs::read(store.journal_path()).unwrap()).unwrap();
+                assert_eq!(scan.seq, 1, "a compacted journal holds one record");
+            }
+            let state = read_state_dir(&dir).unwrap().unwrap();
+            assert_eq!(refresh_token(&state), format!("rt-{i}"));
+        }
+        assert!(compactions >= 2, "{compactions}");
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| n == "lock" || n == JOURNAL_FILE),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn writes_replace_converts_the_journal_back_to_state_json() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let store = Store::open(&dir, "a").unwrap();
+        store.save(&logged_in("a", "rt-1")).unwrap();
+        drop(store);
+        let store = Store::open_with(&dir, "a", StateWrites::Replace).unwrap();
+        assert_eq!(refresh_token(&store.load().unwrap().unwrap()), "rt-1");
+        assert!(!store.journal_path().exists());
+        store.save(&logged_in("a", "rt-2")).unwrap();
+        assert!(!store.journal_path().exists());
+        let text = fs::read_to_string(store.state_path()).unwrap();
+        let state: PersistedState = serde_json::from_str(&text).unwrap();
+        assert_eq!(refresh_token(&state), "rt-2");
+    }
+
+    #[test]
+    fn a_journal_that_is_not_one_is_reported_without_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("a"), "a").unwrap();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(store.journal_path())
+            .unwrap();
+        file.write_all(br#"{"refresh_token":"rt-sec"}"#).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("unreadable"), "{err}");
+        assert!(!err.contains("rt-sec"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,17 @@ fn every_measurement_runs_and_the_table_is_complete() {
     assert_eq!(report.storm.clients, config.storm_clients);
     assert_eq!(report.storm.refreshes, 1, "{:?}", report.storm);
     assert_eq!(report.storm.distinct_tokens, 1, "{:?}", report.storm);
+    // The same with state.json replaced per write, as before the journal.
+    assert_eq!(
+        report.storm_replace.refreshes, 1,
+        "{:?}",
+        report.storm_replace
+    );
+    assert_eq!(
+        report.storm_replace.distinct_tokens, 1,
+        "{:?}",
+        report.storm_replace
+    );
 
     assert!(report.memory.idle_kib > 0);
     assert!(report.memory.busy_kib > 0);
@@ -57,6 +68,8 @@ fn every_measurement_runs_and_the_table_is_complete() {
         "Throughput",
         "brokerctl token",
         "Refresh storm",
+        "state journal",
+        "replaced per write",
         "start-to-ready",
         "resident memory",
         "C no-op",

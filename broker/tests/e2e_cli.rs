@@ -88,6 +88,7 @@ fn logout_forgets_the_login_and_revokes_it() {
     );
     let err = setup.client().token(Duration::ZERO).unwrap_err();
     assert!(err.is_not_logged_in(), "{err:?}");
+    assert!(!setup.env.state_dir().join("default/state.journal").exists());
     assert!(!setup.env.state_dir().join("default/state.json").exists());
 }
 

@@ -244,8 +244,9 @@ fn logged_in_then_stopped(env: &TestEnv, fake: &FakeAuthServer, account: &str) -
     grant
 }
 
+/// The account's state journal.
 fn state_file(env: &TestEnv, account: &str) -> PathBuf {
-    env.state_dir().join(account).join("state.json")
+    env.state_dir().join(account).join("state.journal")
 }
 
 #[test]
@@ -255,7 +256,7 @@ fn a_state_file_reached_through_a_symlink_is_refused() {
     let grant = logged_in_then_stopped(&env, &fake, "default");
     // The state now lives elsewhere and `default` only links to it (a second
     // broker pointed at the same file would spend the same refresh token).
-    let elsewhere = env.home_dir().join("state.json");
+    let elsewhere = env.home_dir().join("state.journal");
     fs::rename(state_file(&env, "default"), &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, state_file(&env, "default")).unwrap();
 
@@ -299,11 +300,11 @@ fn a_state_file_of_another_account_or_sharing_its_refresh_token_is_refused() {
     let grant = logged_in_then_stopped(&env, &fake, "home");
     let refresh_token = grant.refresh_token.clone().unwrap();
 
-    // `home`'s state copied into `work`.
+    // `home`'s state journal copied into `work`.
     private_dir(&env.state_dir().join("work"));
     let copy = state_file(&env, "work");
-    let text = fs::read_to_string(state_file(&env, "home")).unwrap();
-    write_with_mode(&copy, &text, 0o600);
+    fs::copy(state_file(&env, "home"), &copy).unwrap();
+    chmod(&copy, 0o600);
     let spec = || BrokerSpec::new(brokerd(), &env, generic_config(&fake)).account("work");
     let line = refused(spec(), "state of another account");
     assert!(
@@ -312,11 +313,16 @@ fn a_state_file_of_another_account_or_sharing_its_refresh_token_is_refused() {
     );
     assert!(line.contains("brokerctl --account work relogin"), "{line}");
 
-    // The same copy with its account field edited: the refresh token is
-    // still `home`'s, and two brokers would spend it.
-    let mut state: serde_json::Value = serde_json::from_str(&text).unwrap();
-    state["account"] = "work".into();
-    write_with_mode(&copy, &state.to_string(), 0o600);
+    // The same state with its account field edited, as an earlier version's
+    // `state.json`: the refresh token is still `home`'s, and two brokers
+    // would spend it.
+    fs::remove_file(&copy).unwrap();
+    let copy = env.state_dir().join("work").join("state.json");
+    let mut state = oauth_broker::store::read_state_dir(&env.state_dir().join("home"))
+        .unwrap()
+        .unwrap();
+    state.account = "work".into();
+    write_with_mode(&copy, &serde_json::to_string(&state).unwrap(), 0o600);
     let line = refused(spec(), "state sharing home's refresh token");
     assert!(line.contains(r#"also held by account "home""#), "{line}");
     assert!(line.contains("brokerctl --account work relogin"), "{line}");

@@ -117,7 +117,7 @@ fn failed_and_cancelled_relogins_leave_the_old_login_untouched() {
         access_ttl: Duration::from_secs(300),
         ..FakeConfig::default()
     });
-    let state_file = setup.env.state_dir().join("default").join("state.json");
+    let state_file = setup.env.state_dir().join("default").join("state.journal");
     let saved = std::fs::read(&state_file).unwrap();
     let mut raw = RawConn::open(setup.broker.socket_path());
     let Response::Token(before) = raw.token() else {

@@ -555,17 +555,14 @@ http_timeout_secs = 5
     ///    at its next refresh. (The test reads the token from the broker's
     ///    state file, which nothing but a test may do.)
     fn reuse_detection_is_live(&self, keeper: &mut RawConnection) {
-        let state = self
-            .env
-            .state_dir()
-            .join(self.broker.account())
-            .join("state.json");
+        let state = self.env.state_dir().join(self.broker.account());
         let refresh_token = || -> String {
-            let text = std::fs::read_to_string(&state).expect("read the broker's state file");
-            let value: Value = serde_json::from_str(&text).expect("state file is JSON");
-            value["credentials"]["refresh_token"]
-                .as_str()
-                .expect("state file has a refresh token")
+            oauth_broker::store::read_state_dir(&state)
+                .expect("read the broker's state")
+                .and_then(|s| s.credentials())
+                .expect("the state has a refresh token")
+                .refresh_token
+                .expose_secret()
                 .to_string()
         };
         let spent = refresh_token();

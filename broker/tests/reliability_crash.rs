@@ -10,7 +10,8 @@
 //! and right after the server answered, during the state write.
 //!
 //! After every kill, before the next broker starts:
-//! * `state.json` parses (never torn), is 0600, and the directory holds nothing
+//! * the state journal holds a complete state (a record cut by the kill is
+//!   ignored, never read), is 0600, and the directory holds nothing
 //!   unexpected;
 //! * the refresh token on disk is the server's current one — or the server
 //!   rotated past it and the in-flight marker for exactly that token is on
@@ -22,7 +23,7 @@
 //! the server accepts, or — only in the "rotated, response lost" case — says
 //! `relogin_required` with reason `refresh_interrupted` and a relogin hint.
 
-use crate::common::{read_state_file, text, Broker};
+use crate::common::{read_state_dir, text, Broker};
 use oauth_broker::store::PersistedState;
 use oauth_broker_client::proto::{token_fingerprint, ExposeSecret, SecretString};
 use oauth_broker_client::Error;
@@ -70,6 +71,7 @@ struct Tally {
     kills: usize,
     by_point: BTreeMap<(KillPoint, DiskVerdict), usize>,
     torn_temp_files: usize,
+    torn_records: usize,
     replied_before_kill: usize,
     relogins: usize,
     recovered_by_grace: usize,
@@ -177,8 +179,9 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
             (rig.fake.stats().faults_injected - before.faults_injected) as usize;
         rig.fake.clear_faults();
 
-        let (state, torn) = inspect_state_dir(&rig, &context);
+        let (state, torn, torn_record) = inspect_state_dir(&rig, &context);
         tally.torn_temp_files += usize::from(torn);
+        tally.torn_records += usize::from(torn_record);
         let verdict = judge_disk(&rig, &state, &context);
         // Persist before reply: the newest token this client was ever given
         // is backed by the state on disk (only a state newer than anything
@@ -260,12 +263,13 @@ fn sigkill_at_every_point_of_a_refresh_never_corrupts_state_nor_loses_a_newer_to
     let max_ready = tally.ready_times.iter().max().copied().unwrap_or_default();
     let mean_ready = tally.ready_times.iter().sum::<Duration>() / tally.ready_times.len() as u32;
     println!(
-        "RELIABILITY crash kills_survived={} replies_before_kill={} relogins_after_lost_answer={} recovered_by_grace={} torn_temp_files_left={} faults_injected={} ready_max_ms={} ready_mean_ms={} elapsed_s={:.1}",
+        "RELIABILITY crash kills_survived={} replies_before_kill={} relogins_after_lost_answer={} recovered_by_grace={} torn_temp_files_left={} torn_records_ignored={} faults_injected={} ready_max_ms={} ready_mean_ms={} elapsed_s={:.1}",
         tally.kills,
         tally.replied_before_kill,
         tally.relogins,
         tally.recovered_by_grace,
         tally.torn_temp_files,
+        tally.torn_records,
         tally.faults_injected,
         max_ready.as_millis(),
         mean_ready.as_millis(),
@@ -336,10 +340,11 @@ fn assert_interrupted(err: &Error, context: &str) {
     );
 }
 
-/// Parses the state file and checks the directory; returns the state and
-/// whether a temp file of an interrupted write was left behind (harmless: the
-/// next write replaces it).
-fn inspect_state_dir(rig: &Broker, context: &str) -> (PersistedState, bool) {
+/// Reads the state (the journal's newest intact record) and checks the
+/// directory; returns the state and whether a temp file of an interrupted
+/// compaction was left behind (harmless: the next compaction replaces it) and
+/// whether the journal ends in a record the kill cut short (ignored).
+fn inspect_state_dir(rig: &Broker, context: &str) -> (PersistedState, bool, bool) {
     let dir = rig.state_dir();
     let mut torn = false;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -347,15 +352,18 @@ fn inspect_state_dir(rig: &Broker, context: &str) -> (PersistedState, bool) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
         match name.as_str() {
-            "state.json" | "lock" => {}
-            ".state.json.tmp" => torn = true,
+            "state.journal" | "lock" => {}
+            ".state.journal.tmp" => torn = true,
             other => panic!("{context}: unexpected file {other} in the state directory"),
         }
         assert_eq!(mode, 0o600, "{context}: {name} has mode {mode:o}");
     }
-    let state = read_state_file(&dir.join("state.json"))
-        .unwrap_or_else(|| panic!("{context}: state file missing"));
-    (state, torn)
+    let state = read_state_dir(&dir).unwrap_or_else(|| panic!("{context}: state missing"));
+    let journal = std::fs::read(dir.join("state.journal")).expect("the state journal");
+    let torn_record = oauth_broker::journal::scan(&journal)
+        .unwrap_or_else(|e| panic!("{context}: {e}"))
+        .torn;
+    (state, torn, torn_record)
 }
 
 /// Classifies the state on disk against the server's view; panics if a newer

@@ -41,6 +41,7 @@ mod e2e_restart;
 mod e2e_secrets;
 mod e2e_shutdown;
 mod e2e_slot_lockout;
+mod e2e_state_journal;
 mod e2e_storm;
 mod e2e_storm_demo;
 mod e2e_systemd;

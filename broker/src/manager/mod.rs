@@ -436,6 +436,20 @@ impl Inner {
             })
     }
 
+    /// Compacts the state journal when it is more than half full; called
+    /// after a refresh's answer went out. A failure only means the next saves
+    /// keep appending (or compact when the journal is full).
+    pub(crate) async fn compact_if_due(&self) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.compact_if_due()).await {
+            Ok(Ok(true)) => tracing::debug!("state journal compacted"),
+            Ok(Ok(false)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot compact the state journal; the next state write tries again")
+            }
+        }
+    }
+
     /// Runs `decide` until it serves or fails, starting the single-flight refresh
     /// when asked and waiting for state changes in between.
     async fn wait_for(

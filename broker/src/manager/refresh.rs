@@ -198,7 +198,12 @@ async fn apply(inner: &Arc<Inner>, generation: u64, result: Result<Credentials, 
             snapshot.refresh_count += 1;
             snapshot.last_refresh_at = Some(unix_secs(now.wall));
             let saved = inner.save(snapshot).await;
+            let written = saved.is_ok();
             succeed(inner, creds, saved, now);
+            if written {
+                // The answer is out: the rare compaction costs nobody a wait.
+                inner.compact_if_due().await;
+            }
         }
         Err(e) => {
             let snapshot = fail(inner, &e, now.wall);

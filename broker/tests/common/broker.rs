@@ -354,10 +354,10 @@ impl Broker {
         self.env.state_dir().join(self.broker.account())
     }
 
-    /// The state file as the next broker would read it; `None` if absent.
+    /// The state on disk as the next broker would read it; `None` if absent.
     /// Panics (failing the test) if it does not parse.
     pub fn read_state(&self) -> Option<PersistedState> {
-        super::read_state_file(&self.state_dir().join("state.json"))
+        super::read_state_dir(&self.state_dir())
     }
 
     /// The refresh token in the state file.

@@ -20,7 +20,7 @@ pub mod token_hammer;
 pub use broker::{default_config, Broker, BrokerBuilder, DEFAULT_REFRESH};
 pub use login_child::{query_param, LoginChild, STEP};
 pub use observe::{
-    brokerd_with_low_nofile, eventually, open_files_limits, read_state_file, sleep_until_unix,
+    brokerd_with_low_nofile, eventually, open_files_limits, read_state_dir, sleep_until_unix,
     vm_rss_kib,
 };
 pub use projection::{file_token, fingerprint, jwt_fake, mode, PLACEHOLDER};

@@ -1,5 +1,5 @@
 //! Observations the reliability tests make beside the broker's answers: the
-//! state file as the next broker will read it, a process's memory and limits,
+//! state on disk as the next broker will read it, a process's memory and limits,
 //! and polling helpers for the few facts that have no notification (a status
 //! field, a wall-clock expiry).
 
@@ -8,22 +8,13 @@ use oauth_broker_tests::harness::Backoff;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Parses a state file strictly (the broker's own type); panics with the cause
-/// if it is torn or invalid. `None` if the file does not exist.
-pub fn read_state_file(path: &Path) -> Option<PersistedState> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("cannot read {}: {e}", path.display()),
-    };
-    match serde_json::from_str::<PersistedState>(&text) {
-        Ok(state) => Some(state),
-        Err(e) => panic!(
-            "state file {} is corrupt ({e}); {} bytes",
-            path.display(),
-            text.len()
-        ),
-    }
+/// The state an account directory holds, read strictly by the broker's own
+/// reader (the journal's newest intact record, else an earlier version's
+/// `state.json`); panics with the cause if it is unreadable. `None` if there
+/// is no state.
+pub fn read_state_dir(dir: &Path) -> Option<PersistedState> {
+    oauth_broker::store::read_state_dir(dir)
+        .unwrap_or_else(|e| panic!("the state in {} is unreadable: {e}", dir.display()))
 }
 
 /// Resident memory of a process in KiB (`VmRSS` in `/proc/<pid>/status`).

@@ -48,7 +48,7 @@ use latency::Latency;
 use memory::Memory;
 use round_trip::{FrameSizes, MIN_VALID};
 use setup::BenchBroker;
-use storm::StormResult;
+use storm::{StateWrites, StormResult};
 use throughput::{Callers, Throughput};
 
 /// How much of everything to measure.
@@ -141,7 +141,10 @@ pub struct Report {
     /// `brokerctl token`, `oidc-token` (when oidc-agent is installed) and a
     /// C no-op, whole processes.
     pub processes: TokenProcesses,
+    /// The storm with the state journal (the default).
     pub storm: StormResult,
+    /// The same storm with `state.json` replaced per write, as before.
+    pub storm_replace: StormResult,
     pub startup: Latency,
     pub memory: Memory,
     pub proxy: proxy::ProxyBench,
@@ -203,10 +206,25 @@ pub fn run(
     drop(bench);
 
     progress(&format!(
-        "refresh storm with {} waiting clients",
+        "refresh storm with {} waiting clients, state journal",
         config.storm_clients
     ));
-    let storm = storm::run(&binaries.brokerd, config.storm_clients).context("refresh storm")?;
+    let storm = storm::run(
+        &binaries.brokerd,
+        config.storm_clients,
+        StateWrites::Journal,
+    )
+    .context("refresh storm")?;
+    progress(&format!(
+        "refresh storm with {} waiting clients, state.json replaced per write",
+        config.storm_clients
+    ));
+    let storm_replace = storm::run(
+        &binaries.brokerd,
+        config.storm_clients,
+        StateWrites::Replace,
+    )
+    .context("refresh storm, state.json replaced")?;
 
     progress("brokerd start-to-ready");
     let startup = startup::start_to_ready(&binaries.brokerd, config.startups)?;
@@ -233,6 +251,7 @@ pub fn run(
         throughput,
         processes,
         storm,
+        storm_replace,
         startup,
         memory,
         proxy,

@@ -34,8 +34,8 @@ impl BenchBroker {
         BenchBroker::start_with(brokerd, access_ttl, "")
     }
 
-    /// [`BenchBroker::start`] with `extra` TOML appended to the config (e.g.
-    /// `[[proxy]]` tables).
+    /// [`BenchBroker::start`] with `extra` TOML appended to brokerd's config
+    /// file (whole sections, e.g. `[[proxy]]` or `[state]`).
     pub fn start_with(
         brokerd: &Path,
         access_ttl: Duration,

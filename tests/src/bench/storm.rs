@@ -29,9 +29,31 @@ const EXPIRING_TTL: Duration = Duration::from_secs(2);
 /// written: every client thread must have sent before the clock starts.
 const QUEUE_SETTLE: Duration = Duration::from_millis(300);
 
+/// How brokerd writes its state during the storm (`[state] writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateWrites {
+    /// The default: a record appended to the state journal, `fdatasync`.
+    Journal,
+    /// `state.json` replaced: temp file, `fsync`, rename, directory `fsync`
+    /// (every version before the journal).
+    Replace,
+}
+
+impl StateWrites {
+    /// The config value.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateWrites::Journal => "journal",
+            StateWrites::Replace => "replace",
+        }
+    }
+}
+
 /// What the storm measured.
 #[derive(Debug, Clone)]
 pub struct StormResult {
+    /// How brokerd wrote its state.
+    pub writes: StateWrites,
     pub clients: usize,
     /// From SIGCONT until the first client held a fresh token.
     pub first_served: Duration,
@@ -49,18 +71,20 @@ pub struct StormResult {
     pub endpoint_round_trip: Latency,
 }
 
-/// Runs the storm against a new brokerd, and the same with one waiting client
-/// (what a refresh costs when nobody else is waiting).
-pub fn run(brokerd: &Path, clients: usize) -> anyhow::Result<StormResult> {
-    let single = once(brokerd, 1)?;
-    let mut storm = once(brokerd, clients)?;
+/// Runs the storm against a new brokerd writing its state as `writes` says,
+/// and the same with one waiting client (what a refresh costs when nobody
+/// else is waiting).
+pub fn run(brokerd: &Path, clients: usize, writes: StateWrites) -> anyhow::Result<StormResult> {
+    let single = once(brokerd, 1, writes)?;
+    let mut storm = once(brokerd, clients, writes)?;
     storm.single_client = single.all_served;
     Ok(storm)
 }
 
 /// One storm of `clients` waiting clients against a new brokerd.
-fn once(brokerd: &Path, clients: usize) -> anyhow::Result<StormResult> {
-    let bench = BenchBroker::start(brokerd, EXPIRING_TTL)?;
+fn once(brokerd: &Path, clients: usize, writes: StateWrites) -> anyhow::Result<StormResult> {
+    let config = format!("\n[state]\nwrites = \"{}\"\n", writes.name());
+    let bench = BenchBroker::start_with(brokerd, EXPIRING_TTL, &config)?;
     let endpoint_round_trip = endpoint_round_trip(&bench, 30)?;
 
     // Connected and waiting at the barrier before the token even exists.
@@ -118,6 +142,7 @@ fn once(brokerd: &Path, clients: usize) -> anyhow::Result<StormResult> {
     drop(broker);
     let all_served = served.iter().max().copied().unwrap_or_default();
     Ok(StormResult {
+        writes,
         clients,
         first_served: served.iter().min().copied().unwrap_or_default(),
         all_served,
