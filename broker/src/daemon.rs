@@ -146,6 +146,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         login,
         projections: projections.clone(),
         clock: clock.clone(),
+        files: server::app::BrokerFiles {
+            config_file: config.source.clone(),
+            state_dir: Some(state_dir.clone()),
+        },
     };
     let server = tokio::spawn(server::serve(
         listener,

@@ -43,7 +43,7 @@ pub use login::{LoginEvent, LoginMethod};
 pub use message::{Hello, Request, Response, Welcome};
 pub use status::{
     EndpointInfo, ForcedRefreshStatus, LastError, ProjectionRestored, ProjectionStatus,
-    RestoreOutcome, StatusReport, TokenState,
+    RestoreOutcome, StatusReport, TokenState, ToolWrote,
 };
 pub use token::{token_fingerprint, TokenGrant};
 

@@ -8,6 +8,7 @@
 pub mod colour;
 pub mod complete_login;
 pub mod completions;
+pub mod doctor;
 pub mod exec;
 pub mod exec_credential;
 pub mod exit;
@@ -86,6 +87,10 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Show the tool credential files the broker feeds, or give one back.
     Project(project::ProjectArgs),
+    /// Check the whole chain (socket, broker, login, clock, projected files,
+    /// permissions) and say what to fix, one line each.
+    #[command(after_help = exit::HELP)]
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Global {
@@ -146,6 +151,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Service(args) => service::run(&cli.global, args),
         Command::Completions(args) => completions::run(args),
         Command::Project(args) => project::run(&cli.global, args),
+        Command::Doctor(args) => doctor::run(&cli.global, args),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod claude_code;
 pub mod codex;
 pub mod file;
 pub mod hermes;
+pub mod in_place;
 pub mod target;
 
 use crate::clock::Clock;
@@ -126,7 +127,9 @@ impl Projections {
                 ProjectionKind::Hermes => Box::new(hermes::Hermes),
             };
             let margin = config.refresh_margin_secs.map(Duration::from_secs);
-            targets.push(Arc::new(Target::new(format, path, margin)));
+            targets.push(Arc::new(
+                Target::new(format, path, margin).with_write_mode(config.write),
+            ));
         }
         Ok(Resolved(targets))
     }

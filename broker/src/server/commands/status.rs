@@ -10,5 +10,15 @@ use oauth_broker_proto::Response;
 pub fn handle(app: &App) -> Response {
     let mut report = app.manager.status();
     report.projections = app.projections.status();
+    report.config_file = app
+        .files
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string());
+    report.state_dir = app
+        .files
+        .state_dir
+        .as_ref()
+        .map(|p| p.display().to_string());
     Response::Status(Box::new(report))
 }
