@@ -236,12 +236,15 @@ fn with_the_default_rename_a_single_file_bind_mount_keeps_the_old_token() {
     let now = SystemTime::now();
     target.sync(&token(1), now).unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (mounted_tx, mounted_rx) = std::sync::mpsc::channel::<()>();
     let reader = in_container(&host_file, &tmp.path().join("mounted.json"), move |file| {
         let before = access_token_of(&fs::read(file).unwrap());
+        mounted_tx.send(()).unwrap();
         rx.recv().unwrap();
         (before, access_token_of(&fs::read(file).unwrap()))
     });
-    std::thread::sleep(Duration::from_millis(50));
+    // The mount is made (and read) before the broker rewrites the file.
+    mounted_rx.recv().expect("the reader mounted the file");
     // The broker's namespace does not see the container's mount: rename.
     assert_eq!(target.sync(&token(2), now).unwrap(), Synced::Written);
     assert_eq!(target.status().write.as_deref(), Some("rename"));
@@ -277,8 +280,10 @@ fn wait_file_current(p: &Broker, path: &Path, previous: Option<&str>) -> String 
 
 #[test]
 fn brokerd_writing_in_place_feeds_a_single_file_bind_mount_through_refreshes() {
+    // Tokens live 4 s: the reader inside has about 3 s to see each one
+    // before the broker's next refresh replaces it.
     let p = Broker::builder()
-        .fake(jwt_fake(Duration::from_secs(2)))
+        .fake(jwt_fake(Duration::from_secs(4)))
         .extra_toml(codex_in_place_toml())
         .logged_in();
     let host_file = p.env.path("host/auth.json");

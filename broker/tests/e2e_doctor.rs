@@ -127,7 +127,11 @@ fn a_tool_that_logged_in_on_its_own_is_named_without_showing_its_tokens() {
     let mut file: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     file["tokens"]["refresh_token"] = "tools-own-refresh-secret".into();
     file["tokens"]["access_token"] = "tools-own-access-secret".into();
-    fs::write(&path, file.to_string()).unwrap();
+    // Replaced whole (temp file and rename), so the broker's 2-second check
+    // never reads it half-written.
+    let tmp = p.env.path("codex-home/auth.json.tool-tmp");
+    fs::write(&tmp, file.to_string()).unwrap();
+    fs::rename(&tmp, &path).unwrap();
     let status = oauth_broker_tests::harness::Backoff::new(Duration::from_secs(10))
         .until(|| p.target_status(&path).tool_wrote)
         .expect("the broker notices the tool's login");

@@ -315,7 +315,7 @@ impl Target {
         if state.in_place.is_none() && super::in_place::is_mount_point(&self.path) == Some(true) {
             self.switch_to_in_place(
                 state,
-                "the file is a mount point (a single-file bind mount)".to_string(),
+                "the file is a mount point: a single-file bind mount".to_string(),
             );
         }
         if state.in_place.is_some() {
