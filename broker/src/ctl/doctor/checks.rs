@@ -298,3 +298,76 @@ fn state_dir(dir: &Path) -> Finding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::finding::Level;
+    use super::*;
+    use oauth_broker_client::proto::ToolWrote;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn reached(broker_ms: u64, asked_ms: u64, answered_ms: u64) -> Reached {
+        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        Reached {
+            report: serde_json::from_value(serde_json::json!({
+                "broker_version": "0.1.0", "pid": 1, "account": "default",
+                "provider": "generic", "state": "valid", "now_ms": broker_ms,
+            }))
+            .unwrap(),
+            asked_at: at(asked_ms),
+            answered_at: at(answered_ms),
+        }
+    }
+
+    #[test]
+    fn the_clock_is_compared_within_the_request_round_trip() {
+        let ms = NOW * 1000;
+        assert_eq!(clock(&reached(ms + 500, ms, ms + 1000)).level, Level::Ok);
+        assert_eq!(clock(&reached(ms - 20_000, ms, ms + 10)).level, Level::Ok);
+        let ahead = clock(&reached(ms - 45_000, ms, ms + 10));
+        assert_eq!(ahead.level, Level::Warn);
+        assert!(ahead.message.contains("45s ahead of"), "{}", ahead.message);
+        let behind = clock(&reached(ms + 90_000, ms, ms + 10));
+        assert!(behind.message.contains("89s behind"), "{}", behind.message);
+    }
+
+    #[test]
+    fn a_target_is_fresh_stale_failing_or_taken_over_by_its_tool() {
+        let report: StatusReport = reached(0, 0, 0).report;
+        let mut report = report;
+        report.token_id = Some("aaaaaaaaaaaa".into());
+        let mut target = ProjectionStatus {
+            kind: "codex".into(),
+            path: "/h/.codex/auth.json".into(),
+            last_write_at: Some(NOW - 5),
+            last_error: None,
+            write: Some("in-place".into()),
+            write_reason: Some("configured".into()),
+            token_id: Some("aaaaaaaaaaaa".into()),
+            tool_wrote: None,
+        };
+        let fresh = projection(&target, &report, NOW);
+        assert_eq!(fresh.level, Level::Ok);
+        assert!(fresh.message.contains("written in place (configured)"));
+        target.token_id = Some("bbbbbbbbbbbb".into());
+        assert_eq!(projection(&target, &report, NOW).level, Level::Warn);
+        target.last_error = Some("cannot write: disk full".into());
+        assert_eq!(projection(&target, &report, NOW).exit_code, exit::OTHER);
+        target.tool_wrote = Some(ToolWrote {
+            at: NOW - 180,
+            refresh_token: false,
+            unknown_access_token: true,
+        });
+        let taken = projection(&target, &report, NOW);
+        assert_eq!(taken.level, Level::Fail);
+        assert!(
+            taken.message.contains("on its own (found 3m ago)"),
+            "{}",
+            taken.message
+        );
+        assert!(taken
+            .message
+            .contains("an access token the broker never issued"));
+    }
+}
