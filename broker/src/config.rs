@@ -243,6 +243,34 @@ pub struct ProjectionConfig {
     /// tool's own refresh window plus a safety margin); the kind's default
     /// when absent.
     pub refresh_margin_secs: Option<u64>,
+    /// How the file is replaced: `rename` (atomic, the default) or
+    /// `in-place` (the same inode, for a file a container bind-mounts on its
+    /// own). The broker switches to `in-place` by itself when it finds the
+    /// file is a mount point or a rename onto it fails with `EBUSY`/`EXDEV`.
+    #[serde(default)]
+    pub write: WriteMode,
+}
+
+/// How a projection target replaces its file (`write = …`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// A temp file renamed over the path: atomic for readers, but a new inode,
+    /// which a single-file bind mount never shows.
+    #[default]
+    Rename,
+    /// The same inode rewritten (see `projection/in_place.rs`).
+    InPlace,
+}
+
+impl WriteMode {
+    /// The name used in the config file and in `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Rename => "rename",
+            WriteMode::InPlace => "in-place",
+        }
+    }
 }
 
 impl ProjectionConfig {

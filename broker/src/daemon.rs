@@ -159,6 +159,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         projections: projections.clone(),
         proxies: proxies.clone(),
         clock: clock.clone(),
+        files: server::app::BrokerFiles {
+            config_file: config.source.clone(),
+            state_dir: Some(state_dir.clone()),
+        },
     };
     let server = tokio::spawn(server::serve(
         listener,

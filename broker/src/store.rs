@@ -1025,6 +1025,28 @@ fn classify_json_error(e: &serde_json::Error) -> &'static str {
     }
 }
 
+/// The checks brokerd makes on a state directory (mode 0700, this user's) and
+/// its state file (0600), as things are now: what `brokerctl doctor` reports.
+/// A missing state file is no finding (not logged in yet).
+pub fn check_permissions(dir: &Path) -> Vec<StoreError> {
+    let mut found = Vec::new();
+    if let Err(e) = check_private(dir, 0o700) {
+        found.push(e);
+        return found;
+    }
+    let state = dir.join(STATE_FILE);
+    match fs::symlink_metadata(&state) {
+        Ok(meta) => {
+            if let Err(e) = check_meta(&meta, &state, 0o600) {
+                found.push(e);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => found.push(io("cannot inspect", &state)(e)),
+    }
+    found
+}
+
 fn check_private(path: &Path, want: u32) -> Result<(), StoreError> {
     let meta = fs::metadata(path).map_err(io("cannot inspect", path))?;
     check_meta(&meta, path, want)

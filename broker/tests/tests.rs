@@ -11,6 +11,7 @@ mod common;
 mod interop;
 
 mod e2e_bench_smoke;
+mod e2e_bind_mount;
 mod e2e_busy_retry;
 mod e2e_caching_client;
 mod e2e_claude_code;
@@ -20,6 +21,7 @@ mod e2e_codex_cli;
 mod e2e_containers;
 mod e2e_copilot_cli;
 mod e2e_dialects;
+mod e2e_doctor;
 mod e2e_file_safety;
 mod e2e_forced_refresh_bounds;
 mod e2e_hermes;

@@ -45,7 +45,7 @@ pub use message::{Hello, Request, Response, Welcome};
 pub use proxy::{ProxyKeyIssued, ProxyKeyStatus, ProxyStatus};
 pub use status::{
     EndpointInfo, ForcedRefreshStatus, LastError, ProjectionRestored, ProjectionStatus,
-    RestoreOutcome, StatusReport, TokenState,
+    RestoreOutcome, StatusReport, TokenState, ToolWrote,
 };
 pub use token::{token_fingerprint, TokenGrant};
 

@@ -86,6 +86,37 @@ pub struct ProjectionStatus {
     /// Last failure, if the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// How the file is replaced: `rename` (atomic) or `in-place` (same inode,
+    /// for a single-file bind mount). Absent from older brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// Why `write` is `in-place`: configured, or what the broker found (the
+    /// file is a mount point, a rename failed with `EBUSY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_reason: Option<String>,
+    /// Fingerprint (`token_id`) of the access token of the broker's last
+    /// write: equal to the status's `token_id` when the file is fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// The last time the broker found a login of the tool's own in the file
+    /// after having written it (the tool refreshed or logged in by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_wrote: Option<ToolWrote>,
+}
+
+/// What the broker found in a projected file that it had not written: the
+/// tool put a login of its own there. Fingerprints only, never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolWrote {
+    /// When the broker found it, unix seconds.
+    pub at: u64,
+    /// A real refresh token (not the placeholder) was in the file.
+    #[serde(default)]
+    pub refresh_token: bool,
+    /// An access token the broker never issued was in the file (its
+    /// fingerprint matched none of the broker's).
+    #[serde(default)]
+    pub unknown_access_token: bool,
 }
 
 /// What `brokerctl project --restore` did to a projection target's file.
@@ -165,6 +196,17 @@ pub struct StatusReport {
     /// Credential-projection targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub projections: Vec<ProjectionStatus>,
+    /// The config file the broker runs with (absent: the embedded default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    /// The broker's state directory. Absent from older brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// The broker's wall clock when it answered, unix milliseconds: a client
+    /// (on another host, over a forwarded socket) compares it with its own.
+    /// Absent from older brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<u64>,
     /// How 401 reports about freshly refreshed tokens were bounded (absent
     /// from older brokers: all zero).
     #[serde(default)]

@@ -4,7 +4,7 @@
 use oauth_broker_proto::{
     decode_frame, encode_frame, EndpointInfo, ErrorCode, ErrorFrame, ExposeSecret,
     ForcedRefreshStatus, Hello, ImportTokens, LastError, LoginEvent, LoginMethod, ProjectionStatus,
-    Request, Response, SecretString, StatusReport, TokenGrant, TokenState, Welcome,
+    Request, Response, SecretString, StatusReport, TokenGrant, TokenState, ToolWrote, Welcome,
     PROTOCOL_VERSION,
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -94,7 +94,18 @@ fn full_status() -> StatusReport {
             path: "/home/u/.codex/auth.json".into(),
             last_write_at: Some(1_699_990_001),
             last_error: None,
+            write: Some("in-place".into()),
+            write_reason: Some("the file is a mount point".into()),
+            token_id: Some("0123456789ab".into()),
+            tool_wrote: Some(ToolWrote {
+                at: 1_699_990_002,
+                refresh_token: true,
+                unknown_access_token: false,
+            }),
         }],
+        config_file: Some("/home/u/.config/oauth-broker/default.toml".into()),
+        state_dir: Some("/home/u/.local/state/oauth-broker/default".into()),
+        now_ms: Some(1_699_990_003_000),
         forced_refresh: ForcedRefreshStatus {
             suppressed: 99,
             next_allowed_at: Some(1_700_000_030),

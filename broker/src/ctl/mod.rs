@@ -8,6 +8,7 @@
 pub mod colour;
 pub mod complete_login;
 pub mod completions;
+pub mod doctor;
 pub mod exec;
 pub mod exec_credential;
 pub mod exit;
@@ -93,6 +94,10 @@ pub enum Command {
     SshForward(ssh_forward::SshForwardArgs),
     /// Issue or revoke keys of the header-injecting proxy.
     Proxy(proxy::ProxyArgs),
+    /// Check the whole chain (socket, broker, login, clock, projected files,
+    /// permissions) and say what to fix, one line each.
+    #[command(after_help = exit::HELP)]
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Global {
@@ -155,6 +160,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Project(args) => project::run(&cli.global, args),
         Command::SshForward(args) => ssh_forward::run(&cli.global, args),
         Command::Proxy(args) => proxy::run(&cli.global, args),
+        Command::Doctor(args) => doctor::run(&cli.global, args),
     }
 }
 

@@ -111,12 +111,20 @@ mod tests {
                 path: "/h/.codex/auth.json".into(),
                 last_write_at: Some(1000),
                 last_error: None,
+                write: None,
+                write_reason: None,
+                token_id: None,
+                tool_wrote: None,
             },
             ProjectionStatus {
                 kind: "claude-code".into(),
                 path: "/h/.claude/.credentials.json".into(),
                 last_write_at: None,
                 last_error: Some("cannot write: permission denied".into()),
+                write: None,
+                write_reason: None,
+                token_id: None,
+                tool_wrote: None,
             },
         ];
         assert_eq!(

@@ -167,6 +167,14 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         if let Some(at) = projection.last_write_at {
             let _ = write!(value, ", written {}", output::relative(at, now));
         }
+        if projection.write.as_deref() == Some("in-place") {
+            match &projection.write_reason {
+                Some(why) => {
+                    let _ = write!(value, ", in place ({why})");
+                }
+                None => value.push_str(", in place"),
+            }
+        }
         if let Some(err) = &projection.last_error {
             let _ = write!(value, ", failing: {err}");
         }
@@ -244,6 +252,9 @@ mod tests {
             degraded: None,
             account_id: Some("acct-1".into()),
             projections: vec![],
+            config_file: None,
+            state_dir: None,
+            now_ms: None,
             forced_refresh: Default::default(),
             proxies: Vec::new(),
             proxy_keys: Vec::new(),
@@ -287,6 +298,10 @@ broker:         oauth-broker 0.1.0 (pid 4242)
             path: "/home/u/.codex/auth.json".into(),
             last_write_at: Some(NOW - 120),
             last_error: Some("permission denied".into()),
+            write: Some("in-place".into()),
+            write_reason: Some("the file is a mount point".into()),
+            token_id: None,
+            tool_wrote: None,
         }];
         let text = render(&r, NOW);
         for expected in [
@@ -294,7 +309,7 @@ broker:         oauth-broker 0.1.0 (pid 4242)
             "last error:     invalid_grant: refresh token already used (30s ago)\n",
             "  hint:         run `brokerctl relogin`\n",
             "degraded:       cannot write /state/x.json: disk full",
-            "projection:     codex -> /home/u/.codex/auth.json, written 2m ago, failing: permission denied\n",
+            "projection:     codex -> /home/u/.codex/auth.json, written 2m ago, in place (the file is a mount point), failing: permission denied\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

@@ -181,6 +181,13 @@ impl TokenManager {
             degraded: st.degraded.clone(),
             account_id: creds.and_then(|c| c.account_id.clone()),
             projections: Vec::new(),
+            config_file: None,
+            state_dir: None,
+            now_ms: now
+                .wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             forced_refresh: ForcedRefreshStatus {
                 suppressed: st.forced_refreshes.suppressed_count(),
                 next_allowed_at: st

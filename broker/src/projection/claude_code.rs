@@ -79,6 +79,11 @@ impl ToolFormat for ClaudeCode {
         (Identity::default(), refresh_token)
     }
 
+    fn access_token_in(&self, file: &Map<String, Value>) -> Option<SecretString> {
+        let token = file.get(LOGIN_KEY)?.get("accessToken")?.as_str()?;
+        Some(SecretString::from(token.to_string()))
+    }
+
     fn render(
         &self,
         token: &ServedToken,

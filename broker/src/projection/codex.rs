@@ -76,6 +76,11 @@ impl ToolFormat for Codex {
         (identity, refresh_token)
     }
 
+    fn access_token_in(&self, file: &Map<String, Value>) -> Option<SecretString> {
+        let token = file.get("tokens")?.get("access_token")?.as_str()?;
+        Some(SecretString::from(token.to_string()))
+    }
+
     fn render(
         &self,
         token: &ServedToken,

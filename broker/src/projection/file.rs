@@ -6,6 +6,7 @@
 //! old or the new file, never half of one. Why 0600 from the first byte: the
 //! file holds a live access token.
 
+use super::in_place;
 use crate::capped_read::{open_nonblocking, read_capped};
 use crate::durable::{self, DurableError};
 use std::fs::{self, File};
@@ -81,6 +82,39 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
     // The callers name the path in their messages; keep the OS error alone.
     let written = durable::write(path, bytes).map_err(DurableError::into_io)?;
     Ok(Stamp::of(&written))
+}
+
+/// A failed [`replace`]: whether the rename onto the path was refused in a
+/// way only an in-place write gets past (`EBUSY`, `EXDEV`), and the OS error.
+#[derive(Debug)]
+pub struct ReplaceError {
+    /// The rename was refused with `EBUSY` or `EXDEV`; nothing was changed.
+    pub rename_refused: bool,
+    /// The OS error.
+    pub source: io::Error,
+}
+
+/// [`write_private`], telling a refused rename apart from other failures.
+pub fn replace(path: &Path, bytes: &[u8]) -> Result<Stamp, ReplaceError> {
+    let other = |source| ReplaceError {
+        rename_refused: false,
+        source,
+    };
+    create_parent(path).map_err(other)?;
+    match durable::write(path, bytes) {
+        Ok(written) => Ok(Stamp::of(&written)),
+        Err(e) => Err(ReplaceError {
+            rename_refused: e.step == durable::Step::Rename && in_place::rename_refused(&e.source),
+            source: e.into_io(),
+        }),
+    }
+}
+
+/// Rewrites `path` in place (same inode, see [`in_place`]), creating it and
+/// its directory when missing.
+pub fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
+    create_parent(path)?;
+    Ok(Stamp::of(&in_place::write(path, bytes)?))
 }
 
 /// Opens (creating it, mode 0600, and its directory, mode 0700) a tool's lock

@@ -91,6 +91,12 @@ impl ToolFormat for Hermes {
         Codex.inspect(&as_codex)
     }
 
+    fn access_token_in(&self, file: &Map<String, Value>) -> Option<SecretString> {
+        let login = file.get("providers")?.get(PROVIDER)?;
+        let token = login.get("tokens")?.get("access_token")?.as_str()?;
+        Some(SecretString::from(token.to_string()))
+    }
+
     fn render(
         &self,
         token: &ServedToken,

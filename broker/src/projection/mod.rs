@@ -28,6 +28,7 @@ pub mod codex;
 pub mod copilot_cli;
 pub mod file;
 pub mod hermes;
+pub mod in_place;
 pub mod target;
 
 use crate::clock::Clock;
@@ -129,7 +130,9 @@ impl Projections {
                 ProjectionKind::CopilotCli => Box::new(copilot_cli::CopilotCli),
             };
             let margin = config.refresh_margin_secs.map(Duration::from_secs);
-            targets.push(Arc::new(Target::new(format, path, margin)));
+            targets.push(Arc::new(
+                Target::new(format, path, margin).with_write_mode(config.write),
+            ));
         }
         Ok(Resolved(targets))
     }

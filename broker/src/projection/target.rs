@@ -13,15 +13,16 @@
 //! must not stall token serving.
 
 use super::file::{self, Stamp};
-use crate::config::ProjectionKind;
+use crate::config::{ProjectionKind, WriteMode};
 use crate::manager::ServedToken;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use oauth_broker_proto::{
     token_fingerprint, ExposeSecret, ProjectionRestored, ProjectionStatus, RestoreOutcome,
-    SecretString,
+    SecretString, ToolWrote,
 };
 use serde_json::{Map, Value};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -39,6 +40,9 @@ pub const PLACEHOLDER_REFRESH_TOKEN: &str =
 const TOOL_LOCK_WAIT: Duration = Duration::from_secs(15);
 /// How often a busy tool lock is tried again (Hermes polls every 50 ms too).
 const TOOL_LOCK_POLL: Duration = Duration::from_millis(50);
+/// How many of its own access tokens (fingerprints) a target remembers, to
+/// tell a token the tool obtained by itself from one the broker wrote.
+const REMEMBERED_TOKENS: usize = 16;
 
 /// Whose login a credential file holds, as far as it says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +84,11 @@ pub trait ToolFormat: Send + Sync {
     fn identity_of_login(&self, token: &ServedToken) -> Identity;
     /// Whose login an existing file holds, and its refresh token.
     fn inspect(&self, file: &Map<String, Value>) -> (Identity, Option<SecretString>);
+    /// The access token an existing file holds (to tell one the broker wrote
+    /// from one the tool obtained by itself).
+    fn access_token_in(&self, _file: &Map<String, Value>) -> Option<SecretString> {
+        None
+    }
     /// `file` (the existing contents, or empty) updated with the broker's
     /// current access token and the placeholder refresh token. `Err` says why
     /// this login cannot be written in this format.
@@ -132,6 +141,11 @@ pub struct Target {
 struct IoState {
     /// Our last write: the token it carried and the file version it produced.
     written: Option<(String, Stamp)>,
+    /// Why the file is written in place, if it is (configured, or found to be
+    /// a mount point); `None`: replaced by rename.
+    in_place: Option<String>,
+    /// Fingerprints of the access tokens this target wrote, newest last.
+    issued: VecDeque<String>,
 }
 
 #[derive(Default)]
@@ -141,6 +155,12 @@ struct Report {
     /// A condition that is not a failure of the last write (tokens too short
     /// for the margin); shown while there is no error.
     warning: Option<String>,
+    /// Mirrors `IoState::in_place` for status (which never takes `io`).
+    in_place: Option<String>,
+    /// The access token of the last write (fingerprint).
+    token_id: Option<String>,
+    /// The last login of the tool's own found in the file.
+    tool_wrote: Option<ToolWrote>,
 }
 
 /// What a write attempt did.
@@ -166,6 +186,16 @@ impl Target {
             stopped: AtomicBool::new(false),
             report: Mutex::new(Report::default()),
         }
+    }
+
+    /// Sets how the file is replaced (`write = …` of the `[[project]]` entry).
+    pub fn with_write_mode(self, mode: WriteMode) -> Target {
+        if mode == WriteMode::InPlace {
+            let why = "configured".to_string();
+            self.lock_io().in_place = Some(why.clone());
+            self.lock_report().in_place = Some(why);
+        }
+        self
     }
 
     /// The kind's config name.
@@ -204,13 +234,14 @@ impl Target {
         }
         let result = self
             .tool_lock()
-            .and_then(|_held| self.write_if_needed(&mut io, token));
+            .and_then(|_held| self.write_if_needed(&mut io, token, now));
         // The I/O is done: publish what status shows.
         let mut report = self.lock_report();
         match &result {
             Ok(Synced::Written) => {
                 report.last_write_at = Some(now);
                 report.last_error = None;
+                report.token_id = Some(token.token_id().to_string());
                 let enough = self
                     .format
                     .tool_expiry(token)
@@ -225,7 +256,12 @@ impl Target {
         result
     }
 
-    fn write_if_needed(&self, state: &mut IoState, token: &ServedToken) -> Result<Synced, String> {
+    fn write_if_needed(
+        &self,
+        state: &mut IoState,
+        token: &ServedToken,
+        now: SystemTime,
+    ) -> Result<Synced, String> {
         let token_id = token.token_id();
         let path = self.path.display();
         let on_disk = file::stamp(&self.path).map_err(|e| format!("cannot inspect {path}: {e}"))?;
@@ -244,6 +280,9 @@ impl Target {
             Some(bytes) => {
                 let parsed = self.format.parse(bytes);
                 if !ours_unchanged {
+                    if state.written.is_some() {
+                        self.note_tool_write(state, parsed.as_ref(), now);
+                    }
                     self.check_and_back_up(parsed.as_ref(), bytes, token)?;
                 }
                 parsed.unwrap_or_default()
@@ -257,7 +296,8 @@ impl Target {
         let mut bytes = serde_json::to_vec_pretty(&Value::Object(rendered))
             .map_err(|e| format!("cannot encode {path}: {e}"))?;
         bytes.push(b'\n');
-        let stamp = file::write_private(&self.path, &bytes)
+        let stamp = self
+            .put(state, &bytes)
             .map_err(|e| format!("cannot write {path}: {e}"))?;
         if state.written.is_none() {
             tracing::info!(kind = self.kind(), path = %path, "projecting the broker's access token into the tool's credential file");
@@ -265,7 +305,71 @@ impl Target {
             tracing::debug!(kind = self.kind(), path = %path, "credential file rewritten");
         }
         state.written = Some((token_id.to_string(), stamp));
+        if state.issued.back().map(String::as_str) != Some(token_id) {
+            state.issued.push_back(token_id.to_string());
+            if state.issued.len() > REMEMBERED_TOKENS {
+                state.issued.pop_front();
+            }
+        }
         Ok(Synced::Written)
+    }
+
+    /// Writes the whole file: by rename, or in place when the file must keep
+    /// its inode. Switches to in place (once, logged, shown in status) when
+    /// the file turns out to be a mount point or a rename onto it is refused.
+    fn put(&self, state: &mut IoState, bytes: &[u8]) -> std::io::Result<Stamp> {
+        if state.in_place.is_none() && super::in_place::is_mount_point(&self.path) == Some(true) {
+            self.switch_to_in_place(
+                state,
+                "the file is a mount point: a single-file bind mount".to_string(),
+            );
+        }
+        if state.in_place.is_some() {
+            return file::write_in_place(&self.path, bytes);
+        }
+        match file::replace(&self.path, bytes) {
+            Ok(stamp) => Ok(stamp),
+            Err(e) if e.rename_refused => {
+                self.switch_to_in_place(state, format!("a rename onto it failed: {}", e.source));
+                file::write_in_place(&self.path, bytes)
+            }
+            Err(e) => Err(e.source),
+        }
+    }
+
+    fn switch_to_in_place(&self, state: &mut IoState, why: String) {
+        tracing::warn!(kind = self.kind(), path = %self.path.display(), reason = %why, "writing this projection target in place from now on (same inode), so that a bind mount of the file sees every token; set write = \"in-place\" in its [[project]] entry to make this explicit");
+        state.in_place = Some(why.clone());
+        self.lock_report().in_place = Some(why);
+    }
+
+    /// The broker had written the file and finds it changed: records whether
+    /// the tool put a login of its own there (a real refresh token, or an
+    /// access token none of the broker's writes carried). Fingerprints only.
+    fn note_tool_write(
+        &self,
+        state: &IoState,
+        parsed: Option<&Map<String, Value>>,
+        now: SystemTime,
+    ) {
+        let Some(map) = parsed else { return };
+        let refresh_token = self.format.inspect(map).1.is_some_and(|t| {
+            !t.expose_secret().is_empty() && t.expose_secret() != PLACEHOLDER_REFRESH_TOKEN
+        });
+        let unknown_access_token = self
+            .format
+            .access_token_in(map)
+            .filter(|t| !t.expose_secret().is_empty())
+            .is_some_and(|t| !state.issued.contains(&token_fingerprint(&t)));
+        if !(refresh_token || unknown_access_token) {
+            return;
+        }
+        tracing::warn!(kind = self.kind(), path = %self.path.display(), refresh_token, unknown_access_token, "the tool put a login of its own into the projected file (it refreshed or logged in by itself); the broker writes its own again");
+        self.lock_report().tool_wrote = Some(ToolWrote {
+            at: crate::clock::unix_secs(now),
+            refresh_token,
+            unknown_access_token,
+        });
     }
 
     /// A file the broker did not write last: refuse another account's, keep a
@@ -336,12 +440,20 @@ impl Target {
         let outcome = match backup_bytes {
             Some(bytes) if self.gives_back_in_part() => {
                 self.refuse_brokers_backup(&bytes, broker_refresh_token_id)?;
-                self.give_back_in_part(Some(&bytes))?;
+                self.give_back_in_part(&mut io, Some(&bytes))?;
                 file::remove(&backup)
                     .map_err(|e| format!("cannot remove {}: {e}", backup.display()))?;
                 RestoreOutcome::BackupRestored
             }
-            None if self.gives_back_in_part() => self.give_back_in_part(None)?,
+            None if self.gives_back_in_part() => self.give_back_in_part(&mut io, None)?,
+            Some(bytes) if io.in_place.is_some() => {
+                self.refuse_brokers_backup(&bytes, broker_refresh_token_id)?;
+                file::write_in_place(&self.path, &bytes)
+                    .map_err(|e| format!("cannot restore {path} from {}: {e}", backup.display()))?;
+                file::remove(&backup)
+                    .map_err(|e| format!("cannot remove {}: {e}", backup.display()))?;
+                RestoreOutcome::BackupRestored
+            }
             Some(bytes) => {
                 self.refuse_brokers_backup(&bytes, broker_refresh_token_id)?;
                 file::restore_backup(&self.path)
@@ -354,7 +466,12 @@ impl Target {
                 let ours = current
                     .and_then(|bytes| self.refresh_token_in(&bytes))
                     .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
-                if ours {
+                if ours && io.in_place.is_some() {
+                    // A mount point cannot be removed: an empty login instead.
+                    file::write_in_place(&self.path, b"{}")
+                        .map_err(|e| format!("cannot empty {path}: {e}"))?;
+                    RestoreOutcome::Removed
+                } else if ours {
                     file::remove(&self.path).map_err(|e| format!("cannot remove {path}: {e}"))?;
                     RestoreOutcome::Removed
                 } else {
@@ -405,7 +522,11 @@ impl Target {
 
     /// Restore for a shared file: the current file with the tool's own login
     /// from `backup` (or without the broker's), everything else as it is now.
-    fn give_back_in_part(&self, backup: Option<&[u8]>) -> Result<RestoreOutcome, String> {
+    fn give_back_in_part(
+        &self,
+        io: &mut IoState,
+        backup: Option<&[u8]>,
+    ) -> Result<RestoreOutcome, String> {
         let path = self.path.display();
         let current = file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
         let Some(current) = current else {
@@ -441,7 +562,8 @@ impl Target {
         let mut bytes = serde_json::to_vec_pretty(&Value::Object(given_back))
             .map_err(|e| format!("cannot encode {path}: {e}"))?;
         bytes.push(b'\n');
-        file::write_private(&self.path, &bytes).map_err(|e| format!("cannot write {path}: {e}"))?;
+        self.put(io, &bytes)
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
         Ok(outcome)
     }
 
@@ -510,6 +632,18 @@ impl Target {
             path: self.path.display().to_string(),
             last_write_at: report.last_write_at.map(crate::clock::unix_secs),
             last_error: report.last_error.clone().or_else(|| report.warning.clone()),
+            write: Some(
+                if report.in_place.is_some() {
+                    WriteMode::InPlace
+                } else {
+                    WriteMode::Rename
+                }
+                .as_str()
+                .to_string(),
+            ),
+            write_reason: report.in_place.clone(),
+            token_id: report.token_id.clone(),
+            tool_wrote: report.tool_wrote.clone(),
         }
     }
 

@@ -27,4 +27,16 @@ pub struct App {
     pub proxies: Proxies,
     /// Source of "now" for decisions taken outside the manager.
     pub clock: Arc<dyn Clock>,
+    /// Where the broker's config and state live, for `status` (and so for
+    /// `brokerctl doctor`'s permission checks).
+    pub files: BrokerFiles,
+}
+
+/// The broker's own files, as `status` reports them.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerFiles {
+    /// The config file; `None` for the embedded default.
+    pub config_file: Option<std::path::PathBuf>,
+    /// The state directory.
+    pub state_dir: Option<std::path::PathBuf>,
 }

@@ -12,5 +12,15 @@ pub fn handle(app: &App) -> Response {
     report.projections = app.projections.status();
     report.proxies = app.proxies.status();
     report.proxy_keys = app.proxies.key_status();
+    report.config_file = app
+        .files
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string());
+    report.state_dir = app
+        .files
+        .state_dir
+        .as_ref()
+        .map(|p| p.display().to_string());
     Response::Status(Box::new(report))
 }
