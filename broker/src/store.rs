@@ -1034,15 +1034,19 @@ pub fn check_permissions(dir: &Path) -> Vec<StoreError> {
         found.push(e);
         return found;
     }
-    let state = dir.join(STATE_FILE);
-    match fs::symlink_metadata(&state) {
-        Ok(meta) => {
-            if let Err(e) = check_meta(&meta, &state, 0o600) {
-                found.push(e);
+    // Both forms the state can take: the journal, and `state.json` (writes =
+    // "replace", or left by an earlier version until the next start).
+    for name in [JOURNAL_FILE, STATE_FILE] {
+        let state = dir.join(name);
+        match fs::symlink_metadata(&state) {
+            Ok(meta) => {
+                if let Err(e) = check_meta(&meta, &state, 0o600) {
+                    found.push(e);
+                }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => found.push(io("cannot inspect", &state)(e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => found.push(io("cannot inspect", &state)(e)),
     }
     found
 }
