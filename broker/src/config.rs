@@ -193,6 +193,10 @@ pub enum ProjectionKind {
     ClaudeCode,
     /// Hermes Agent's `auth.json` (its `openai-codex` login).
     Hermes,
+    /// OpenClaw's shared auth profile store, a row of its SQLite state
+    /// database (the `openai:default` ChatGPT/Codex OAuth profile).
+    #[serde(rename = "openclaw")]
+    OpenClaw,
 }
 
 impl ProjectionKind {
@@ -202,6 +206,7 @@ impl ProjectionKind {
             ProjectionKind::Codex => "codex",
             ProjectionKind::ClaudeCode => "claude-code",
             ProjectionKind::Hermes => "hermes",
+            ProjectionKind::OpenClaw => "openclaw",
         }
     }
 }
@@ -210,12 +215,15 @@ impl ProjectionKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
-    /// Which tool's file format (`codex`, `claude-code` or `hermes`).
+    /// Which tool's file format (`codex`, `claude-code`, `hermes` or
+    /// `openclaw`).
     pub kind: ProjectionKind,
     /// The file; `~/` is the broker's home directory. Defaults to where the
     /// tool looks: `$CODEX_HOME/auth.json` or `~/.codex/auth.json`, and
     /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`,
-    /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`.
+    /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`, and
+    /// `$OPENCLAW_STATE_DIR/state/openclaw.sqlite` or
+    /// `~/.openclaw/state/openclaw.sqlite`.
     pub path: Option<PathBuf>,
     /// The file always holds a token that stays valid at least this long (the
     /// tool's own refresh window plus a safety margin); the kind's default
@@ -253,6 +261,10 @@ impl ProjectionConfig {
                 ProjectionKind::Hermes => match var("HERMES_HOME") {
                     Some(dir) => PathBuf::from(dir).join("auth.json"),
                     None => home()?.join(".hermes/auth.json"),
+                },
+                ProjectionKind::OpenClaw => match var("OPENCLAW_STATE_DIR") {
+                    Some(dir) => PathBuf::from(dir).join("state/openclaw.sqlite"),
+                    None => home()?.join(".openclaw/state/openclaw.sqlite"),
                 },
             },
         };

@@ -3,7 +3,7 @@
 //! Codex CLI and Claude Code keep their own OAuth login in a file and refresh it
 //! themselves, which is exactly what burns a shared rotating refresh token. A
 //! projection target writes the broker's current access token into such a file
-//! (one file per kind: [`codex`], [`claude_code`], [`hermes`]), with a placeholder refresh
+//! (one file per kind: [`codex`], [`claude_code`], [`hermes`], [`openclaw`]), with a placeholder refresh
 //! token, early enough that the tool adopts the file instead of refreshing.
 //!
 //! Projection is a subscriber: each target runs in a task of its own that
@@ -26,6 +26,7 @@ pub mod claude_code;
 pub mod codex;
 pub mod file;
 pub mod hermes;
+pub mod openclaw;
 pub mod target;
 
 use crate::clock::Clock;
@@ -124,6 +125,7 @@ impl Projections {
                 ProjectionKind::Codex => Box::new(codex::Codex),
                 ProjectionKind::ClaudeCode => Box::new(claude_code::ClaudeCode),
                 ProjectionKind::Hermes => Box::new(hermes::Hermes),
+                ProjectionKind::OpenClaw => Box::new(openclaw::OpenClaw),
             };
             let margin = config.refresh_margin_secs.map(Duration::from_secs);
             targets.push(Arc::new(Target::new(format, path, margin)));

@@ -22,6 +22,7 @@ use oauth_broker_proto::{
     SecretString,
 };
 use serde_json::{Map, Value};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -104,6 +105,26 @@ pub trait ToolFormat: Send + Sync {
         _backup: Option<&Map<String, Value>>,
     ) -> Option<Map<String, Value>> {
         None
+    }
+    /// The version of the JSON document at `path`, `None` when there is none.
+    /// The default: `path` is a file of its own. A tool that keeps the
+    /// document elsewhere (a database row) overrides the four storage
+    /// methods together.
+    fn stamp(&self, path: &Path) -> io::Result<Option<Stamp>> {
+        file::stamp(path)
+    }
+    /// The JSON document at `path`, `None` when there is none.
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        file::read(path)
+    }
+    /// Replaces the document at `path` atomically; returns its new stamp.
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
+        file::write_private(path, bytes)
+    }
+    /// Removes the document at `path` (only called for formats without
+    /// [`ToolFormat::give_back`]).
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        file::remove(path)
     }
 }
 
@@ -222,7 +243,10 @@ impl Target {
     fn write_if_needed(&self, state: &mut IoState, token: &ServedToken) -> Result<Synced, String> {
         let token_id = token.token_id();
         let path = self.path.display();
-        let on_disk = file::stamp(&self.path).map_err(|e| format!("cannot inspect {path}: {e}"))?;
+        let on_disk = self
+            .format
+            .stamp(&self.path)
+            .map_err(|e| format!("cannot inspect {path}: {e}"))?;
         let ours_unchanged = matches!(
             (&state.written, on_disk),
             (Some((_, stamp)), Some(disk)) if *stamp == disk
@@ -231,7 +255,10 @@ impl Target {
             return Ok(Synced::UpToDate);
         }
         let existing = match on_disk {
-            Some(_) => file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?,
+            Some(_) => self
+                .format
+                .read(&self.path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?,
             None => None,
         };
         let base = match &existing {
@@ -251,7 +278,9 @@ impl Target {
         let mut bytes = serde_json::to_vec_pretty(&Value::Object(rendered))
             .map_err(|e| format!("cannot encode {path}: {e}"))?;
         bytes.push(b'\n');
-        let stamp = file::write_private(&self.path, &bytes)
+        let stamp = self
+            .format
+            .write(&self.path, &bytes)
             .map_err(|e| format!("cannot write {path}: {e}"))?;
         if state.written.is_none() {
             tracing::info!(kind = self.kind(), path = %path, "projecting the broker's access token into the tool's credential file");
@@ -343,13 +372,17 @@ impl Target {
                 RestoreOutcome::BackupRestored
             }
             None => {
-                let current =
-                    file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
+                let current = self
+                    .format
+                    .read(&self.path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?;
                 let ours = current
                     .and_then(|bytes| self.refresh_token_in(&bytes))
                     .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
                 if ours {
-                    file::remove(&self.path).map_err(|e| format!("cannot remove {path}: {e}"))?;
+                    self.format
+                        .remove(&self.path)
+                        .map_err(|e| format!("cannot remove {path}: {e}"))?;
                     RestoreOutcome::Removed
                 } else {
                     RestoreOutcome::LeftAlone
@@ -401,7 +434,10 @@ impl Target {
     /// from `backup` (or without the broker's), everything else as it is now.
     fn give_back_in_part(&self, backup: Option<&[u8]>) -> Result<RestoreOutcome, String> {
         let path = self.path.display();
-        let current = file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let current = self
+            .format
+            .read(&self.path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
         let Some(current) = current else {
             return Ok(RestoreOutcome::LeftAlone);
         };
@@ -436,7 +472,9 @@ impl Target {
         let mut bytes = serde_json::to_vec_pretty(&Value::Object(given_back))
             .map_err(|e| format!("cannot encode {path}: {e}"))?;
         bytes.push(b'\n');
-        file::write_private(&self.path, &bytes).map_err(|e| format!("cannot write {path}: {e}"))?;
+        self.format
+            .write(&self.path, &bytes)
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
         Ok(outcome)
     }
 
