@@ -32,6 +32,13 @@
 //!   database's WAL identity (checked at most every 100 ms). The broker writes
 //!   in an `IMMEDIATE` transaction and waits for OpenClaw's writers as long as
 //!   Hermes's lock wait (15 s).
+//! * OpenClaw reads that row only once the row `auth.sharedStore` of the same
+//!   table is `{"location":"state-db"}` (written by OpenClaw on its first
+//!   auth-profile write of a fresh install). Without it the shared store is
+//!   still the "legacy-main" one, `agents/main/agent/openclaw-agent.sqlite`,
+//!   and a row written here would be ignored (observed: "No route-compatible
+//!   authentication source is configured for openai"). The broker refuses to
+//!   write then, saying so.
 //! * The broker never creates the database: OpenClaw owns its schema (about
 //!   a hundred tables), so a missing database is an error telling the user to
 //!   run OpenClaw once first.
@@ -60,6 +67,10 @@ const PROVIDER: &str = "openai";
 /// The table and row holding the shared auth profile store.
 const TABLE: &str = "config_machine_state";
 const STATE_KEY: &str = "authProfiles.store";
+/// The row saying where the shared store lives: OpenClaw reads the
+/// `authProfiles.store` row only when it is `{"location":"state-db"}`.
+const OWNERSHIP_KEY: &str = "auth.sharedStore";
+const STATE_DB: &str = "state-db";
 
 /// How long a write waits for OpenClaw's own writers.
 const BUSY_WAIT: Duration = Duration::from_secs(15);
@@ -202,6 +213,26 @@ impl ToolFormat for OpenClaw {
         let tx = db
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_error)?;
+        let ownership: Option<String> = tx
+            .query_row(
+                &format!("SELECT value_json FROM {TABLE} WHERE state_key = ?1"),
+                [OWNERSHIP_KEY],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        let location = ownership
+            .and_then(|json| serde_json::from_str::<Value>(&json).ok())
+            .and_then(|v| {
+                v.get("location")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+        if location.as_deref() != Some(STATE_DB) {
+            return Err(io::Error::other(format!(
+                "OpenClaw does not read its auth profiles from this database yet ({TABLE} row {OWNERSHIP_KEY} is not {{\"location\":\"{STATE_DB}\"}}; they are still in agents/main/agent/openclaw-agent.sqlite): let OpenClaw move them first (a fresh install does on its first `openclaw models auth …` that saves a profile, e.g. `openclaw models auth login --provider openai`; an existing one with `openclaw doctor --fix`), then the broker writes here"
+            )));
+        }
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -320,7 +351,8 @@ mod tests {
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              CREATE TABLE config_machine_state (state_key TEXT NOT NULL PRIMARY KEY, value_json TEXT NOT NULL, updated_at_ms INTEGER NOT NULL) STRICT;
-             INSERT INTO config_machine_state VALUES ('config.lastTouchedAt', '\"x\"', 1);",
+             INSERT INTO config_machine_state VALUES ('config.lastTouchedAt', '\"x\"', 1);
+             INSERT INTO config_machine_state VALUES ('auth.sharedStore', '{\"location\":\"state-db\"}', 1);",
         )
         .unwrap();
         if let Some(document) = document {
@@ -443,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_another_accounts_profile_and_a_missing_database() {
+    fn refuses_another_accounts_profile_a_legacy_store_and_a_missing_database() {
         let tmp = tempfile::tempdir().unwrap();
         let path = database(tmp.path(), Some(&store("openclaw-own-rt")));
         let t = Target::new(Box::new(OpenClaw), path.clone(), None);
@@ -451,6 +483,22 @@ mod tests {
         let err = t.sync(&creds("a", "acct-other"), now).unwrap_err();
         assert!(
             err.contains("acct-1") && err.contains("acct-other"),
+            "{err}"
+        );
+        assert_eq!(row(&path)["profiles"]["openai:default"]["access"], "old-at");
+
+        // A database whose shared store is still the legacy one.
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "DELETE FROM config_machine_state WHERE state_key = 'auth.sharedStore'",
+                [],
+            )
+            .unwrap();
+        let t = Target::new(Box::new(OpenClaw), path.clone(), None);
+        let err = t.sync(&creds("a", "acct-1"), now).unwrap_err();
+        assert!(
+            err.contains("auth.sharedStore") && err.contains("openclaw-agent.sqlite"),
             "{err}"
         );
         assert_eq!(row(&path)["profiles"]["openai:default"]["access"], "old-at");
