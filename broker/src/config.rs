@@ -212,6 +212,10 @@ pub enum ProjectionKind {
     Hermes,
     /// GitHub Copilot CLI's `config.json` (`authTokens`, the GitHub token).
     CopilotCli,
+    /// OpenClaw's shared auth profile store, a row of its SQLite state
+    /// database (the `openai:default` ChatGPT/Codex OAuth profile).
+    #[serde(rename = "openclaw")]
+    OpenClaw,
 }
 
 impl ProjectionKind {
@@ -222,6 +226,7 @@ impl ProjectionKind {
             ProjectionKind::ClaudeCode => "claude-code",
             ProjectionKind::Hermes => "hermes",
             ProjectionKind::CopilotCli => "copilot-cli",
+            ProjectionKind::OpenClaw => "openclaw",
         }
     }
 }
@@ -230,14 +235,16 @@ impl ProjectionKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
-    /// Which tool's file format (`codex`, `claude-code`, `hermes` or
-    /// `copilot-cli`).
+    /// Which tool's file format (`codex`, `claude-code`, `hermes`,
+    /// `copilot-cli` or `openclaw`).
     pub kind: ProjectionKind,
     /// The file; `~/` is the broker's home directory. Defaults to where the
     /// tool looks: `$CODEX_HOME/auth.json` or `~/.codex/auth.json`, and
     /// `$CLAUDE_CONFIG_DIR/.credentials.json` or `~/.claude/.credentials.json`,
     /// and `$HERMES_HOME/auth.json` or `~/.hermes/auth.json`, and
-    /// `$COPILOT_HOME/config.json` or `~/.copilot/config.json`.
+    /// `$COPILOT_HOME/config.json` or `~/.copilot/config.json`, and
+    /// `$OPENCLAW_STATE_DIR/state/openclaw.sqlite` or
+    /// `~/.openclaw/state/openclaw.sqlite`.
     pub path: Option<PathBuf>,
     /// The file always holds a token that stays valid at least this long (the
     /// tool's own refresh window plus a safety margin); the kind's default
@@ -307,6 +314,10 @@ impl ProjectionConfig {
                 ProjectionKind::CopilotCli => match var("COPILOT_HOME") {
                     Some(dir) => PathBuf::from(dir).join("config.json"),
                     None => home()?.join(".copilot/config.json"),
+                },
+                ProjectionKind::OpenClaw => match var("OPENCLAW_STATE_DIR") {
+                    Some(dir) => PathBuf::from(dir).join("state/openclaw.sqlite"),
+                    None => home()?.join(".openclaw/state/openclaw.sqlite"),
                 },
             },
         };

@@ -29,6 +29,7 @@ mod e2e_login_browser;
 mod e2e_login_device;
 mod e2e_login_presets;
 mod e2e_never_lose;
+mod e2e_openclaw;
 mod e2e_peer_uid;
 mod e2e_projection;
 mod e2e_proxy;

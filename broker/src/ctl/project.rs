@@ -22,7 +22,7 @@ before its first write (kept as <file>.oauth-broker-backup); with no backup, the
 broker's file is removed, so the tool is logged out. brokerd writes the file
 again after a restart unless the [[project]] entry is removed from its config.")]
 pub struct ProjectArgs {
-    /// The target to restore: its kind (`codex`, `claude-code`, `hermes`) or its file.
+    /// The target to restore: its kind (`codex`, `claude-code`, `hermes`, `openclaw`) or its file.
     #[arg(long, value_name = "TARGET")]
     pub restore: Option<String>,
     /// Print JSON instead of sentences.

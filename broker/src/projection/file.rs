@@ -21,25 +21,38 @@ pub const BACKUP_SUFFIX: &str = ".oauth-broker-backup";
 /// Credential files are a few KiB; anything far larger is not one.
 const MAX_FILE: u64 = 1024 * 1024;
 
-/// One version of a file as `stat` sees it. Recorded after each of our writes:
-/// a different stamp later means the tool (or the user) replaced, edited or
-/// removed the file.
+/// One version of a file as `stat` sees it (or, for a document kept inside a
+/// database, a hash of its contents). Recorded after each of our writes: a
+/// different stamp later means the tool (or the user) replaced, edited or
+/// removed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
+pub enum Stamp {
+    /// A file of its own.
+    File {
+        dev: u64,
+        ino: u64,
+        len: u64,
+        mtime_ns: i128,
+    },
+    /// A document inside a file others write too (a database row): its
+    /// SHA-256, since the file's `stat` changes with every unrelated write.
+    Contents([u8; 32]),
 }
 
 impl Stamp {
     fn of(meta: &fs::Metadata) -> Stamp {
-        Stamp {
+        Stamp::File {
             dev: meta.dev(),
             ino: meta.ino(),
             len: meta.len(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
         }
+    }
+
+    /// The stamp of a document stored as `bytes`.
+    pub fn of_contents(bytes: &[u8]) -> Stamp {
+        use sha2::Digest as _;
+        Stamp::Contents(sha2::Sha256::digest(bytes).into())
     }
 }
 

@@ -4,7 +4,7 @@
 //! themselves, which is exactly what burns a shared rotating refresh token. A
 //! projection target writes the broker's current access token into such a file
 //! (one file per kind: [`codex`], [`claude_code`], [`hermes`],
-//! [`copilot_cli`]), with a placeholder refresh
+//! [`copilot_cli`], [`openclaw`]), with a placeholder refresh
 //! token, early enough that the tool adopts the file instead of refreshing.
 //!
 //! Projection is a subscriber: each target runs in a task of its own that
@@ -29,6 +29,7 @@ pub mod copilot_cli;
 pub mod file;
 pub mod hermes;
 pub mod in_place;
+pub mod openclaw;
 pub mod target;
 
 use crate::clock::Clock;
@@ -128,6 +129,7 @@ impl Projections {
                 ProjectionKind::ClaudeCode => Box::new(claude_code::ClaudeCode),
                 ProjectionKind::Hermes => Box::new(hermes::Hermes),
                 ProjectionKind::CopilotCli => Box::new(copilot_cli::CopilotCli),
+                ProjectionKind::OpenClaw => Box::new(openclaw::OpenClaw),
             };
             let margin = config.refresh_margin_secs.map(Duration::from_secs);
             targets.push(Arc::new(

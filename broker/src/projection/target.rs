@@ -23,6 +23,7 @@ use oauth_broker_proto::{
 };
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -119,6 +120,35 @@ pub trait ToolFormat: Send + Sync {
         _backup: Option<&Map<String, Value>>,
     ) -> Option<Map<String, Value>> {
         None
+    }
+    /// Whether the document is a file of its own (the default), written by
+    /// rename or in place as the target's `write` says. `false` for a tool
+    /// that keeps it elsewhere (a database row): then [`ToolFormat::write`]
+    /// is the only writer.
+    fn is_own_file(&self) -> bool {
+        true
+    }
+    /// The version of the JSON document at `path`, `None` when there is none.
+    /// The default: `path` is a file of its own. A tool that keeps the
+    /// document elsewhere (a database row) overrides the four storage
+    /// methods together.
+    fn stamp(&self, path: &Path) -> io::Result<Option<Stamp>> {
+        file::stamp(path)
+    }
+    /// The JSON document at `path`, `None` when there is none.
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        file::read(path)
+    }
+    /// Replaces the document at `path` atomically; returns its new stamp.
+    /// Called only for formats that are not [`ToolFormat::is_own_file`]: a
+    /// file of its own is written by the target (rename or in place).
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
+        file::write_private(path, bytes)
+    }
+    /// Removes the document at `path` (only called for formats without
+    /// [`ToolFormat::give_back`]).
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        file::remove(path)
     }
 }
 
@@ -264,7 +294,10 @@ impl Target {
     ) -> Result<Synced, String> {
         let token_id = token.token_id();
         let path = self.path.display();
-        let on_disk = file::stamp(&self.path).map_err(|e| format!("cannot inspect {path}: {e}"))?;
+        let on_disk = self
+            .format
+            .stamp(&self.path)
+            .map_err(|e| format!("cannot inspect {path}: {e}"))?;
         let ours_unchanged = matches!(
             (&state.written, on_disk),
             (Some((_, stamp)), Some(disk)) if *stamp == disk
@@ -273,7 +306,10 @@ impl Target {
             return Ok(Synced::UpToDate);
         }
         let existing = match on_disk {
-            Some(_) => file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?,
+            Some(_) => self
+                .format
+                .read(&self.path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?,
             None => None,
         };
         let base = match &existing {
@@ -318,6 +354,11 @@ impl Target {
     /// its inode. Switches to in place (once, logged, shown in status) when
     /// the file turns out to be a mount point or a rename onto it is refused.
     fn put(&self, state: &mut IoState, bytes: &[u8]) -> std::io::Result<Stamp> {
+        if !self.format.is_own_file() {
+            // A database row (OpenClaw): the tool's store has its own
+            // transactions; rename and in-place do not apply.
+            return self.format.write(&self.path, bytes);
+        }
         if state.in_place.is_none() && super::in_place::is_mount_point(&self.path) == Some(true) {
             self.switch_to_in_place(
                 state,
@@ -461,8 +502,10 @@ impl Target {
                 RestoreOutcome::BackupRestored
             }
             None => {
-                let current =
-                    file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
+                let current = self
+                    .format
+                    .read(&self.path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?;
                 let ours = current
                     .and_then(|bytes| self.refresh_token_in(&bytes))
                     .is_some_and(|t| t.expose_secret() == PLACEHOLDER_REFRESH_TOKEN);
@@ -472,7 +515,9 @@ impl Target {
                         .map_err(|e| format!("cannot empty {path}: {e}"))?;
                     RestoreOutcome::Removed
                 } else if ours {
-                    file::remove(&self.path).map_err(|e| format!("cannot remove {path}: {e}"))?;
+                    self.format
+                        .remove(&self.path)
+                        .map_err(|e| format!("cannot remove {path}: {e}"))?;
                     RestoreOutcome::Removed
                 } else {
                     RestoreOutcome::LeftAlone
@@ -528,7 +573,10 @@ impl Target {
         backup: Option<&[u8]>,
     ) -> Result<RestoreOutcome, String> {
         let path = self.path.display();
-        let current = file::read(&self.path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let current = self
+            .format
+            .read(&self.path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
         let Some(current) = current else {
             return Ok(RestoreOutcome::LeftAlone);
         };

@@ -34,4 +34,11 @@ fn main() {
         tools::HERMES_AGENT_VERSION,
         tools::ensure_hermes_agent().display()
     );
+    let openclaw = tools::ensure_openclaw();
+    println!(
+        "OpenClaw {} on Node.js {}: {}",
+        tools::OPENCLAW_VERSION,
+        tools::OPENCLAW_NODE_VERSION,
+        openclaw.bin.display()
+    );
 }

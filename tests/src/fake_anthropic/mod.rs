@@ -178,27 +178,14 @@ impl FakeAnthropic {
     /// user namespaces (the error names the fix).
     pub fn command(&self, program: &Path) -> std::io::Result<Command> {
         let mut cmd = Command::new(program);
-        let channel = namespace::isolate(&mut cmd, &self.hosts_path)?;
         let shared = self.shared.clone();
         let tls = self.tls.clone();
-        let runtime = self.runtime.clone();
-        // Waits for the child's listener (sent between its fork and exec)
-        // and serves it until the fake stops.
-        std::thread::Builder::new()
-            .name("fake-anthropic-accept".into())
-            .spawn(move || {
-                let Ok(listener) = namespace::receive_listener(&channel) else {
-                    return;
-                };
-                if listener.set_nonblocking(true).is_err() {
-                    return;
-                }
-                runtime.spawn(async move {
-                    if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-                        routes::serve(listener, tls, shared).await;
-                    }
-                });
-            })?;
+        namespace::isolate_and_serve(
+            &mut cmd,
+            &self.hosts_path,
+            self.runtime.clone(),
+            move |listener| routes::serve(listener, tls, shared),
+        )?;
         Ok(cmd)
     }
 
@@ -252,18 +239,7 @@ impl FakeAnthropic {
     /// Whether programs can be isolated on this machine: runs `/bin/true`
     /// through [`command`](Self::command). `Err` explains how to allow it.
     pub fn check_isolation(&self) -> Result<(), String> {
-        let outcome = self
-            .command(Path::new("/bin/true"))
-            .and_then(|mut cmd| cmd.status());
-        match outcome {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("/bin/true in the private namespaces exited {status}")),
-            Err(e) => Err(format!(
-                "cannot run a program in private user, network and mount namespaces ({e}); \
-                 allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
-                 and on Ubuntu 23.10+ kernel.apparmor_restrict_unprivileged_userns=0) or run as root"
-            )),
-        }
+        namespace::check_isolation(|program| self.command(program))
     }
 
     /// The throw-away CA's PEM file (give it to the program as

@@ -1,9 +1,11 @@
-//! Running a program offline, in a private network where Anthropic's host
-//! names are this test's fake.
+//! Running a program offline, in a private network where the host names it
+//! talks to are a fake of this test.
 //!
 //! Why: Claude Code's token URL (`https://platform.claude.com/v1/oauth/token`)
-//! is fixed and its API host is `api.anthropic.com`; no setting points them
-//! at a test server. So the program runs in namespaces of its own
+//! is fixed and its API host is `api.anthropic.com`, OpenClaw's are
+//! `auth.openai.com` and `chatgpt.com`; no setting points them at a test
+//! server. Both fakes (`fake_anthropic`, `fake_chatgpt`) use this one
+//! mechanism. So the program runs in namespaces of its own
 //! (`unshare(2)`: user, network, mount — what `unshare -rnm` does), where:
 //!
 //! * the network holds only loopback, so nothing can leave the machine;
@@ -30,6 +32,57 @@ use std::path::Path;
 use std::process::Command;
 
 use nix::libc;
+
+/// Prepares `cmd` like [`isolate`] and, on a thread of its own, waits for
+/// the child's listener (sent between its fork and exec) and has `runtime`
+/// run `serve` on it until the fake stops.
+pub(crate) fn isolate_and_serve<F, Fut>(
+    cmd: &mut Command,
+    hosts: &Path,
+    runtime: tokio::runtime::Handle,
+    serve: F,
+) -> io::Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let channel = isolate(cmd, hosts)?;
+    std::thread::Builder::new()
+        .name("fake-namespace-accept".into())
+        .spawn(move || {
+            let Ok(listener) = receive_listener(&channel) else {
+                return;
+            };
+            if listener.set_nonblocking(true).is_err() {
+                return;
+            }
+            runtime.spawn(async move {
+                if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                    serve(listener).await;
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// Whether programs can be isolated on this machine: runs `/bin/true`
+/// through `command` (a fake's). `Err` explains how to allow it.
+pub(crate) fn check_isolation(
+    command: impl FnOnce(&Path) -> io::Result<Command>,
+) -> Result<(), String> {
+    let outcome = command(Path::new("/bin/true")).and_then(|mut cmd| cmd.status());
+    match outcome {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "/bin/true in the private namespaces exited {status}"
+        )),
+        Err(e) => Err(format!(
+            "cannot run a program in private user, network and mount namespaces ({e}); \
+             allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+             and on Ubuntu 23.10+ kernel.apparmor_restrict_unprivileged_userns=0) or run as root"
+        )),
+    }
+}
 
 /// Prepares `cmd` to run in fresh user, network and mount namespaces with
 /// `hosts` as its `/etc/hosts` and loopback up. Returns the test's end of the

@@ -11,13 +11,17 @@
 //! * `GET …/codex/models` answers an empty model list;
 //! * the WebSocket attempt (`GET …/responses` with `Upgrade: websocket`) gets
 //!   `426 Upgrade Required`, on which Codex falls back to HTTPS at once;
+//! * requests to `auth.openai.com` (a client that refreshes or revokes on its
+//!   own, reaching this server through [`FakeChatGpt::command`]'s private
+//!   network) are passed on to the fake authorization server, which counts
+//!   and answers them as usual;
 //! * `POST …/responses` (any prefix, so custom providers work too) answers a
 //!   one-message SSE stream, `GET /v1/models` an empty list — both only for a
 //!   bearer token the fake authorization server considers valid (issued, not
 //!   expired, not revoked), else `401`;
 //! * everything else: `404`.
 //!
-//! Every request is recorded (method, path, bearer token, account header,
+//! Every request is recorded (host, method, path, bearer token, account header,
 //! status) so tests can check which token each one carried. The bearer token
 //! is recorded because these are throw-away test tokens; the records never
 //! leave the test.
@@ -27,8 +31,12 @@ pub(crate) mod tls;
 
 pub use tls::STANDS_IN_FOR;
 
+/// The authorization server's host name among [`STANDS_IN_FOR`].
+pub const AUTH_HOST: &str = "auth.openai.com";
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,6 +50,8 @@ use crate::fake_server::FakeAuthServer;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendRequest {
     pub at: Instant,
+    /// The `Host` header (`chatgpt.com`, `auth.openai.com`, `127.0.0.1:PORT`).
+    pub host: String,
     pub method: String,
     /// Path and query.
     pub path: String,
@@ -62,6 +72,12 @@ impl BackendRequest {
     pub fn is_turn(&self) -> bool {
         self.method == "POST" && self.path.ends_with("/responses")
     }
+
+    /// A request to the authorization server's host (a client refreshing or
+    /// revoking on its own).
+    pub fn is_auth_request(&self) -> bool {
+        self.host.split(':').next() == Some(AUTH_HOST)
+    }
 }
 
 pub(crate) struct Shared {
@@ -78,11 +94,14 @@ pub struct FakeChatGpt {
     addr: SocketAddr,
     ca_path: PathBuf,
     tls: Arc<rustls::ServerConfig>,
+    runtime: tokio::runtime::Handle,
+    hosts_path: PathBuf,
     lifecycle: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl FakeChatGpt {
-    /// Generates a throw-away CA (its PEM goes to `dir/ca.pem`), binds
+    /// Generates a throw-away CA (its PEM goes to `dir/ca.pem`) and a hosts
+    /// file mapping [`STANDS_IN_FOR`] to loopback (`dir/chatgpt-hosts`), binds
     /// `127.0.0.1:0` and serves on a thread of its own. Tokens are checked
     /// against `auth`; `account_id` is the ChatGPT account it lists.
     pub fn start(auth: FakeAuthServer, account_id: &str, dir: &Path) -> Self {
@@ -93,6 +112,12 @@ impl FakeChatGpt {
             .set_nonblocking(true)
             .expect("fake chatgpt: set_nonblocking");
         let addr = listener.local_addr().expect("fake chatgpt: local_addr");
+        let hosts_path = dir.join("chatgpt-hosts");
+        let hosts = format!(
+            "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {}\n",
+            STANDS_IN_FOR.join(" ")
+        );
+        std::fs::write(&hosts_path, hosts).expect("fake chatgpt: write the hosts file");
         let shared = Arc::new(Shared {
             auth,
             account_id: account_id.to_string(),
@@ -103,6 +128,7 @@ impl FakeChatGpt {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = shared.clone();
         let server_config = tls.server_config.clone();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("fake-chatgpt-{}", addr.port()))
             .spawn(move || {
@@ -111,6 +137,7 @@ impl FakeChatGpt {
                     .enable_all()
                     .build()
                     .expect("fake chatgpt: tokio runtime");
+                let _ = handle_tx.send(rt.handle().clone());
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .expect("fake chatgpt: register listener");
@@ -122,11 +149,14 @@ impl FakeChatGpt {
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
             .expect("fake chatgpt: spawn thread");
+        let runtime = handle_rx.recv().expect("fake chatgpt: runtime started");
         FakeChatGpt {
             shared,
             addr,
             ca_path,
             tls: server_config,
+            runtime,
+            hosts_path,
             lifecycle: Some((stop_tx, thread)),
         }
     }
@@ -166,6 +196,30 @@ impl FakeChatGpt {
     /// that one CA file is all a client has to trust.
     pub fn tls_server_config(&self) -> Arc<rustls::ServerConfig> {
         self.tls.clone()
+    }
+
+    /// `program`, to run in a private network (`fake_anthropic`'s namespace
+    /// runner) whose `chatgpt.com` and `auth.openai.com` are this fake, on
+    /// `127.0.0.1:443`: for a client whose URLs are fixed (OpenClaw). Set its
+    /// CA variable to [`ca_path`](Self::ca_path) and run it as usual. Fails
+    /// when this machine does not allow unprivileged user namespaces.
+    pub fn command(&self, program: &Path) -> std::io::Result<Command> {
+        let mut cmd = Command::new(program);
+        let shared = self.shared.clone();
+        let tls = self.tls.clone();
+        crate::fake_anthropic::namespace::isolate_and_serve(
+            &mut cmd,
+            &self.hosts_path,
+            self.runtime.clone(),
+            move |listener| routes::serve(listener, tls, shared),
+        )?;
+        Ok(cmd)
+    }
+
+    /// Whether programs can be isolated on this machine (see
+    /// [`command`](Self::command)). `Err` explains how to allow it.
+    pub fn check_isolation(&self) -> Result<(), String> {
+        crate::fake_anthropic::namespace::check_isolation(|program| self.command(program))
     }
 
     /// Every request so far, in order of arrival.

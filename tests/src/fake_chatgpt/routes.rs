@@ -62,8 +62,16 @@ async fn handle(
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let headers = request.headers().clone();
-    // Drain the body (Codex compresses it; only the headers matter here).
-    let _ = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024).await;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // Read the body whole (Codex compresses it; only the headers matter here,
+    // except for the authorization server's requests, passed on as they are).
+    let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let bearer = bearer(&headers);
     let websocket = headers
         .get(header::UPGRADE)
@@ -72,7 +80,9 @@ async fn handle(
     let bare_path = path.split('?').next().unwrap_or_default().to_string();
 
     let mut held = false;
-    let (status, response) = if websocket {
+    let (status, response) = if host.split(':').next() == Some(super::AUTH_HOST) {
+        pass_to_auth_server(&app, &method, &path, &headers, body).await
+    } else if websocket {
         // Codex falls back to HTTPS at once on 426 (it retries other errors).
         text(StatusCode::UPGRADE_REQUIRED, "no websockets here")
     } else if method == Method::GET && bare_path.ends_with("/wham/accounts/check") {
@@ -103,6 +113,7 @@ async fn handle(
         .unwrap_or_else(|e| e.into_inner())
         .push(BackendRequest {
             at,
+            host,
             method: method.to_string(),
             path,
             bearer,
@@ -115,6 +126,45 @@ async fn handle(
             held,
         });
     response
+}
+
+/// Passes a request for `auth.openai.com` on to the fake authorization server
+/// (plain HTTP on loopback; its paths are OpenAI's), so that its counters see
+/// a client's own refresh or revocation.
+async fn pass_to_auth_server(
+    app: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, Response) {
+    let url = format!("{}{path}", app.auth.base_url().trim_end_matches('/'));
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), url)
+        .body(body);
+    for name in [header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+            let bytes = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, bytes).into_response();
+            if let Some(content_type) = content_type {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+            }
+            (status, response)
+        }
+        Err(_) => text(
+            StatusCode::BAD_GATEWAY,
+            "the fake authorization server is gone",
+        ),
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

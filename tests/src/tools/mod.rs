@@ -14,6 +14,7 @@
 //! | [`ensure_openai_python`] | openai-python [`OPENAI_PYTHON_VERSION`] from PyPI, in a venv | [`cache_dir`]`/python-openai-<version>` |
 //! | [`ensure_hermes_agent`] | Hermes Agent [`HERMES_AGENT_VERSION`] from PyPI, in a venv | [`cache_dir`]`/hermes-agent-<version>` |
 //! | [`ensure_openssh`] | `sshd`, `ssh`, `ssh-keygen` (Debian `openssh-server`, `openssh-client`) | the distribution's packages, like the next row |
+//! | [`ensure_openclaw`] | OpenClaw [`OPENCLAW_VERSION`] and Node.js [`OPENCLAW_NODE_VERSION`] from npm | [`cache_dir`]`/openclaw-<version>` |
 //! | [`ensure_system_tools`] | `systemd-analyze`, `systemd-socket-activate`, `python3`, `git` | the distribution's packages (`apt-get`, only as root or with passwordless sudo) |
 //!
 //! Several test binaries and threads may ask at the same time: an install
@@ -27,6 +28,7 @@ mod hermes;
 mod node;
 mod once;
 mod openssh;
+mod openclaw;
 mod python;
 mod run;
 mod system;
@@ -37,6 +39,7 @@ pub use node::{
     ensure_oidc_provider, CLAUDE_CODE_VERSION, CODEX_VERSION, COPILOT_CLI_VERSION,
 };
 pub use openssh::{ensure_openssh, OpenSsh};
+pub use openclaw::{ensure_openclaw, OpenClawInstall, OPENCLAW_NODE_VERSION, OPENCLAW_VERSION};
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};
 pub use system::{ensure_libfaketime, ensure_system_tools};
 

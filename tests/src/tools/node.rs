@@ -289,7 +289,7 @@ pub(super) fn start_afresh(dir: &Path) -> Result<(), String> {
 }
 
 /// Node.js of at least `min` and npm are on `PATH`, or why not.
-fn need_node(min: (u32, u32), what: &str) -> Result<(), String> {
+pub(super) fn need_node(min: (u32, u32), what: &str) -> Result<(), String> {
     let how = format!(
         "installing {what} needs Node.js >= {}.{} and npm on PATH \
          (https://nodejs.org/en/download, or the distribution's nodejs and npm packages if recent enough)",
@@ -315,7 +315,7 @@ fn parse_major_minor(version: &str) -> Option<(u32, u32)> {
 }
 
 /// The one-line failure of an npm install, naming the registry it needs.
-fn npm_failed(what: &str, error: &str) -> String {
+pub(super) fn npm_failed(what: &str, error: &str) -> String {
     let mut config = Command::new("npm");
     config.args(["config", "get", "registry"]);
     let registry = run(config, Duration::from_secs(30))
