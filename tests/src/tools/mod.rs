@@ -27,8 +27,8 @@
 mod hermes;
 mod node;
 mod once;
-mod openssh;
 mod openclaw;
+mod openssh;
 mod python;
 mod run;
 mod system;
@@ -38,8 +38,8 @@ pub use node::{
     copilot_pkg_cache, ensure_claude_code, ensure_codex_cli, ensure_copilot_cli,
     ensure_oidc_provider, CLAUDE_CODE_VERSION, CODEX_VERSION, COPILOT_CLI_VERSION,
 };
-pub use openssh::{ensure_openssh, OpenSsh};
 pub use openclaw::{ensure_openclaw, OpenClawInstall, OPENCLAW_NODE_VERSION, OPENCLAW_VERSION};
+pub use openssh::{ensure_openssh, OpenSsh};
 pub use python::{ensure_openai_python, OPENAI_PYTHON_VERSION};
 pub use system::{ensure_libfaketime, ensure_system_tools};
 
