@@ -415,3 +415,56 @@ fn large_bodies_stream_under_the_cap_and_a_unix_socket_serves_too() {
     rig.assert_key_never_forwarded();
     rig.assert_clean_logs();
 }
+
+#[test]
+fn idle_connections_at_the_cap_starve_neither_the_broker_nor_later_tools() {
+    let rig = rig(Duration::from_secs(300), "max_connections = 4\n");
+    let addr = rig.url.trim_start_matches("http://").to_string();
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        rig.key
+    );
+    // A local user without a key holds every allowed connection, idle.
+    let idle: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // The next one is accepted after those (the backlog is FIFO) and refused.
+    let refused = raw_exchange(&rig.url, &request);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("proxy_busy"), "{refused}");
+    // The broker's own socket still serves a token.
+    let token = rig
+        .broker
+        .client()
+        .token(Duration::from_secs(5))
+        .expect("the broker's socket serves while the proxy is full");
+    assert!(rig.broker.server_accepts(&token));
+    // Once the idle connections go, tools are served again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = raw_exchange(&rig.url, &request);
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(Instant::now() < deadline, "the cap was never released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A request refused for its key does not keep its connection open.
+    let started = Instant::now();
+    let no_key = raw_exchange(
+        &rig.url,
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert!(no_key.starts_with("HTTP/1.1 401"), "{no_key}");
+    assert!(
+        no_key.to_ascii_lowercase().contains("connection: close"),
+        "{no_key}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the proxy closed the connection itself"
+    );
+    rig.assert_key_never_forwarded();
+}
