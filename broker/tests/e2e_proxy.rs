@@ -398,6 +398,16 @@ fn large_bodies_stream_under_the_cap_and_a_unix_socket_serves_too() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the proxy socket is private");
+    // Bound (under the process-wide umask) before the manager started.
+    let logs = rig.broker.logs();
+    let bound_at = logs
+        .find("proxy listening")
+        .expect("the proxies are logged");
+    let ready_at = logs.find("brokerd ready").expect("brokerd is ready");
+    assert!(
+        bound_at < ready_at,
+        "proxies are bound before any task runs"
+    );
     let mut socket = std::os::unix::net::UnixStream::connect(&path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))

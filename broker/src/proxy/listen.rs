@@ -5,9 +5,12 @@
 //! capability into a network service. A loopback port is still reachable by
 //! every local user, which is why every request must carry a key the broker
 //! issued (see `keys.rs`). A Unix socket is bound 0600 (umask 0177, like the
-//! broker's own socket), so only the broker's user reaches it at all.
+//! broker's own socket), so only the broker's user reaches it at all. The
+//! umask is process-wide: `bind` runs before the manager or any other task
+//! starts (daemon.rs), so no file created elsewhere gets it by accident.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 /// A parsed `listen` value.
@@ -88,6 +91,7 @@ pub fn bind(addr: &ListenAddr) -> std::io::Result<(Listener, ListenAddr)> {
             let bound = std::os::unix::net::UnixListener::bind(path);
             nix::sys::stat::umask(old);
             let std = bound?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             std.set_nonblocking(true)?;
             Ok((
                 Listener::Unix(
