@@ -216,7 +216,7 @@ fn sse_first_event_arrives_before_the_upstream_finished() {
 
 #[test]
 fn websocket_upgrade_is_tunnelled_both_ways() {
-    let rig = rig(Duration::from_secs(300), "");
+    let mut rig = rig(Duration::from_secs(300), "");
     let addr = rig.url.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
     socket
@@ -249,6 +249,15 @@ fn websocket_upgrade_is_tunnelled_both_ways() {
         socket.read_exact(&mut echoed).unwrap();
         assert_eq!(&echoed, message, "echoed through the tunnel");
     }
+    // Shutdown closes the open tunnel (it is a tracked proxy task).
+    rig.broker.restart();
+    assert!(
+        rig.broker
+            .logs()
+            .contains("proxy: upgraded connection closed at shutdown"),
+        "the tunnel was closed by the shutdown"
+    );
+    assert_eq!(socket.read(&mut byte).unwrap_or(0), 0, "the tool saw EOF");
     drop(socket);
     let requests = rig.upstream.requests();
     assert_eq!(requests.len(), 1);

@@ -121,7 +121,13 @@ pub async fn handle(
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (Some(client_side), true) = (client_upgrade, switching) {
         let upstream_side = hyper::upgrade::on(&mut response);
-        tunnel::spawn(client_side, upstream_side, proxy.listen.to_string());
+        tunnel::spawn(
+            client_side,
+            upstream_side,
+            proxy.listen.to_string(),
+            &proxy.tasks,
+            proxy.shutdown.clone(),
+        );
     }
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers, switching);

@@ -67,6 +67,10 @@ pub struct Instance {
     pub clock: Arc<dyn Clock>,
     /// The pooled upstream client.
     pub client: client::UpstreamClient,
+    /// Where its tasks run (connections, tunnels), waited for at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled at shutdown.
+    pub shutdown: CancellationToken,
 }
 
 /// The account's proxies and keys; cheap to clone.
@@ -169,13 +173,10 @@ impl Proxies {
                     manager: manager.clone(),
                     clock: clock.clone(),
                     client: client.clone(),
+                    tasks: tasks.clone(),
+                    shutdown: shutdown.clone(),
                 });
-                tasks.spawn(serve::run(
-                    listener,
-                    instance,
-                    shutdown.clone(),
-                    tasks.clone(),
-                ));
+                tasks.spawn(serve::run(listener, instance));
             }
         }
         tasks.close();

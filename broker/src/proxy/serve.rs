@@ -18,18 +18,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// A client must send a request's headers within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections on `listener` until `shutdown`.
-pub async fn run(
-    listener: Listener,
-    proxy: Arc<Instance>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
+pub async fn run(listener: Listener, proxy: Arc<Instance>) {
+    let (shutdown, tasks) = (proxy.shutdown.clone(), proxy.tasks.clone());
     let permits = Arc::new(Semaphore::new(proxy.config.max_connections()));
     loop {
         let accepted = tokio::select! {
