@@ -487,3 +487,28 @@ fn idle_connections_at_the_cap_starve_neither_the_broker_nor_later_tools() {
     );
     rig.assert_key_never_forwarded();
 }
+
+#[test]
+fn a_chunked_upload_over_the_cap_gets_413() {
+    let rig = rig(Duration::from_secs(300), "max_body_bytes = 65536\n");
+    let mut socket = std::net::TcpStream::connect(rig.url.trim_start_matches("http://")).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let chunk = vec![b'c'; 70_000];
+    write!(
+        socket,
+        "POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        rig.key,
+        chunk.len()
+    )
+    .unwrap();
+    socket.write_all(&chunk).unwrap();
+    let _ = socket.write_all(b"\r\n0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("max_body_bytes"), "{answer}");
+    rig.assert_key_never_forwarded();
+}

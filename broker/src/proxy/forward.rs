@@ -82,6 +82,10 @@ pub async fn handle(
         *outgoing.headers_mut() = headers;
         let answer = match proxy.client.request(outgoing).await {
             Ok(answer) => answer,
+            Err(e) if super::body::cut_at_cap(&e) => {
+                tracing::info!(listen = %proxy.listen, "proxy: a streamed request body exceeded max_body_bytes");
+                return Ok(refusal::too_large(proxy.config.max_body()));
+            }
             Err(e) => {
                 tracing::warn!(listen = %proxy.listen, error = %e, "proxy: upstream request failed");
                 return Ok(refusal::upstream(&format!(
