@@ -103,6 +103,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => server::socket::bind(&socket_path)?,
     };
+    // Bound before any task runs (see proxy::bind).
+    let proxy_listeners = crate::proxy::bind(proxy_tables)?;
     let manager = TokenManager::start(
         account.clone(),
         provider.clone(),
@@ -145,7 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     // So are the header-injecting proxies (see proxy/).
     let proxies = crate::proxy::Proxies::start(
-        proxy_tables,
+        proxy_listeners,
         &provider.preset,
         proxy_keys,
         &manager,

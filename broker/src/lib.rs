@@ -25,6 +25,7 @@ pub mod projection;
 pub mod provider;
 pub mod proxy;
 pub mod server;
+pub mod stale_socket;
 pub mod store;
 pub mod systemd;
 pub mod trusted_path;

@@ -216,7 +216,7 @@ fn sse_first_event_arrives_before_the_upstream_finished() {
 
 #[test]
 fn websocket_upgrade_is_tunnelled_both_ways() {
-    let rig = rig(Duration::from_secs(300), "");
+    let mut rig = rig(Duration::from_secs(300), "");
     let addr = rig.url.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
     socket
@@ -249,6 +249,15 @@ fn websocket_upgrade_is_tunnelled_both_ways() {
         socket.read_exact(&mut echoed).unwrap();
         assert_eq!(&echoed, message, "echoed through the tunnel");
     }
+    // Shutdown closes the open tunnel (it is a tracked proxy task).
+    rig.broker.restart();
+    assert!(
+        rig.broker
+            .logs()
+            .contains("proxy: upgraded connection closed at shutdown"),
+        "the tunnel was closed by the shutdown"
+    );
+    assert_eq!(socket.read(&mut byte).unwrap_or(0), 0, "the tool saw EOF");
     drop(socket);
     let requests = rig.upstream.requests();
     assert_eq!(requests.len(), 1);
@@ -398,6 +407,16 @@ fn large_bodies_stream_under_the_cap_and_a_unix_socket_serves_too() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the proxy socket is private");
+    // Bound (under the process-wide umask) before the manager started.
+    let logs = rig.broker.logs();
+    let bound_at = logs
+        .find("proxy listening")
+        .expect("the proxies are logged");
+    let ready_at = logs.find("brokerd ready").expect("brokerd is ready");
+    assert!(
+        bound_at < ready_at,
+        "proxies are bound before any task runs"
+    );
     let mut socket = std::os::unix::net::UnixStream::connect(&path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -414,4 +433,82 @@ fn large_bodies_stream_under_the_cap_and_a_unix_socket_serves_too() {
     assert_eq!(rig.upstream.requests().len(), 2);
     rig.assert_key_never_forwarded();
     rig.assert_clean_logs();
+}
+
+#[test]
+fn idle_connections_at_the_cap_starve_neither_the_broker_nor_later_tools() {
+    let rig = rig(Duration::from_secs(300), "max_connections = 4\n");
+    let addr = rig.url.trim_start_matches("http://").to_string();
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        rig.key
+    );
+    // A local user without a key holds every allowed connection, idle.
+    let idle: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // The next one is accepted after those (the backlog is FIFO) and refused.
+    let refused = raw_exchange(&rig.url, &request);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("proxy_busy"), "{refused}");
+    // The broker's own socket still serves a token.
+    let token = rig
+        .broker
+        .client()
+        .token(Duration::from_secs(5))
+        .expect("the broker's socket serves while the proxy is full");
+    assert!(rig.broker.server_accepts(&token));
+    // Once the idle connections go, tools are served again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = raw_exchange(&rig.url, &request);
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(Instant::now() < deadline, "the cap was never released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A request refused for its key does not keep its connection open.
+    let started = Instant::now();
+    let no_key = raw_exchange(
+        &rig.url,
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert!(no_key.starts_with("HTTP/1.1 401"), "{no_key}");
+    assert!(
+        no_key.to_ascii_lowercase().contains("connection: close"),
+        "{no_key}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the proxy closed the connection itself"
+    );
+    rig.assert_key_never_forwarded();
+}
+
+#[test]
+fn a_chunked_upload_over_the_cap_gets_413() {
+    let rig = rig(Duration::from_secs(300), "max_body_bytes = 65536\n");
+    let mut socket = std::net::TcpStream::connect(rig.url.trim_start_matches("http://")).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let chunk = vec![b'c'; 70_000];
+    write!(
+        socket,
+        "POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        rig.key,
+        chunk.len()
+    )
+    .unwrap();
+    socket.write_all(&chunk).unwrap();
+    let _ = socket.write_all(b"\r\n0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("max_body_bytes"), "{answer}");
+    rig.assert_key_never_forwarded();
 }

@@ -4,12 +4,13 @@
 //!
 //! Why `Limited`: the cap on a streamed body is enforced as it flows, so a
 //! chunked upload without `Content-Length` cannot exceed it either (the
-//! upstream request then fails instead of being completed).
+//! upstream request then fails instead of being completed, and the tool gets
+//! the same 413 as for a declared length: see `cut_at_cap`).
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Empty, Full, Limited};
+use http_body_util::{BodyExt as _, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 
 /// Any error a body may end with.
@@ -34,6 +35,19 @@ pub fn empty() -> ProxyBody {
 /// An upstream response body, passed through as it arrives.
 pub fn passthrough(body: Incoming) -> ProxyBody {
     body.map_err(BoxError::from).boxed()
+}
+
+/// Whether `error` (an upstream request's failure) comes from the body cap:
+/// the `Limited` error is somewhere in its source chain.
+pub fn cut_at_cap(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// A tool's request body, ready to be sent (once or, if kept, twice).

@@ -82,6 +82,10 @@ pub async fn handle(
         *outgoing.headers_mut() = headers;
         let answer = match proxy.client.request(outgoing).await {
             Ok(answer) => answer,
+            Err(e) if super::body::cut_at_cap(&e) => {
+                tracing::info!(listen = %proxy.listen, "proxy: a streamed request body exceeded max_body_bytes");
+                return Ok(refusal::too_large(proxy.config.max_body()));
+            }
             Err(e) => {
                 tracing::warn!(listen = %proxy.listen, error = %e, "proxy: upstream request failed");
                 return Ok(refusal::upstream(&format!(
@@ -121,7 +125,13 @@ pub async fn handle(
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (Some(client_side), true) = (client_upgrade, switching) {
         let upstream_side = hyper::upgrade::on(&mut response);
-        tunnel::spawn(client_side, upstream_side, proxy.listen.to_string());
+        tunnel::spawn(
+            client_side,
+            upstream_side,
+            proxy.listen.to_string(),
+            &proxy.tasks,
+            proxy.shutdown.clone(),
+        );
     }
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers, switching);

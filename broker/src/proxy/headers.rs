@@ -125,21 +125,22 @@ impl Merge {
                 }
             }
             Merge::AddToList => {
-                let wanted = value.to_str().unwrap_or_default();
-                let present = headers
+                // Every value the tool sent (it may send the header more than
+                // once), as one list; ours is added when missing.
+                let mut items: Vec<String> = headers
                     .get_all(name)
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(|v| v.split(','))
-                    .any(|t| t.trim() == wanted);
-                if present {
-                    return;
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let wanted = value.to_str().unwrap_or_default();
+                if !items.iter().any(|t| t == wanted) {
+                    items.push(wanted.to_string());
                 }
-                let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-                    Some(old) if !old.trim().is_empty() => format!("{old},{wanted}"),
-                    _ => wanted.to_string(),
-                };
-                if let Ok(v) = HeaderValue::try_from(joined) {
+                if let Ok(v) = HeaderValue::try_from(items.join(",")) {
                     headers.insert(name.clone(), v);
                 }
             }
@@ -182,6 +183,31 @@ mod tests {
         assert!(!h.contains_key(CONNECTION));
         assert_eq!(h["anthropic-beta"], "a-1,oauth-2025-04-20");
         assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn every_anthropic_beta_value_is_kept() {
+        let mut h = HeaderMap::new();
+        h.append("anthropic-beta", HeaderValue::from_static("a-1, b-2"));
+        h.append("anthropic-beta", HeaderValue::from_static("c-3"));
+        let extra = [(
+            HeaderName::from_static("anthropic-beta"),
+            HeaderValue::from_static("oauth-2025-04-20"),
+            Merge::AddToList,
+        )];
+        rewrite(&mut h, &SecretString::from("t".to_string()), &extra, false).unwrap();
+        let all: Vec<_> = h.get_all("anthropic-beta").iter().collect();
+        assert_eq!(all, ["a-1,b-2,c-3,oauth-2025-04-20"]);
+        // Already present in a later value: the list is joined, not doubled.
+        let mut h = HeaderMap::new();
+        h.append("anthropic-beta", HeaderValue::from_static("a-1"));
+        h.append(
+            "anthropic-beta",
+            HeaderValue::from_static("oauth-2025-04-20"),
+        );
+        rewrite(&mut h, &SecretString::from("t".to_string()), &extra, false).unwrap();
+        let all: Vec<_> = h.get_all("anthropic-beta").iter().collect();
+        assert_eq!(all, ["a-1,oauth-2025-04-20"]);
     }
 
     #[test]

@@ -101,9 +101,15 @@ impl KeyError {
 }
 
 /// The account's proxy keys.
+///
+/// Two locks, because `admit` runs on every proxied request: `inner` is held
+/// only for lookups and for swapping a new list in; `writer` serialises
+/// `issue`/`revoke`, which hold it across the file write (an fsync, possibly
+/// slow) so that no request waits for the disk.
 pub struct KeyStore {
     path: PathBuf,
     inner: Mutex<Inner>,
+    writer: Mutex<()>,
 }
 
 /// Hex SHA-256 of a presented key.
@@ -148,11 +154,32 @@ impl KeyStore {
         Ok(KeyStore {
             path,
             inner: Mutex::new(inner),
+            writer: Mutex::new(()),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored keys now (a copy; only a holder of `writer` changes them).
+    fn keys(&self) -> Vec<StoredKey> {
+        self.lock().keys.clone()
+    }
+
+    /// Swaps `keys` in (after they were saved), forgetting the use of a
+    /// revoked key.
+    fn install(&self, keys: Vec<StoredKey>, revoked: Option<&str>) {
+        let mut inner = self.lock();
+        inner.keys = keys;
+        inner.index();
+        if let Some(name) = revoked {
+            inner.usage.remove(name);
+        }
     }
 
     fn save(&self, keys: &[StoredKey]) -> Result<(), KeyError> {
@@ -169,7 +196,8 @@ impl KeyStore {
     /// Issues a new key named `name` (or `key-N`); the key itself is returned
     /// once and never stored.
     pub fn issue(&self, name: Option<&str>) -> Result<(String, SecretString), KeyError> {
-        let mut inner = self.lock();
+        let _writing = self.write_lock();
+        let mut keys = self.keys();
         let name = match name {
             Some(n) => {
                 let ok = !n.is_empty()
@@ -185,10 +213,10 @@ impl KeyStore {
             }
             None => (1..)
                 .map(|i| format!("key-{i}"))
-                .find(|n| inner.keys.iter().all(|k| &k.name != n))
+                .find(|n| keys.iter().all(|k| &k.name != n))
                 .expect("an unused name"),
         };
-        if inner.keys.iter().any(|k| k.name == name) {
+        if keys.iter().any(|k| k.name == name) {
             return Err(KeyError::Exists(name));
         }
         let mut bytes = [0u8; 32];
@@ -197,34 +225,26 @@ impl KeyStore {
             "{KEY_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         );
-        let mut keys = inner.keys.clone();
         keys.push(StoredKey {
             name: name.clone(),
             sha256: hash(&key),
             created_at: unix_secs(SystemTime::now()),
         });
         self.save(&keys)?;
-        inner.keys = keys;
-        inner.index();
+        self.install(keys, None);
         Ok((name, SecretString::from(key)))
     }
 
     /// Revokes the key named `name`.
     pub fn revoke(&self, name: &str) -> Result<(), KeyError> {
-        let mut inner = self.lock();
-        if !inner.keys.iter().any(|k| k.name == name) {
+        let _writing = self.write_lock();
+        let mut keys = self.keys();
+        if !keys.iter().any(|k| k.name == name) {
             return Err(KeyError::Unknown(name.to_string()));
         }
-        let keys: Vec<StoredKey> = inner
-            .keys
-            .iter()
-            .filter(|k| k.name != name)
-            .cloned()
-            .collect();
+        keys.retain(|k| k.name != name);
         self.save(&keys)?;
-        inner.keys = keys;
-        inner.usage.remove(name);
-        inner.index();
+        self.install(keys, Some(name));
         Ok(())
     }
 
@@ -307,5 +327,27 @@ mod tests {
         assert_eq!(again.admit(&key), None);
         assert!(matches!(again.revoke("key-1"), Err(KeyError::Unknown(_))));
         assert_eq!(KeyStore::load(dir.path()).unwrap().status().len(), 1);
+    }
+
+    #[test]
+    fn requests_are_admitted_while_a_key_file_write_is_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(KeyStore::load(dir.path()).unwrap());
+        let (_, key) = store.issue(Some("tool")).unwrap();
+        // A writer (issue/revoke) holds its lock across the fsync.
+        let writing = store.write_lock();
+        let other = store.clone();
+        let key = key.expose_secret().to_string();
+        let admitted = std::thread::spawn(move || (other.admit(&key), other.status().len()));
+        let (name, listed) = admitted.join().unwrap();
+        assert_eq!(
+            name.as_deref(),
+            Some("tool"),
+            "admit did not wait for the disk"
+        );
+        assert_eq!(listed, 1);
+        drop(writing);
+        store.revoke("tool").unwrap();
+        assert!(store.is_empty());
     }
 }

@@ -5,10 +5,13 @@
 //! capability into a network service. A loopback port is still reachable by
 //! every local user, which is why every request must carry a key the broker
 //! issued (see `keys.rs`). A Unix socket is bound 0600 (umask 0177, like the
-//! broker's own socket), so only the broker's user reaches it at all.
+//! broker's own socket), so only the broker's user reaches it at all. The
+//! umask is process-wide: `bind` runs before the manager or any other task
+//! starts (daemon.rs), so no file created elsewhere gets it by accident.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 /// A parsed `listen` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +71,8 @@ impl Drop for UnlinkOnDrop {
     }
 }
 
-/// Binds `addr`. A stale Unix socket file is replaced only when nothing
-/// answers on it.
+/// Binds `addr`. An existing Unix socket file is replaced only when it refuses
+/// connections (stale); anything else there is refused (`stale_socket.rs`).
 pub fn bind(addr: &ListenAddr) -> std::io::Result<(Listener, ListenAddr)> {
     match addr {
         ListenAddr::Tcp(a) => {
@@ -82,11 +85,13 @@ pub fn bind(addr: &ListenAddr) -> std::io::Result<(Listener, ListenAddr)> {
             ))
         }
         ListenAddr::Unix(path) => {
-            remove_stale(path)?;
+            crate::stale_socket::clear(path, "a proxy or broker", "pick another `listen` path")
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
             let bound = std::os::unix::net::UnixListener::bind(path);
             nix::sys::stat::umask(old);
             let std = bound?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             std.set_nonblocking(true)?;
             Ok((
                 Listener::Unix(
@@ -97,22 +102,6 @@ pub fn bind(addr: &ListenAddr) -> std::io::Result<(Listener, ListenAddr)> {
             ))
         }
     }
-}
-
-fn remove_stale(path: &Path) -> std::io::Result<()> {
-    if std::fs::symlink_metadata(path).is_err() {
-        return Ok(());
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            format!(
-                "{} is a live socket (another proxy or broker listens there); pick another `listen` path",
-                path.display()
-            ),
-        ));
-    }
-    std::fs::remove_file(path)
 }
 
 #[cfg(test)]

@@ -67,6 +67,10 @@ pub struct Instance {
     pub clock: Arc<dyn Clock>,
     /// The pooled upstream client.
     pub client: client::UpstreamClient,
+    /// Where its tasks run (connections, tunnels), waited for at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled at shutdown.
+    pub shutdown: CancellationToken,
 }
 
 /// The account's proxies and keys; cheap to clone.
@@ -104,10 +108,40 @@ pub fn check(configs: &[ProxyConfig], preset: &str) -> anyhow::Result<Vec<Checke
         .collect()
 }
 
+/// A checked `[[proxy]]` table with its listener bound.
+pub struct Bound {
+    checked: Checked,
+    listener: listen::Listener,
+    bound: ListenAddr,
+}
+
+/// Binds every checked proxy. Called before the manager (or any other task)
+/// starts, like the broker's own socket: a Unix socket is bound under a
+/// process-wide umask, which must not race with files created elsewhere.
+pub fn bind(checked: Vec<Checked>) -> anyhow::Result<Vec<Bound>> {
+    checked
+        .into_iter()
+        .map(|c| {
+            let (listener, bound) = listen::bind(&c.listen).map_err(|e| {
+                anyhow::anyhow!(
+                    "[[proxy]] listen = {:?}: cannot listen: {e}",
+                    c.config.listen
+                )
+            })?;
+            tracing::info!(listen = %bound, upstream = %c.upstream, "proxy listening");
+            Ok(Bound {
+                checked: c,
+                listener,
+                bound,
+            })
+        })
+        .collect()
+}
+
 impl Proxies {
-    /// Binds and serves every checked proxy until `shutdown`.
+    /// Serves every bound proxy until `shutdown`.
     pub fn start(
-        checked: Vec<Checked>,
+        bound: Vec<Bound>,
         preset: &str,
         keys: Arc<KeyStore>,
         manager: &TokenManager,
@@ -116,16 +150,14 @@ impl Proxies {
     ) -> anyhow::Result<Proxies> {
         let tasks = TaskTracker::new();
         let mut running = Vec::new();
-        if !checked.is_empty() {
+        if !bound.is_empty() {
             let client = client::build()?;
-            for c in checked {
-                let (listener, bound) = listen::bind(&c.listen).map_err(|e| {
-                    anyhow::anyhow!(
-                        "[[proxy]] listen = {:?}: cannot listen: {e}",
-                        c.config.listen
-                    )
-                })?;
-                tracing::info!(listen = %bound, upstream = %c.upstream, "proxy listening");
+            for Bound {
+                checked: c,
+                listener,
+                bound,
+            } in bound
+            {
                 running.push(ProxyStatus {
                     listen: bound.to_string(),
                     upstream: c.upstream.to_string(),
@@ -141,13 +173,10 @@ impl Proxies {
                     manager: manager.clone(),
                     clock: clock.clone(),
                     client: client.clone(),
+                    tasks: tasks.clone(),
+                    shutdown: shutdown.clone(),
                 });
-                tasks.spawn(serve::run(
-                    listener,
-                    instance,
-                    shutdown.clone(),
-                    tasks.clone(),
-                ));
+                tasks.spawn(serve::run(listener, instance));
             }
         }
         tasks.close();

@@ -32,24 +32,34 @@ pub fn respond(
 const KEY_HINT: &str =
     "create a key with `brokerctl proxy key --name TOOL` and give it to the tool as its API key";
 
+/// Closes the connection after a key refusal: a caller without a key gets
+/// no idle keep-alive connection to hold (see `serve.rs`).
+fn close(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// No key presented.
 pub fn no_key() -> Response<ProxyBody> {
-    respond(
+    close(respond(
         StatusCode::UNAUTHORIZED,
         "proxy_key_missing",
         "oauth-broker proxy: no key; send a key the broker issued as the API key (Authorization: Bearer <key> or x-api-key: <key>)",
         Some(KEY_HINT),
-    )
+    ))
 }
 
 /// A key the broker did not issue, or revoked.
 pub fn bad_key() -> Response<ProxyBody> {
-    respond(
+    close(respond(
         StatusCode::UNAUTHORIZED,
         "proxy_key_invalid",
         "oauth-broker proxy: the key is not one this broker issued, or it was revoked",
         Some(KEY_HINT),
-    )
+    ))
 }
 
 /// The broker has no token to inject.

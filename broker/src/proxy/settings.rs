@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
 /// retried once after an upstream 401: 4 MiB (a long chat request with its
 /// whole history fits).
 pub const DEFAULT_REPLAY_BODY_BYTES: u64 = 4 << 20;
+/// Default cap on open connections per proxy: far more than a few tools
+/// need, far fewer than the daemon's file descriptors (a local user holding
+/// idle connections must not starve the broker's own socket).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// One `[[proxy]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,12 +40,21 @@ pub struct ProxyConfig {
     /// can be retried once with a fresh token; larger ones are streamed and a
     /// 401 is passed through.
     pub replay_body_bytes: Option<u64>,
+    /// Most connections open at once; one more is answered 503 and closed.
+    pub max_connections: Option<usize>,
 }
 
 impl ProxyConfig {
     /// The body cap.
     pub fn max_body(&self) -> u64 {
         self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    /// The connection cap (at least 1).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .max(1)
     }
 
     /// The replay buffer cap (never above the body cap).

@@ -1,6 +1,6 @@
 //! Binding the Unix socket: private directory, 0600 socket, stale-file probe.
 
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::net::UnixListener;
 
@@ -61,32 +61,7 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, BoundSocket)> {
         }
         check_socket_dir(dir)?;
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => anyhow::bail!(
-                    "another broker is already listening on {}; stop it first or pass a different --socket",
-                    path.display()
-                ),
-                // Only "connection refused" proves that nobody listens; any other
-                // failure (permissions, a full backlog) may hide a live broker.
-                Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => anyhow::bail!(
-                    "cannot tell whether a broker is listening on {} ({e}); remove the file if no broker runs, or pass a different --socket",
-                    path.display()
-                ),
-                Err(_) => {
-                    tracing::info!(socket = %path.display(), "removing stale socket");
-                    std::fs::remove_file(path)
-                        .map_err(|e| anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display()))?;
-                }
-            }
-        }
-        Ok(_) => anyhow::bail!(
-            "{} exists and is not a socket; remove it or pass a different --socket",
-            path.display()
-        ),
-        Err(_) => {}
-    }
+    crate::stale_socket::clear(path, "another broker", "pass a different --socket")?;
     // umask 0177 while binding: the socket is never reachable by others, not even
     // for the instant between bind() and chmod().
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
