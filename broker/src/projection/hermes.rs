@@ -28,6 +28,7 @@
 //! * `hermes logout` only deletes the Codex login from this file (no revoke).
 
 use super::codex::Codex;
+use super::json_object::object_at;
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
 use crate::manager::ServedToken;
@@ -200,18 +201,6 @@ impl ToolFormat for Hermes {
             current.insert("active_provider".into(), Value::Null);
         }
         Some(current)
-    }
-}
-
-/// The object under `key`, made one if it is missing or not an object.
-fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    match slot {
-        Value::Object(object) => object,
-        _ => unreachable!("just made an object"),
     }
 }
 

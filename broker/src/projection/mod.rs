@@ -29,6 +29,7 @@ pub mod copilot_cli;
 pub mod file;
 pub mod hermes;
 pub mod in_place;
+pub mod json_object;
 pub mod openclaw;
 pub mod target;
 

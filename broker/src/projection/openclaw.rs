@@ -45,6 +45,7 @@
 
 use super::codex::Codex;
 use super::file::Stamp;
+use super::json_object::object_at;
 use super::target::{Identity, ToolFormat, PLACEHOLDER_REFRESH_TOKEN};
 use crate::config::ProjectionKind;
 use crate::manager::ServedToken;
@@ -283,18 +284,6 @@ fn open(path: &Path) -> io::Result<Connection> {
 /// SQLite errors name the table or the cause, never a value.
 fn sql_error(e: rusqlite::Error) -> io::Error {
     io::Error::other(format!("SQLite: {e}"))
-}
-
-/// The object under `key`, made one if it is missing or not an object.
-fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    match slot {
-        Value::Object(object) => object,
-        _ => unreachable!("just made an object"),
-    }
 }
 
 #[cfg(test)]
