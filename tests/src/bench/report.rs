@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::brokerctl::{ProcessRuns, TokenProcesses};
 use super::latency::{Human, Latency};
-use super::storm::StateWrites;
+use super::storm::{StateWrites, StormResult};
 use super::Report;
 
 /// The clients count whose throughput has a target.
@@ -163,17 +163,7 @@ impl Report {
                         StateWrites::Replace => "`state.json` replaced per write (`[state] writes = \"replace\"`, as before)",
                     }
                 ),
-                format!(
-                    "all served {} after resume (first {}; a single waiting client: {}); {} refresh{}, {} distinct token{}; one token-endpoint round trip p50 {}",
-                    Human(storm.all_served),
-                    Human(storm.first_served),
-                    Human(storm.single_client),
-                    storm.refreshes,
-                    if storm.refreshes == 1 { "" } else { "es" },
-                    storm.distinct_tokens,
-                    if storm.distinct_tokens == 1 { "" } else { "s" },
-                    Human(storm.endpoint_round_trip.p50),
-                ),
+                storm_line(storm),
                 if verdict.is_empty() {
                     "—".into()
                 } else {
@@ -419,4 +409,20 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
     }
+}
+
+/// What one storm measured, in one line (a table cell, or a line of
+/// `bench --only storm`).
+pub fn storm_line(storm: &StormResult) -> String {
+    format!(
+        "all served {} after resume (first {}; a single waiting client: {}); {} refresh{}, {} distinct token{}; one token-endpoint round trip p50 {}",
+        Human(storm.all_served),
+        Human(storm.first_served),
+        Human(storm.single_client),
+        storm.refreshes,
+        if storm.refreshes == 1 { "" } else { "es" },
+        storm.distinct_tokens,
+        if storm.distinct_tokens == 1 { "" } else { "s" },
+        Human(storm.endpoint_round_trip.p50),
+    )
 }

@@ -8,6 +8,8 @@
 //! meaningless), `--brokerd PATH`, `--brokerctl PATH` (measure other builds),
 //! `--only token` (only the whole-process rows: `brokerctl token`, `oidc-token`
 //! and a C no-op, interleaved), `--runs N` (runs of each process, default 200),
+//! `--only storm` (only the refresh storm with the state journal, `--runs N`
+//! times, default 5: one line each — the storm moves with the machine's mood),
 //! `--serve` (set up brokerd and oidc-agent, print how to run `brokerctl
 //! token` and `oidc-token` against them, and wait until stdin closes: for
 //! `strace`, `valgrind` and the like).
@@ -19,7 +21,14 @@ use oauth_broker_tests::bench::{self, report, BenchConfig};
 use oauth_broker_tests::binaries::Binaries;
 
 const USAGE: &str =
-    "usage: bench [--smoke] [--brokerd PATH] [--brokerctl PATH] [--only token] [--runs N] [--serve]";
+    "usage: bench [--smoke] [--brokerd PATH] [--brokerctl PATH] [--only token|storm] [--runs N] [--serve]";
+
+/// `--only …`: one part of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Token,
+    Storm,
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -35,7 +44,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let mut smoke = false;
     let mut brokerd = None;
     let mut brokerctl = None;
-    let mut only_token = false;
+    let mut only = None;
     let mut runs = None;
     let mut serve = false;
     let mut args = std::env::args_os().skip(1);
@@ -44,7 +53,14 @@ fn run() -> anyhow::Result<ExitCode> {
             Some("--smoke") => smoke = true,
             Some("--brokerd") => brokerd = args.next().map(PathBuf::from),
             Some("--brokerctl") => brokerctl = args.next().map(PathBuf::from),
-            Some("--only") if args.next().as_deref() == Some("token".as_ref()) => only_token = true,
+            Some("--only") => match args.next().as_ref().and_then(|a| a.to_str()) {
+                Some("token") => only = Some(Only::Token),
+                Some("storm") => only = Some(Only::Storm),
+                _ => {
+                    eprintln!("bench: --only takes `token` or `storm`\n{USAGE}");
+                    return Ok(ExitCode::from(64));
+                }
+            },
             Some("--serve") => serve = true,
             Some("--runs") => match args.next().and_then(|n| n.to_str()?.parse().ok()) {
                 Some(n) if n > 0 => runs = Some(n),
@@ -80,10 +96,26 @@ fn run() -> anyhow::Result<ExitCode> {
     } else {
         BenchConfig::full()
     };
+    if only == Some(Only::Storm) {
+        println!(
+            "\nMachine: {}\nbrokerd: {}\n",
+            report::machine(),
+            binaries.brokerd.display()
+        );
+        for run in 1..=runs.unwrap_or(5) {
+            let storm = bench::storm::run(
+                &binaries.brokerd,
+                config.storm_clients,
+                bench::storm::StateWrites::Journal,
+            )?;
+            println!("run {run}: {}", report::storm_line(&storm));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(runs) = runs {
         config.brokerctl_runs = runs;
     }
-    if only_token {
+    if only == Some(Only::Token) {
         let processes =
             bench::run_token_processes(&binaries, &config, |stage| eprintln!("… {stage}"))?;
         println!(
