@@ -10,8 +10,11 @@
 //! * The real brokerd with `write = "in-place"`: the container side follows
 //!   every refresh.
 //! * The real brokerd whose target *is* a bind mount in its own namespace
-//!   switches to in-place writes by itself (a rename there fails with EBUSY),
-//!   says so once in its log and shows it in `status`.
+//!   switches to in-place writes by itself, says so once in its log and shows
+//!   it in `status`: told by the mount ids where it can read them, and, in a
+//!   namespace without procfs where it cannot, by the rename onto the mount
+//!   point failing with `EBUSY` (a reader in that namespace follows every
+//!   rewrite).
 //!
 //! Mount namespaces need CAP_SYS_ADMIN: CI runs these tests as root.
 
@@ -322,11 +325,18 @@ fn brokerd_writing_in_place_feeds_a_single_file_bind_mount_through_refreshes() {
 
 /// A wrapper that starts brokerd in a mount namespace of its own where
 /// `target` is a bind mount of `source`: what the broker finds when the file
-/// it should write is a single-file volume in its own view.
-fn brokerd_with_bind_mount(dir: &Path, source: &Path, target: &Path) -> PathBuf {
+/// it should write is a single-file volume in its own view. With
+/// `mask_proc`, an empty read-only tmpfs covers `/proc` in that namespace (a
+/// sandbox without procfs), so the broker cannot read mount ids there.
+fn brokerd_with_bind_mount(dir: &Path, source: &Path, target: &Path, mask_proc: bool) -> PathBuf {
     let wrapper = dir.join("brokerd-in-mount-ns");
+    let mask = if mask_proc {
+        "mount -t tmpfs -o ro,size=4k no-proc /proc || exit 71; "
+    } else {
+        ""
+    };
     let script = format!(
-        "#!/bin/sh\nexec unshare --mount --propagation private -- sh -c 'mount --bind \"$1\" \"$2\" || exit 70; shift 2; exec \"$@\"' sh '{}' '{}' '{}' \"$@\"\n",
+        "#!/bin/sh\nexec unshare --mount --propagation private -- sh -c 'mount --bind \"$1\" \"$2\" || exit 70; {mask}shift 2; exec \"$@\"' sh '{}' '{}' '{}' \"$@\"\n",
         source.display(),
         target.display(),
         brokerd().display()
@@ -345,7 +355,7 @@ fn brokerd_switches_to_in_place_when_its_target_is_a_mount_point() {
     fs::create_dir(env.path("codex-home")).unwrap();
     fs::write(&source, b"{}").unwrap();
     fs::write(&target, b"").unwrap();
-    let wrapper = brokerd_with_bind_mount(env.root(), &source, &target);
+    let wrapper = brokerd_with_bind_mount(env.root(), &source, &target, false);
     let p = Broker::builder()
         .test_env(env)
         .brokerd(wrapper)
@@ -382,4 +392,177 @@ fn brokerd_switches_to_in_place_when_its_target_is_a_mount_point() {
     let out = p.ctl(&["status", "--json"]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["projections"][0]["write"], "in-place");
+}
+
+/// Runs `body` on a thread of its own that has joined the mount namespace of
+/// process `pid`: a reader that sees that process's mounts.
+fn in_mount_namespace_of<T: Send + 'static>(
+    pid: u32,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = fs::File::open(format!("/proc/{pid}/ns/mnt")).expect("the broker's mount namespace");
+    std::thread::spawn(move || {
+        // setns(CLONE_NEWNS) refuses a thread that shares its root and
+        // working directory with the process's other threads.
+        unshare(CloneFlags::CLONE_FS).expect("unshare(CLONE_FS)");
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNS)
+            .expect("joining the broker's mount namespace needs root (CI runs the suite as root)");
+        body()
+    })
+}
+
+/// What the reader in the broker's mount namespace found.
+#[derive(Debug, Default)]
+struct Followed {
+    /// Fingerprints of the access tokens read, each change once, in order.
+    tokens: Vec<String>,
+    reads: usize,
+    unparseable: usize,
+    /// Parsed, but without the broker's access token after it had one.
+    tokenless: usize,
+}
+
+/// The second way the switch fires, for real: the broker's target is a
+/// single-file bind mount, but its namespace has no procfs (an empty tmpfs
+/// over `/proc`, as in a minimal sandbox), so the mount ids that tell a mount
+/// point are unreadable and `is_mount_point` cannot say. Only the rename
+/// onto the mount point, refused with `EBUSY`, shows it.
+///
+/// (`EXDEV` cannot come from this rename: the temp file is made in the
+/// target's own directory, and the kernel's cross-mount check compares the
+/// mounts of the two parent directories, which are one; a file mounted over
+/// the target is refused with `EBUSY`.)
+#[test]
+fn brokerd_switches_to_in_place_when_a_rename_onto_its_target_fails_with_ebusy() {
+    let env = oauth_broker_tests::harness::TestEnv::new();
+    let source = env.path("volume-auth.json");
+    let target = env.path("codex-home/auth.json");
+    fs::create_dir(env.path("codex-home")).unwrap();
+    fs::write(&source, b"{}").unwrap();
+    // The mount point, as this (the host's) namespace keeps seeing it.
+    fs::write(&target, b"").unwrap();
+    let wrapper = brokerd_with_bind_mount(env.root(), &source, &target, true);
+    let p = Broker::builder()
+        .test_env(env)
+        .brokerd(wrapper)
+        // Each token stays in the file for seconds: the reader, polling every
+        // few milliseconds, has ample time to see it.
+        .fake(jwt_fake(Duration::from_secs(4)))
+        .extra_toml(
+            "[[project]]\nkind = \"codex\"\npath = \"{root}/codex-home/auth.json\"\nrefresh_margin_secs = 0\n",
+        )
+        .logged_in();
+
+    // A reader in the broker's own mount namespace, at the target's path.
+    const REWRITES: usize = 3;
+    let followed = Arc::new(std::sync::Mutex::new(Followed::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (followed, stop, source, target) = (
+            followed.clone(),
+            stop.clone(),
+            source.clone(),
+            target.clone(),
+        );
+        in_mount_namespace_of(p.broker.pid(), move || {
+            use std::os::unix::fs::MetadataExt;
+            // What the broker sees: no procfs, and the target is the volume.
+            assert!(
+                !Path::new("/proc/self").exists(),
+                "/proc is masked in the broker's namespace"
+            );
+            assert_eq!(
+                fs::metadata(&target).unwrap().ino(),
+                fs::metadata(&source).unwrap().ino(),
+                "the target is a bind mount of the volume here"
+            );
+            while !stop.load(Ordering::SeqCst) {
+                let bytes = fs::read(&target).expect("read the bind-mounted file");
+                let mut f = followed.lock().unwrap();
+                f.reads += 1;
+                let file = serde_json::from_slice::<Value>(&bytes);
+                match file
+                    .as_ref()
+                    .map(|v| v.pointer("/tokens/access_token").and_then(Value::as_str))
+                {
+                    Err(_) => f.unparseable += 1,
+                    Ok(Some(token)) => {
+                        let id = fingerprint(token);
+                        if f.tokens.last() != Some(&id) {
+                            f.tokens.push(id);
+                        }
+                    }
+                    // The volume's `{}` (grown with spaces by the first
+                    // in-place write) until the broker's login lands.
+                    Ok(None) if f.tokens.is_empty() && file.as_ref().ok() == Some(&json!({})) => {}
+                    Ok(None) => f.tokenless += 1,
+                }
+                drop(f);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let enough = Backoff::new(Duration::from_secs(30))
+        .until(|| (followed.lock().unwrap().tokens.len() > REWRITES).then_some(()));
+    stop.store(true, Ordering::SeqCst);
+    reader
+        .join()
+        .expect("the reader in the broker's mount namespace");
+    let followed = std::mem::take(&mut *followed.lock().unwrap());
+    assert!(
+        enough.is_some(),
+        "the reader saw {followed:?}; status {:?}\nlogs:\n{}",
+        p.status().projections,
+        p.logs()
+    );
+
+    // Every token the server issued from the first one the reader saw up to
+    // its last, in order: the reader inside followed every rewrite.
+    let issued: Vec<String> = p
+        .fake
+        .access_tokens_in_issue_order()
+        .iter()
+        .map(|t| fingerprint(t))
+        .collect();
+    let first = issued
+        .iter()
+        .position(|t| *t == followed.tokens[0])
+        .expect("the reader saw a token the server issued");
+    assert_eq!(
+        issued[first..].get(..followed.tokens.len()),
+        Some(&followed.tokens[..]),
+        "the reader missed a rewrite: {followed:?}"
+    );
+    assert_eq!(followed.unparseable, 0, "{followed:?}");
+    assert_eq!(followed.tokenless, 0, "{followed:?}");
+
+    // The rename was what told: the reason names the refusal, not a mount.
+    let status = p.target_status(&target);
+    assert_eq!(status.write.as_deref(), Some("in-place"), "{status:?}");
+    let reason = status.write_reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("a rename onto it failed") && reason.contains("os error 16"),
+        "{status:?}"
+    );
+    assert_eq!(status.last_error, None);
+    // Logged once, however many rewrites followed.
+    let logs = p.logs();
+    assert_eq!(
+        logs.matches("writing this projection target in place from now on")
+            .count(),
+        1,
+        "{logs}"
+    );
+    let out = p.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("in place (a rename onto it failed"), "{text}");
+    let out = p.ctl(&["status", "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["projections"][0]["write"], "in-place");
+    assert_eq!(json["projections"][0]["write_reason"], reason.as_str());
+    // The host's file at that path was never touched (the broker wrote
+    // through its mount), and the refused rename left no temp file.
+    assert_eq!(fs::read(&target).unwrap(), b"");
+    assert_eq!(fs::read_dir(p.env.path("codex-home")).unwrap().count(), 1);
+    p.assert_no_token_in_logs();
 }

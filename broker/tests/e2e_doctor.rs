@@ -1,9 +1,14 @@
 //! `brokerctl doctor` against the real brokerd: every diagnosis produced for
 //! real (a stopped broker, a killed one's stale socket, a tool's own login
 //! written into a projected file, loosened permissions, a forwarded socket,
-//! a refusal by peer uid), with `status`'s exit codes and no token printed.
+//! a refusal by peer uid, a broker whose every connection is serving a
+//! request and so answers busy), with `status`'s exit codes and no token
+//! printed.
 
 use crate::common::*;
+use oauth_broker_client::proto::{
+    encode_frame, frame_len, Hello, LoginEvent, LoginMethod, Request, Response, FRAME_HEADER_LEN,
+};
 use serde_json::Value;
 use std::fs;
 use std::io::{Read, Write};
@@ -295,4 +300,111 @@ fn a_refusal_by_peer_uid_is_relayed_with_the_uid() {
         broker.contains("refused this user (uid 54321)"),
         "{out_text}"
     );
+}
+
+fn read_frame(s: &mut UnixStream) -> Response {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    s.read_exact(&mut header).expect("frame header");
+    let mut payload = vec![0u8; frame_len(header).expect("frame length")];
+    s.read_exact(&mut payload).expect("frame payload");
+    serde_json::from_slice(&payload).expect("a well-formed frame")
+}
+
+/// The broker answers `busy` only when every slot holds a connection in the
+/// middle of a request (an idle one would be closed to make room). One slot,
+/// held by a device login waiting for the user: doctor's connection is
+/// answered busy, and doctor says so in one line, exit 1; once the login
+/// ends, the slot is idle again and doctor passes.
+#[test]
+fn a_broker_whose_every_connection_serves_a_request_is_reported_busy() {
+    let p = Broker::builder()
+        .server_toml("max_connections = 1\nidle_timeout_secs = 300\n")
+        .logged_in();
+    let mut login = UnixStream::connect(p.broker.socket_path()).expect("connect");
+    login
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    login
+        .write_all(&encode_frame(&Hello::new("login")).unwrap())
+        .unwrap();
+    assert!(matches!(read_frame(&mut login), Response::Welcome(_)));
+    login
+        .write_all(
+            &encode_frame(&Request::Relogin {
+                method: Some(LoginMethod::Device),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+    // The device code is sent from inside the request: the only slot is
+    // serving it, and stays so until the user approves.
+    let user_code = match read_frame(&mut login) {
+        Response::Login(LoginEvent::DeviceCode { user_code, .. }) => user_code,
+        other => panic!("expected a device code, got {other:?}"),
+    };
+
+    let (code, out) = doctor(&p);
+    eprintln!("{out}");
+    assert_eq!(code, 1, "{out}");
+    // Only the broker fails; doctor stops there (no login or projection
+    // line), at most adding the files it can check without the broker.
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("FAIL")).count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("login")),
+        "{out}"
+    );
+    let broker = line(&out, "broker");
+    assert!(broker.starts_with("FAIL"), "{out}");
+    assert!(broker.contains("is busy"), "{out}");
+    assert!(
+        broker.contains("every connection is serving a request"),
+        "{out}"
+    );
+    // The broker's hint is the fix, said once.
+    assert!(broker.contains("; fix: "), "{out}");
+    assert!(!broker.contains("(hint:"), "{out}");
+    assert!(broker.contains("max_connections"), "{out}");
+    let json = doctor_json(&p);
+    assert_eq!(json["exit_code"], 1, "{json}");
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings[0]["check"], "broker");
+    assert!(findings[1..].iter().all(|f| f["level"] == "ok"), "{json}");
+    assert_eq!(findings[0]["level"], "fail");
+    assert!(
+        findings[0]["message"].as_str().unwrap().contains("is busy"),
+        "{json}"
+    );
+    assert!(
+        findings[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("max_connections"),
+        "{json}"
+    );
+    assert!(
+        p.logs()
+            .contains("every connection is serving a request; answering busy"),
+        "{}",
+        p.logs()
+    );
+
+    // The login ends: its connection is idle, so doctor's takes its slot.
+    assert!(p.fake.approve_device(&user_code));
+    loop {
+        match read_frame(&mut login) {
+            Response::Login(LoginEvent::LoggedIn { .. }) => break,
+            Response::Login(LoginEvent::Error { message, .. }) => panic!("login failed: {message}"),
+            Response::Login(_) => {}
+            other => panic!("expected login events, got {other:?}"),
+        }
+    }
+    let (code, out) = doctor(&p);
+    assert_eq!(code, 0, "{out}");
+    assert!(line(&out, "broker").starts_with("ok "), "{out}");
+    p.assert_no_token_in_logs();
 }

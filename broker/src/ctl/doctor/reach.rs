@@ -219,14 +219,18 @@ fn reached(named: &str, report: &StatusReport, peer_pid: Option<i32>, source: So
 }
 
 /// The line for a broker that was reached but did not answer the request.
-fn refused(named: &str, e: &Error) -> Finding {
-    let hint = e.hint().map(str::to_string);
-    match e {
+fn refused(named: &str, error: &Error) -> Finding {
+    let hint = error.hint().map(str::to_string);
+    let e = without_hint(error);
+    match error {
         Error::Busy { .. } => Finding::fail(
             "broker",
             exit::OTHER,
             format!("the broker at {named} is busy: {e}"),
-            hint.unwrap_or_else(|| "retry in a moment; if it stays busy, a client holds connections open (max_connections in [server])".into()),
+            // The broker answers busy only when every connection is in the
+            // middle of a request (idle ones are closed to make room), and
+            // its frame carries its own hint; this is for one that sent none.
+            hint.unwrap_or_else(|| "retry in a moment: every connection is in the middle of a request (a login waiting for the user, requests waiting for a refresh); raise max_connections in [server] if this persists".into()),
         ),
         Error::PermissionDenied { .. } => Finding::fail(
             "broker",
@@ -242,9 +246,43 @@ fn refused(named: &str, e: &Error) -> Finding {
         ),
         _ => Finding::fail(
             "broker",
-            exit::code_for(e),
+            exit::code_for(error),
             format!("the broker at {named} did not answer: {e}"),
             hint.unwrap_or_else(|| "see the broker's log (journalctl --user -u oauth-broker)".into()),
         ),
+    }
+}
+
+/// The error's one line without its `(hint: …)`: the hint is the finding's
+/// fix, printed after it.
+fn without_hint(e: &Error) -> String {
+    let text = e.to_string();
+    match e.hint() {
+        Some(hint) => text
+            .strip_suffix(&format!(" (hint: {hint})"))
+            .map_or_else(|| text.clone(), str::to_string),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_answer_is_one_line_with_the_brokers_hint_as_the_fix_once() {
+        let busy = Error::Busy {
+            retry_after: Some(Duration::from_secs(1)),
+            message: "every connection is serving a request".into(),
+            hint: Some("raise max_connections".into()),
+        };
+        let finding = refused("/run/b.sock", &busy);
+        let value = serde_json::to_value(&finding).unwrap();
+        assert_eq!(
+            value["message"],
+            "the broker at /run/b.sock is busy: every connection is serving a request; retry after 1 s"
+        );
+        assert_eq!(value["fix"], "raise max_connections");
+        assert_eq!(value["level"], "fail");
     }
 }
