@@ -459,12 +459,11 @@ fn codex_cli_websocket_kept_open_while_the_token_rotates() {
         let run =
             s.spawn(|| codex.run(&["exec", "--skip-git-repo-check", "-C", &workdir, &prompt]));
         // The turn's first request, answered up to `response.created`.
-        let first = crate::common::eventually("the first request", Duration::from_secs(60), || {
-            upstream
-                .websocket_messages()
-                .into_iter()
-                .find(|m| m.kind == "response.create" && m.generate != Some(false))
-        });
+        let first = upstream
+            .wait_for_websocket_message(Duration::from_secs(60), |m| {
+                m.kind == "response.create" && m.generate != Some(false)
+            })
+            .expect("the turn's first request");
         let old = first.bearer.clone().expect("the upgrade got the token");
         p.wait_token_not_in(&[fingerprint(&old)]);
         crate::common::eventually("the upgrade's token ends", Duration::from_secs(30), || {

@@ -202,20 +202,20 @@ impl FakeUpstream {
             .clone()
     }
 
-    /// Waits (up to `timeout`) until `n` WebSocket messages were received;
-    /// returns them, or `None` on timeout.
-    pub fn wait_for_websocket_messages(
+    /// Waits (up to `timeout`, woken by each recorded message) for the first
+    /// WebSocket message that satisfies `pred`; `None` on timeout.
+    pub fn wait_for_websocket_message(
         &self,
-        n: usize,
         timeout: Duration,
-    ) -> Option<Vec<WsMessage>> {
+        pred: impl Fn(&WsMessage) -> bool,
+    ) -> Option<WsMessage> {
         let log = self.shared.ws_log.lock().unwrap_or_else(|e| e.into_inner());
         let (log, _) = self
             .shared
             .ws_seen
-            .wait_timeout_while(log, timeout, |log| log.len() < n)
+            .wait_timeout_while(log, timeout, |log| !log.iter().any(&pred))
             .unwrap_or_else(|e| e.into_inner());
-        (log.len() >= n).then(|| log.clone())
+        log.iter().find(|m| pred(m)).cloned()
     }
 
     /// From now on each Responses WebSocket answer stops after its
