@@ -6,7 +6,7 @@
 //! custom provider, and Claude Code with `ANTHROPIC_BASE_URL`, run offline in
 //! private namespaces (see each test).
 
-use crate::common::{fake_with_ttl, stderr, stdout, Broker};
+use crate::common::{fake_with_ttl, fingerprint, stderr, stdout, Broker};
 use oauth_broker_tests::fake_upstream::FakeUpstream;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
@@ -214,6 +214,335 @@ supports_websockets = true
     assert_every_refresh_was_the_brokers(&p);
     p.assert_no_token_in_logs();
     assert!(!p.logs().contains(&key));
+}
+
+/// The real Codex CLI (0.169.0) holding one conversation through the proxy
+/// over Codex's Responses-over-WebSocket protocol: the same custom provider
+/// as above (`supports_websockets = true`), but the fake upstream accepts the
+/// upgrade and speaks the protocol (`UpstreamOptions::responses_websocket`).
+/// A `codex exec` and then `codex exec resume --last` turns, each in a later
+/// token lifetime than the one before: every turn reaches the upstream over a
+/// WebSocket whose upgrade carried the broker's current token (no request
+/// falls back to SSE), the key never reaches the upstream, Codex never sees a
+/// token and never calls the token endpoint, and the authorization server
+/// sees one refresh per lifetime and no reuse.
+#[test]
+fn codex_cli_conversation_over_the_proxys_websocket_across_token_lifetimes() {
+    use crate::e2e_codex_cli::{
+        assert_every_refresh_was_the_brokers, broker_toml, chatgpt_auth_server, codex_toml, Codex,
+        ACCOUNT,
+    };
+    use oauth_broker_tests::fake_upstream::UpstreamOptions;
+    const TURNS: usize = 4;
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
+    let env = oauth_broker_tests::harness::TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend =
+        oauth_broker_tests::fake_chatgpt::FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let check = fake.clone();
+    let upstream = FakeUpstream::start_with(
+        Arc::new(move |t| check.is_access_token_valid(t)),
+        UpstreamOptions {
+            responses_websocket: true,
+        },
+    );
+    let table = format!(
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+        upstream.origin()
+    );
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |fake| broker_toml(fake, &table))
+        .logged_in();
+    let out = p.ctl(&["proxy", "key", "--name", "codex"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let url = p.status().proxies[0].listen.clone();
+    let mut codex = Codex::new(bin, &p.env, &fake, &backend);
+    codex
+        .env
+        .push(("OAUTH_BROKER_PROXY_KEY".to_string(), key.clone()));
+    codex.write_config(&codex_toml(&backend, &websocket_provider(&url)));
+    let workdir = p.env.path("work").display().to_string();
+    let mut turn_tokens: Vec<String> = Vec::new();
+    let mut seen_requests = 0;
+    let mut seen_messages = 0;
+    let mut history = 0;
+    for n in 0..TURNS {
+        if n > 0 {
+            // The next lifetime: the broker refreshed and serves a new token.
+            fake.wait_for_refresh_requests(n as u64, Duration::from_secs(30))
+                .expect("the broker refreshes");
+            let previous: Vec<String> = turn_tokens.iter().map(|t| fingerprint(t)).collect();
+            p.wait_token_not_in(&previous);
+        }
+        let since = p.current_token_id();
+        let args: Vec<&str> = if n == 0 {
+            vec!["exec", "--skip-git-repo-check", "-C", &workdir, "say pong"]
+        } else {
+            vec![
+                "exec",
+                "--skip-git-repo-check",
+                "-C",
+                &workdir,
+                "resume",
+                "--last",
+                "say pong again",
+            ]
+        };
+        let out = codex.run(&args);
+        assert!(
+            out.status.success() && stdout(&out).contains("pong"),
+            "codex turn {n} failed ({}):\nstdout:\n{}\nstderr:\n{}\nupstream saw: {:#?}\n{:#?}",
+            out.status,
+            stdout(&out),
+            stderr(&out),
+            upstream.requests(),
+            upstream.websocket_messages()
+        );
+        for token in fake.all_issued_tokens() {
+            assert!(
+                !stdout(&out).contains(&token) && !stderr(&out).contains(&token),
+                "Codex printed a token"
+            );
+        }
+        let requests = upstream.requests();
+        let new = &requests[seen_requests..];
+        seen_requests = requests.len();
+        let upgrades: Vec<_> = new.iter().filter(|r| is_upgrade(r)).collect();
+        assert_eq!(upgrades.len(), 1, "turn {n} opened one WebSocket: {new:#?}");
+        for r in new {
+            assert!(
+                !(r.method == "POST" && r.path.ends_with("/responses")),
+                "turn {n} fell back to SSE: {new:#?}"
+            );
+        }
+        for r in &upgrades {
+            assert_eq!(r.status, 101, "the upgrade was accepted: {r:#?}");
+            assert!(r.path.ends_with("/responses"), "{r:#?}");
+            p.assert_current_since(
+                r.bearer.as_deref().expect("the upgrade got the token"),
+                &since,
+                "the upgrade",
+            );
+        }
+        let messages = upstream.websocket_messages();
+        let new = &messages[seen_messages..];
+        seen_messages = messages.len();
+        let turns: Vec<_> = new
+            .iter()
+            .filter(|m| m.kind == "response.create" && m.generate != Some(false))
+            .collect();
+        assert!(
+            !turns.is_empty(),
+            "turn {n} sent no response.create: {new:#?}"
+        );
+        for m in new {
+            let upgrade = m.bearer.as_deref().expect("the upgrade got the token");
+            p.assert_current_since(upgrade, &since, "the turn's WebSocket");
+        }
+        let input = turns.iter().map(|m| m.input_items).max().unwrap_or(0);
+        assert!(
+            input > history,
+            "turn {n} carried the conversation so far ({input} input items after {history})"
+        );
+        history = input;
+        turn_tokens.push(upgrades[0].bearer.clone().unwrap());
+    }
+    let mut distinct = turn_tokens.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), TURNS, "each turn in its own lifetime");
+    let requests = upstream.requests();
+    for req in &requests {
+        assert!(
+            req.headers.iter().all(|(_, v)| !v.contains(&key)),
+            "the key reached the upstream"
+        );
+        assert!(
+            req.headers
+                .iter()
+                .any(|(n, v)| n == "chatgpt-account-id" && v == ACCOUNT),
+            "the preset's ChatGPT-Account-ID: {req:?}"
+        );
+    }
+    assert!(
+        requests.iter().all(|r| r.status != 426),
+        "no WebSocket was refused"
+    );
+    assert!(
+        backend.requests().iter().all(|r| !r.is_turn()),
+        "no turn bypassed the proxy"
+    );
+    assert!(
+        backend.requests().iter().all(|r| !r.is_auth_request()),
+        "Codex called no token endpoint"
+    );
+    // Nothing Codex wrote holds a token; the key is all it ever had.
+    let secrets = fake.all_issued_tokens();
+    for entry in walk(&codex.home) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} holds a token",
+                entry.display()
+            );
+        }
+    }
+    assert_every_refresh_was_the_brokers(&p);
+    let stats = fake.stats();
+    assert_eq!(stats.invalid_refresh_attempts, 0);
+    assert_eq!(stats.reuse_detections, 0);
+    assert_eq!(
+        fake.access_tokens_in_issue_order().len() as u64,
+        stats.refresh_requests + 1,
+        "one token per refresh: {stats:#?}"
+    );
+    let messages = upstream.websocket_messages();
+    println!(
+        "codex over the proxy's WebSocket: {TURNS} turns, {} upgrades, {} messages ({:?}), {} tokens, {} refreshes",
+        requests.iter().filter(|r| is_upgrade(r)).count(),
+        messages.len(),
+        messages.iter().map(|m| (m.connection, m.kind.as_str(), m.generate, m.input_items)).collect::<Vec<_>>(),
+        distinct.len(),
+        stats.refresh_requests
+    );
+    p.assert_no_token_in_logs();
+    assert!(!p.logs().contains(&key));
+}
+
+/// What happens when the token rotates under a WebSocket Codex keeps open.
+/// A WebSocket presents its credential once, in the upgrade, so the proxy can
+/// inject only the token current at the upgrade; this test shows what Codex
+/// 0.169.0 does with the socket within one turn. The fake upstream answers the
+/// turn's first request with a call of Codex's built-in `update_plan` tool and
+/// holds that answer until the broker has refreshed and the upgrade's token
+/// has ended; then Codex sends the tool's output in the turn's second request.
+#[test]
+fn codex_cli_websocket_kept_open_while_the_token_rotates() {
+    use crate::e2e_codex_cli::{broker_toml, chatgpt_auth_server, codex_toml, Codex, ACCOUNT};
+    use oauth_broker_tests::fake_upstream::{UpstreamOptions, TOOL_TURN};
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
+    let env = oauth_broker_tests::harness::TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend =
+        oauth_broker_tests::fake_chatgpt::FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let check = fake.clone();
+    let upstream = FakeUpstream::start_with(
+        Arc::new(move |t| check.is_access_token_valid(t)),
+        UpstreamOptions {
+            responses_websocket: true,
+        },
+    );
+    upstream.hold_websocket_answers();
+    let table = format!(
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+        upstream.origin()
+    );
+    let p = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |fake| broker_toml(fake, &table))
+        .logged_in();
+    let out = p.ctl(&["proxy", "key", "--name", "codex"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let url = p.status().proxies[0].listen.clone();
+    let mut codex = Codex::new(bin, &p.env, &fake, &backend);
+    codex.env.push(("OAUTH_BROKER_PROXY_KEY".to_string(), key));
+    codex.write_config(&codex_toml(&backend, &websocket_provider(&url)));
+    let workdir = p.env.path("work").display().to_string();
+    let prompt = format!("{TOOL_TURN}: plan, then say pong");
+    let out = std::thread::scope(|s| {
+        let run =
+            s.spawn(|| codex.run(&["exec", "--skip-git-repo-check", "-C", &workdir, &prompt]));
+        // The turn's first request, answered up to `response.created`.
+        let first = upstream
+            .wait_for_websocket_message(Duration::from_secs(60), |m| {
+                m.kind == "response.create" && m.generate != Some(false)
+            })
+            .expect("the turn's first request");
+        let old = first.bearer.clone().expect("the upgrade got the token");
+        p.wait_token_not_in(&[fingerprint(&old)]);
+        crate::common::eventually("the upgrade's token ends", Duration::from_secs(30), || {
+            (!fake.is_access_token_valid(&old)).then_some(())
+        });
+        upstream.release_streams();
+        (run.join().expect("codex thread"), first, old)
+    });
+    let (out, first, old) = out;
+    let messages = upstream.websocket_messages();
+    assert!(
+        out.status.success() && stdout(&out).contains("pong"),
+        "codex exec failed ({}):\nstdout:\n{}\nstderr:\n{}\nupstream saw: {:#?}\n{messages:#?}",
+        out.status,
+        stdout(&out),
+        stderr(&out),
+        upstream.requests(),
+    );
+    let turns: Vec<_> = messages
+        .iter()
+        .filter(|m| m.kind == "response.create" && m.generate != Some(false))
+        .collect();
+    println!(
+        "codex, token rotated under its WebSocket: {} upgrades, messages {:?}",
+        upstream.requests().iter().filter(|r| is_upgrade(r)).count(),
+        messages
+            .iter()
+            .map(|m| (
+                m.connection,
+                m.kind.as_str(),
+                m.generate,
+                m.previous_response_id.as_deref(),
+                m.bearer.as_deref() == Some(old.as_str())
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        turns.len(),
+        2,
+        "the tool's output came in a second request: {messages:#?}"
+    );
+    let second = turns[1];
+    assert_eq!(
+        second.connection, first.connection,
+        "on the same socket: {messages:#?}"
+    );
+    assert_eq!(second.bearer.as_deref(), Some(old.as_str()));
+    assert!(!fake.is_access_token_valid(&old));
+    assert!(
+        upstream
+            .requests()
+            .iter()
+            .all(|r| r.status != 426 && !(r.method == "POST" && r.path.ends_with("/responses"))),
+        "no SSE fallback"
+    );
+    p.assert_no_token_in_logs();
+}
+
+/// Codex's custom provider: the proxy as `base_url`, the key in `env_key`,
+/// WebSockets on.
+fn websocket_provider(url: &str) -> String {
+    format!(
+        r#"model_provider = "broker-proxy"
+
+[model_providers.broker-proxy]
+name = "ChatGPT via oauth-broker's proxy"
+base_url = "{url}"
+wire_api = "responses"
+env_key = "OAUTH_BROKER_PROXY_KEY"
+supports_websockets = true
+"#
+    )
+}
+
+/// Whether the upstream saw a WebSocket upgrade.
+fn is_upgrade(r: &oauth_broker_tests::fake_upstream::UpstreamRequest) -> bool {
+    r.headers
+        .iter()
+        .any(|(n, v)| n == "upgrade" && v.eq_ignore_ascii_case("websocket"))
 }
 
 /// The real Claude Code (2.1.332, `tools::ensure_claude_code`) with

@@ -232,24 +232,39 @@ fn turn() -> (StatusCode, Response) {
 /// The server-sent events of a Responses-API turn answering "pong" (also
 /// what the proxy tests' fake upstream answers Codex with).
 pub(crate) fn turn_events() -> String {
-    let message = json!({
-        "type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-        "content": [{"type": "output_text", "text": "pong", "annotations": []}],
-    });
-    let response = json!({
-        "id": "resp_1", "object": "response", "status": "completed", "model": "gpt-test",
-        "output": [message],
-        "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
-    });
-    let events = [
-        json!({"type": "response.created", "response": {"id": "resp_1"}}),
-        json!({"type": "response.output_item.done", "output_index": 0, "item": message}),
-        json!({"type": "response.completed", "response": response}),
-    ];
-    events
+    turn_event_values("resp_1", "pong")
         .iter()
         .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
         .collect()
+}
+
+/// The events of a Responses-API turn `id` whose one message says `text`:
+/// `response.created`, `response.output_item.done`, `response.completed`. The
+/// same JSON objects go out as SSE `data:` lines or as WebSocket text
+/// messages; an empty `text` gives a response without output (the answer to
+/// Codex's `generate: false` warm-up request).
+pub(crate) fn turn_event_values(id: &str, text: &str) -> Vec<serde_json::Value> {
+    let message = json!({
+        "type": "message", "id": format!("msg_{id}"), "role": "assistant", "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    });
+    let output = if text.is_empty() {
+        json!([])
+    } else {
+        json!([message])
+    };
+    let response = json!({
+        "id": id, "object": "response", "status": "completed", "model": "gpt-test",
+        "output": output,
+        "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+    });
+    let mut events = vec![json!({"type": "response.created", "response": {"id": id}})];
+    if !text.is_empty() {
+        events
+            .push(json!({"type": "response.output_item.done", "output_index": 0, "item": message}));
+    }
+    events.push(json!({"type": "response.completed", "response": response}));
+    events
 }
 
 fn json_answer(status: StatusCode, value: serde_json::Value) -> (StatusCode, Response) {

@@ -95,9 +95,33 @@ async fn answer(
             .header("content-type", "application/json")
             .body(full(r#"{"error":{"message":"invalid token","type":"invalid_request_error","code":"invalid_api_key"}}"#))
             .unwrap()
+    } else if on_upgrade.is_some()
+        && path.contains("/responses")
+        && shared.options.responses_websocket
+    {
+        let accept = headers
+            .iter()
+            .find(|(n, _)| n == "sec-websocket-key")
+            .map(|(_, key)| super::responses_ws::accept_key(key.as_bytes()))
+            .unwrap_or_default();
+        let connection = shared.ws_connections.fetch_add(1, Ordering::SeqCst);
+        let on_upgrade = on_upgrade.expect("an upgrade");
+        tokio::spawn(super::responses_ws::serve(
+            shared.clone(),
+            on_upgrade,
+            connection,
+            bearer.clone(),
+        ));
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", accept)
+            .body(full(Bytes::new()))
+            .unwrap()
     } else if on_upgrade.is_some() && path.contains("/responses") {
         // Codex tries a Responses WebSocket first and falls back to SSE on
-        // 426, as with ChatGPT's backend.
+        // 426, as with ChatGPT's backend in the Codex tests.
         Response::builder()
             .status(StatusCode::UPGRADE_REQUIRED)
             .body(full("no websockets here"))
@@ -247,10 +271,7 @@ fn async_stream(
             match step {
                 0 => Some((Ok(Frame::data(Bytes::from_static(b"data: first\n\n"))), 1)),
                 1 => {
-                    let notified = shared.release.notified();
-                    if !shared.released.load(Ordering::SeqCst) {
-                        notified.await;
-                    }
+                    shared.wait_for_release().await;
                     Some((Ok(Frame::data(Bytes::from_static(b"data: last\n\n"))), 2))
                 }
                 _ => None,
