@@ -103,6 +103,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => server::socket::bind(&socket_path)?,
     };
+    // Refreshes run on a thread of their own (see manager/refresh_thread.rs).
+    let refresh_thread = crate::manager::refresh_thread::spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start the refresh thread: {e}"))?;
     // Bound before any task runs (see proxy::bind).
     let proxy_listeners = crate::proxy::bind(proxy_tables)?;
     let manager = TokenManager::start(
@@ -116,6 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         crate::manager::runtime_record::RuntimeRecordFile::beside_socket(bound.path()),
         refresher.clone(),
         clock.clone(),
+        Some(refresh_thread),
     );
     // Logins run in the daemon; their result goes through `manager.adopt`.
     let login = crate::login::LoginRunner::new(

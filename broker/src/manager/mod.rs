@@ -23,6 +23,7 @@
 pub mod errors;
 mod forced_refresh;
 mod refresh;
+pub mod refresh_thread;
 pub mod runtime_record;
 mod scheduler;
 mod snapshot;
@@ -65,6 +66,10 @@ pub(crate) struct Inner {
     persist_lock: tokio::sync::Mutex<()>,
     refresher: Arc<dyn Refresher>,
     clock: Arc<dyn Clock>,
+    /// Where refreshes run: the daemon's refresh thread (see
+    /// [`refresh_thread`]), or the caller's runtime when `None` (unit tests
+    /// on tokio's test runtime, whose paused clock must drive them).
+    refresh_runtime: Option<tokio::runtime::Handle>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -72,7 +77,8 @@ pub(crate) struct Inner {
 impl TokenManager {
     /// Restores the account from `store` (and from `record`, what the
     /// previous broker could not write there) and starts the background
-    /// scheduler. Must be called inside a tokio runtime.
+    /// scheduler. Must be called inside a tokio runtime; refreshes run on
+    /// `refresh_runtime` when given (the daemon passes its refresh thread's).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         account: String,
@@ -83,6 +89,7 @@ impl TokenManager {
         record: RuntimeRecordFile,
         refresher: Arc<dyn Refresher>,
         clock: Arc<dyn Clock>,
+        refresh_runtime: Option<tokio::runtime::Handle>,
     ) -> TokenManager {
         let now = clock.read();
         let state = State::restore(persisted, record.load(&account), &settings, now);
@@ -109,6 +116,7 @@ impl TokenManager {
                 persist_lock: tokio::sync::Mutex::new(()),
                 refresher,
                 clock,
+                refresh_runtime,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
@@ -415,7 +423,7 @@ impl Inner {
     pub(crate) async fn save(&self, snapshot: PersistedState) -> Result<(), StoreError> {
         let store = self.store.clone();
         let record = self.record.clone();
-        tokio::task::spawn_blocking(move || {
+        let write = move || {
             let result = store.save(&snapshot);
             match &result {
                 Ok(()) => record.clear(),
@@ -432,8 +440,18 @@ impl Inner {
                 }
             }
             result
-        })
-        .await
+        };
+        // The refresh thread writes itself (see `refresh_thread`); anywhere
+        // else a write must not block a runtime worker.
+        if self
+            .refresh_runtime
+            .as_ref()
+            .is_some_and(refresh_thread::on)
+        {
+            return write();
+        }
+        tokio::task::spawn_blocking(write)
+            .await
             .unwrap_or_else(|e| {
                 Err(StoreError::Io {
                     what: "cannot write state",

@@ -20,12 +20,13 @@ pub(super) fn start(inner: &Arc<Inner>, st: &mut State, trigger: Trigger) {
     // the refresh start, not only its end.
     inner.publish_locked(st);
     let generation = st.generation;
-    let inner = inner.clone();
     tracing::debug!(?trigger, "starting refresh");
     // Tracked but never cancelled: the request may already be at the server.
-    inner.tasks.clone().spawn(async move {
-        run(inner, generation, trigger).await;
-    });
+    let task = run(inner.clone(), generation, trigger);
+    match &inner.refresh_runtime {
+        Some(runtime) => inner.tasks.spawn_on(task, runtime),
+        None => inner.tasks.spawn(task),
+    };
 }
 
 /// Why a refresh starts.

@@ -146,6 +146,7 @@ async fn fixture(
         runtime_record::RuntimeRecordFile::beside_socket(&dir.path().join("acct.sock")),
         refresher.clone(),
         clock.clone(),
+        None,
     );
     manager.adopt(creds(&clock, lifetime)).await.unwrap();
     Fixture {
@@ -682,6 +683,7 @@ async fn restored(
         record_file.clone(),
         refresher.clone(),
         clock.clone(),
+        None,
     );
     let path = record_file.path().to_path_buf();
     (

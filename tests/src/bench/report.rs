@@ -398,19 +398,6 @@ pub fn machine() -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-    }
-}
-
 /// What one storm measured, in one line (a table cell, or a line of
 /// `bench --only storm`).
 pub fn storm_line(storm: &StormResult) -> String {
@@ -425,4 +412,17 @@ pub fn storm_line(storm: &StormResult) -> String {
         if storm.distinct_tokens == 1 { "" } else { "s" },
         Human(storm.endpoint_round_trip.p50),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
 }
