@@ -43,6 +43,9 @@ fn grant() -> TokenGrant {
         token_id: "0123456789ab".into(),
         scopes: vec!["openid".into(), "offline_access".into()],
         metadata,
+        id_token: None,
+        obtained_at: None,
+        refresh_token_id: None,
     }
 }
 

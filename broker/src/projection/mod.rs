@@ -46,7 +46,7 @@ use tokio_util::task::TaskTracker;
 
 /// How often a target checks that its file is still the broker's (the tool
 /// may wipe, replace or delete it) when no token change wakes it earlier.
-const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a restore was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +109,14 @@ pub struct Projections {
 
 /// The configured targets, resolved but not started yet.
 pub struct Resolved(Vec<Arc<Target>>);
+
+impl Resolved {
+    /// The targets themselves, for a runner other than the daemon's
+    /// (`brokerctl project --follow`).
+    pub fn into_targets(self) -> Vec<Arc<Target>> {
+        self.0
+    }
+}
 
 impl Projections {
     /// Resolves the `[[project]]` entries. Configuration mistakes (two targets
