@@ -412,6 +412,28 @@ impl Drop for RemoteProjector {
     }
 }
 
+/// The "remote" side's private directory (the forwarded socket goes there)
+/// and the projector's config, in the broker's format, with one
+/// `[[project]]` entry per `(kind, path, extra)`.
+fn remote_side(setup: &Broker, targets: &[(&str, &Path, &str)]) -> (PathBuf, PathBuf) {
+    let remote = setup.env.path("remote");
+    std::fs::create_dir(&remote).unwrap();
+    std::fs::set_permissions(&remote, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = remote.join("projector.toml");
+    let toml: String = targets
+        .iter()
+        .map(|(kind, path, extra)| {
+            format!(
+                "[[project]]\nkind = \"{kind}\"\npath = \"{}\"\n{extra}\n",
+                path.display()
+            )
+        })
+        .collect();
+    std::fs::write(&config, toml).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (remote, config)
+}
+
 /// Projection on the remote host: brokerd writes its `[[project]]` files only
 /// on its own host, so `brokerctl project --follow` runs on the remote side
 /// through the forwarded socket and writes a Codex and a Claude Code file
@@ -425,25 +447,16 @@ impl Drop for RemoteProjector {
 fn a_remote_projector_keeps_tool_files_fed_through_the_forward() {
     let ssh = SshHost::start();
     let setup = Broker::builder().fake(jwt_fake(LIFETIME)).logged_in();
-    let remote = setup.env.path("remote");
-    std::fs::create_dir(&remote).unwrap();
-    std::fs::set_permissions(&remote, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let codex = setup.env.path("remote-home/codex/auth.json");
+    let claude = setup.env.path("remote-home/claude/.credentials.json");
+    // Margins of zero because test tokens live seconds (the tools' own
+    // windows are minutes).
+    let margin = "refresh_margin_secs = 0";
+    let (remote, config) = remote_side(
+        &setup,
+        &[("codex", &codex, margin), ("claude-code", &claude, margin)],
+    );
     let remote_socket = remote.join("b.sock");
-    let codex = remote.join("codex-home/auth.json");
-    let claude = remote.join("claude/.credentials.json");
-    let config = remote.join("projector.toml");
-    // The broker's config format; margins of zero because test tokens live
-    // seconds (the tools' own windows are minutes).
-    std::fs::write(
-        &config,
-        format!(
-            "[[project]]\nkind = \"codex\"\npath = \"{}\"\nrefresh_margin_secs = 0\n\n[[project]]\nkind = \"claude-code\"\npath = \"{}\"\nrefresh_margin_secs = 0\n",
-            codex.display(),
-            claude.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let started = Instant::now();
     let mut forward = ssh.forward(&remote_socket, setup.broker.socket_path());
     let projector = RemoteProjector::start(&ssh, &remote_socket, &config, &remote);
@@ -569,5 +582,69 @@ fn a_remote_projector_keeps_tool_files_fed_through_the_forward() {
         stats.successful_refreshes,
         stats.reuse_detections
     );
+    setup.assert_no_token_in_logs();
+}
+
+/// The real Codex CLI on a file projected on the remote side: brokerd has no
+/// `[[project]]` entry; `brokerctl project --follow`, reached through the
+/// ssh forward, writes Codex's `auth.json`, and `codex exec` runs on it over
+/// two token lifetimes, sending only the broker's current tokens and never
+/// refreshing on its own.
+#[test]
+fn codex_cli_runs_on_a_file_projected_on_the_remote_side() {
+    use crate::e2e_codex_cli::{
+        assert_every_refresh_was_the_brokers, broker_toml, chatgpt_auth_server, codex_toml, Codex,
+        ACCOUNT,
+    };
+    use oauth_broker_tests::fake_chatgpt::FakeChatGpt;
+    use oauth_broker_tests::harness::TestEnv;
+
+    let bin = oauth_broker_tests::tools::ensure_codex_cli();
+    let ssh = SshHost::start();
+    let env = TestEnv::new();
+    let fake = chatgpt_auth_server();
+    let backend = FakeChatGpt::start(fake.clone(), ACCOUNT, env.root());
+    let toml = broker_toml(&fake, "");
+    let setup = Broker::builder()
+        .fake_server(fake.clone())
+        .test_env(env)
+        .config(move |_| toml)
+        .logged_in();
+    let codex = Codex::new(bin, &setup.env, &fake, &backend);
+    codex.write_config(&codex_toml(&backend, ""));
+    let auth_json = codex.home.join("auth.json");
+    // Codex's own margin (the kind's default): the fake's JWTs claim 15
+    // minutes more than they live, as in e2e_codex_cli.
+    let (remote, config) = remote_side(&setup, &[("codex", &auth_json, "")]);
+    let remote_socket = remote.join("b.sock");
+    let _forward = ssh.forward(&remote_socket, setup.broker.socket_path());
+    let projector = RemoteProjector::start(&ssh, &remote_socket, &config, &remote);
+
+    let mut run_tokens: Vec<String> = Vec::new();
+    for run in 0..2u64 {
+        let token = setup.wait_projected_after(
+            &auth_json,
+            CODEX_ACCESS,
+            run_tokens.last().map(String::as_str),
+        );
+        let requests = codex.exec(&backend);
+        let sent: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| r.bearer.as_deref())
+            .collect();
+        assert!(!sent.is_empty(), "run {run} carried a token: {requests:#?}");
+        for bearer in sent {
+            setup.assert_current_since(bearer, &fingerprint(&token), &format!("run {run}"));
+        }
+        run_tokens.push(token);
+        fake.wait_for_refresh_requests(run + 1, Duration::from_secs(20))
+            .expect("the broker refreshes");
+    }
+    assert_every_refresh_was_the_brokers(&setup);
+    let stats = fake.stats();
+    assert_eq!(stats.reuse_detections, 0);
+    assert_eq!(stats.families_revoked, 0);
+    let (code, log) = projector.terminate();
+    assert_eq!(code, Some(0), "projector log:\n{log}");
     setup.assert_no_token_in_logs();
 }
