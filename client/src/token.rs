@@ -188,6 +188,24 @@ mod tests {
             assert!(!text.contains("SECRET"), "{text}");
             assert!(text.contains("abcdef012345") && text.contains("REDACTED"));
         }
+        let with_id = AccessToken::from(TokenGrant {
+            access_token: SecretString::from("tok-SECRET-123"),
+            token_type: "Bearer".into(),
+            expires_at: 1,
+            token_id: "abcdef012345".into(),
+            scopes: Vec::new(),
+            metadata: Default::default(),
+            id_token: Some(SecretString::from("id-SECRET-456")),
+            obtained_at: Some(1),
+            refresh_token_id: Some("fedcba987654".into()),
+        });
+        assert_eq!(with_id.id_token().unwrap().expose_secret(), "id-SECRET-456");
+        assert_eq!(with_id.refresh_token_id(), Some("fedcba987654"));
+        assert_eq!(
+            with_id.obtained_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1))
+        );
+        assert!(!format!("{with_id:?}").contains("SECRET"));
         let header = t.bearer_header();
         assert!(!format!("{header:?}").contains("SECRET"));
     }

@@ -125,6 +125,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn follow_needs_a_config_and_excludes_restore() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::ctl::Cli::try_parse_from([&["brokerctl", "project"], args].concat())
+        };
+        let cli = parse(&["--follow", "--config", "/r/p.toml", "--restore-on-exit"]).unwrap();
+        let crate::ctl::Command::Project(args) = cli.command else {
+            panic!("not project")
+        };
+        assert!(args.follow && args.restore_on_exit);
+        assert_eq!(
+            args.config.as_deref(),
+            Some(std::path::Path::new("/r/p.toml"))
+        );
+        assert!(parse(&["--follow"]).is_err(), "--follow without --config");
+        assert!(
+            parse(&["--config", "/r/p.toml"]).is_err(),
+            "--config without --follow"
+        );
+        assert!(parse(&["--follow", "--config", "/c", "--restore", "codex"]).is_err());
+        assert!(parse(&["--follow", "--config", "/c", "--json"]).is_err());
+        assert!(parse(&["--restore", "codex"]).is_ok());
+    }
+
+    #[test]
     fn lists_targets_and_explains_restores() {
         let targets = vec![
             ProjectionStatus {

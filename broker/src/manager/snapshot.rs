@@ -276,6 +276,10 @@ mod tests {
         assert_eq!(wire.scopes, ["openid"]);
         assert_eq!(wire.metadata["account_id"], "acct");
         assert_eq!(wire.metadata["plan"], "pro");
+        // What a projector on another host needs (`brokerctl project --follow`).
+        assert_eq!(wire.obtained_at, Some(unix_secs(c.obtained_at)));
+        assert_eq!(wire.refresh_token_id, Some(c.refresh_token_id()));
+        assert!(wire.id_token.is_none());
         // The frame and the grant say the same.
         assert_eq!(
             served.frame().unwrap(),
