@@ -11,7 +11,9 @@
 //! watches the manager's snapshots ([`TokenManager::subscribe`]); the manager
 //! knows nothing about targets, and a target never holds the refresh token
 //! (the snapshot carries only its fingerprint). A target's failure is logged
-//! and shown in `status`, and never reaches token service.
+//! and shown in `status`, and never reaches token service. On a host without
+//! the broker, `brokerctl project --follow` (`ctl/project_follow.rs`) drives
+//! the same [`target::Target`]s from the socket's `Token` answers instead.
 //!
 //! Timing: the manager refreshes proactively at 75–80 % of a token's lifetime.
 //! A target additionally wakes at `expiry − margin` (expiry as the tool sees
