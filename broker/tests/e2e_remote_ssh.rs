@@ -344,13 +344,19 @@ struct RemoteProjector {
 }
 
 impl RemoteProjector {
-    fn start(ssh: &SshHost, socket: &Path, config: &Path, dir: &Path) -> RemoteProjector {
+    fn start(
+        ssh: &SshHost,
+        socket: &Path,
+        config: &Path,
+        dir: &Path,
+        more: &str,
+    ) -> RemoteProjector {
         let pid_file = dir.join("projector.pid");
         let log = dir.join("projector.log");
         let q = |p: &Path| shell_quote(&p.display().to_string());
         let ssh_client = ssh
             .command(&format!(
-                "echo $$ > {pid}; OAUTH_BROKER_SOCKET={socket} exec {ctl} project --follow --config {config} 2>> {log}",
+                "echo $$ > {pid}; OAUTH_BROKER_SOCKET={socket} exec {ctl} project --follow --config {config} {more} 2>> {log}",
                 pid = q(&pid_file),
                 socket = q(socket),
                 ctl = q(&brokerctl()),
@@ -459,7 +465,15 @@ fn a_remote_projector_keeps_tool_files_fed_through_the_forward() {
     let remote_socket = remote.join("b.sock");
     let started = Instant::now();
     let mut forward = ssh.forward(&remote_socket, setup.broker.socket_path());
-    let projector = RemoteProjector::start(&ssh, &remote_socket, &config, &remote);
+    // Claude Code was logged in on its own there: that login is kept as a
+    // backup, as brokerd keeps one.
+    std::fs::create_dir_all(claude.parent().unwrap()).unwrap();
+    std::fs::write(
+        &claude,
+        r#"{"claudeAiOauth":{"accessToken":"claude-own-access","refreshToken":"claude-own-refresh","expiresAt":1}}"#,
+    )
+    .unwrap();
+    let projector = RemoteProjector::start(&ssh, &remote_socket, &config, &remote, "");
 
     let check_file = |path: &Path| {
         let text = std::fs::read_to_string(path).unwrap();
@@ -542,6 +556,13 @@ fn a_remote_projector_keeps_tool_files_fed_through_the_forward() {
     assert!(log.contains("stopped"), "{log}");
     assert!(log.contains("the broker answers again"), "{log}");
     assert!(codex.exists() && claude.exists());
+    let backup = std::fs::read_to_string(
+        setup
+            .env
+            .path("remote-home/claude/.credentials.json.oauth-broker-backup"),
+    )
+    .expect("the tool's own login, backed up");
+    assert!(backup.contains("claude-own-refresh"));
     for token in setup.fake.all_issued_tokens() {
         assert!(!log.contains(&token), "a token in the projector's log");
     }
@@ -589,7 +610,8 @@ fn a_remote_projector_keeps_tool_files_fed_through_the_forward() {
 /// `[[project]]` entry; `brokerctl project --follow`, reached through the
 /// ssh forward, writes Codex's `auth.json`, and `codex exec` runs on it over
 /// two token lifetimes, sending only the broker's current tokens and never
-/// refreshing on its own.
+/// refreshing on its own; `--restore-on-exit` then removes the file (there
+/// was none before).
 #[test]
 fn codex_cli_runs_on_a_file_projected_on_the_remote_side() {
     use crate::e2e_codex_cli::{
@@ -618,7 +640,8 @@ fn codex_cli_runs_on_a_file_projected_on_the_remote_side() {
     let (remote, config) = remote_side(&setup, &[("codex", &auth_json, "")]);
     let remote_socket = remote.join("b.sock");
     let _forward = ssh.forward(&remote_socket, setup.broker.socket_path());
-    let projector = RemoteProjector::start(&ssh, &remote_socket, &config, &remote);
+    let projector =
+        RemoteProjector::start(&ssh, &remote_socket, &config, &remote, "--restore-on-exit");
 
     let mut run_tokens: Vec<String> = Vec::new();
     for run in 0..2u64 {
@@ -644,7 +667,10 @@ fn codex_cli_runs_on_a_file_projected_on_the_remote_side() {
     let stats = fake.stats();
     assert_eq!(stats.reuse_detections, 0);
     assert_eq!(stats.families_revoked, 0);
+    // --restore-on-exit: there was no file before the projector's, so the
+    // tool gets none back (it is logged out), as `project --restore` does.
     let (code, log) = projector.terminate();
     assert_eq!(code, Some(0), "projector log:\n{log}");
+    assert!(!auth_json.exists(), "{log}");
     setup.assert_no_token_in_logs();
 }
