@@ -170,7 +170,7 @@ impl Codex {
     }
 
     /// One `codex exec` turn that must succeed with the fake's answer.
-    fn exec(&self, backend: &FakeChatGpt) -> Vec<BackendRequest> {
+    pub(crate) fn exec(&self, backend: &FakeChatGpt) -> Vec<BackendRequest> {
         backend.clear_requests();
         let workdir = self.workdir.display().to_string();
         let out = self.run(&["exec", "--skip-git-repo-check", "-C", &workdir, "say pong"]);

@@ -163,6 +163,9 @@ mod tests {
             token_id: "0123456789ab".into(),
             scopes: Vec::new(),
             metadata: Default::default(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         });
         assert!(self::token(Duration::from_secs(1)).idempotent);
         assert!(unauthorized(&token).idempotent);

@@ -250,6 +250,9 @@ mod tests {
             token_id: "0123456789ab".into(),
             scopes: Vec::new(),
             metadata: Default::default(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         };
         assert_eq!(token(Response::Token(grant)).unwrap().expires_at(), latest);
     }

@@ -55,6 +55,9 @@ mod tests {
             token_id: "0123456789ab".into(),
             scopes: vec!["openid".into()],
             metadata: [("account_id".to_string(), "acct".to_string())].into(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         };
         let frame = encode_frame(&Response::Token(grant)).unwrap();
         let payload = &frame[FRAME_HEADER_LEN..];

@@ -20,6 +20,9 @@ pub struct AccessToken {
     token_id: String,
     scopes: Vec<String>,
     metadata: BTreeMap<String, String>,
+    id_token: Option<SecretString>,
+    obtained_at: Option<SystemTime>,
+    refresh_token_id: Option<String>,
 }
 
 impl AccessToken {
@@ -62,6 +65,25 @@ impl AccessToken {
         &self.metadata
     }
 
+    /// The OIDC id token the provider issued with this access token, if any
+    /// (tool credential files such as Codex's `auth.json` hold it).
+    pub fn id_token(&self) -> Option<&SecretString> {
+        self.id_token.as_ref()
+    }
+
+    /// When the broker received this token (the start of its lifetime), if
+    /// the broker said (brokers before this field did not).
+    pub fn obtained_at(&self) -> Option<SystemTime> {
+        self.obtained_at
+    }
+
+    /// The non-secret fingerprint of the refresh token the broker holds, if
+    /// the broker said: lets a projector recognise a file holding that very
+    /// token without ever seeing it.
+    pub fn refresh_token_id(&self) -> Option<&str> {
+        self.refresh_token_id.as_deref()
+    }
+
     /// The token as a [`SecretString`].
     pub fn secret(&self) -> &SecretString {
         &self.secret
@@ -95,6 +117,9 @@ impl From<TokenGrant> for AccessToken {
             token_id: grant.token_id,
             scopes: grant.scopes,
             metadata: grant.metadata,
+            id_token: grant.id_token,
+            obtained_at: grant.obtained_at.map(expiry_from_unix_secs),
+            refresh_token_id: grant.refresh_token_id,
         }
     }
 }
@@ -124,6 +149,9 @@ impl fmt::Debug for AccessToken {
             .field("token_id", &self.token_id)
             .field("scopes", &self.scopes)
             .field("metadata", &self.metadata)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[REDACTED]"))
+            .field("obtained_at", &self.obtained_at)
+            .field("refresh_token_id", &self.refresh_token_id)
             .finish()
     }
 }
@@ -140,6 +168,9 @@ mod tests {
             token_id: "abcdef012345".into(),
             scopes: vec!["openid".into()],
             metadata: [("account_id".to_string(), "acct".to_string())].into(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         })
     }
 
@@ -157,6 +188,24 @@ mod tests {
             assert!(!text.contains("SECRET"), "{text}");
             assert!(text.contains("abcdef012345") && text.contains("REDACTED"));
         }
+        let with_id = AccessToken::from(TokenGrant {
+            access_token: SecretString::from("tok-SECRET-123"),
+            token_type: "Bearer".into(),
+            expires_at: 1,
+            token_id: "abcdef012345".into(),
+            scopes: Vec::new(),
+            metadata: Default::default(),
+            id_token: Some(SecretString::from("id-SECRET-456")),
+            obtained_at: Some(1),
+            refresh_token_id: Some("fedcba987654".into()),
+        });
+        assert_eq!(with_id.id_token().unwrap().expose_secret(), "id-SECRET-456");
+        assert_eq!(with_id.refresh_token_id(), Some("fedcba987654"));
+        assert_eq!(
+            with_id.obtained_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1))
+        );
+        assert!(!format!("{with_id:?}").contains("SECRET"));
         let header = t.bearer_header();
         assert!(!format!("{header:?}").contains("SECRET"));
     }

@@ -27,6 +27,25 @@ pub struct TokenGrant {
     /// returned next to the token (GitHub Copilot's `endpoints.api`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// The OIDC id token issued with the access token, if any. Tool credential
+    /// files need it next to the access token (Codex's `auth.json`), so a
+    /// client-side projector (`brokerctl project --follow`) can write the
+    /// same file as the broker's own projection.
+    #[serde(
+        default,
+        serialize_with = "crate::secret_serde::serialize_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id_token: Option<SecretString>,
+    /// When the broker received this token (unix seconds): the start of its
+    /// lifetime, which tool files record (`last_refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obtained_at: Option<u64>,
+    /// Non-secret fingerprint of the refresh token the broker holds (the same
+    /// 12 hex digits as `token_id`), so a projector can tell a file holding
+    /// the broker's own refresh token without ever seeing that token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_id: Option<String>,
 }
 
 fn default_token_type() -> String {

@@ -24,6 +24,9 @@ fn grant() -> TokenGrant {
         token_id: token_fingerprint(&SecretString::from(ACCESS)),
         scopes: vec!["openid".into()],
         metadata: BTreeMap::new(),
+        id_token: None,
+        obtained_at: None,
+        refresh_token_id: None,
     }
 }
 

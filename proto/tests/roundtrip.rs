@@ -43,6 +43,9 @@ fn grant() -> TokenGrant {
         token_id: "0123456789ab".into(),
         scopes: vec!["openid".into(), "offline_access".into()],
         metadata,
+        id_token: None,
+        obtained_at: None,
+        refresh_token_id: None,
     }
 }
 
@@ -264,6 +267,38 @@ fn token_grant_keeps_the_secret_on_the_wire() {
     assert_eq!(back.access_token.expose_secret(), "at-secret-value");
     assert_eq!(back.scopes, vec!["openid", "offline_access"]);
     assert_eq!(back.metadata["account_id"], "acct-1");
+    assert!(back.id_token.is_none() && back.obtained_at.is_none());
+    // What a projector needs besides the access token travels too.
+    let mut full = grant();
+    full.id_token = Some(SecretString::from("id-secret-value"));
+    full.obtained_at = Some(1_699_996_400);
+    full.refresh_token_id = Some("fedcba987654".into());
+    let Response::Token(back) = round_trip(&Response::Token(full)) else {
+        panic!("not a token response");
+    };
+    assert_eq!(back.id_token.unwrap().expose_secret(), "id-secret-value");
+    assert_eq!(back.obtained_at, Some(1_699_996_400));
+    assert_eq!(back.refresh_token_id.as_deref(), Some("fedcba987654"));
+}
+
+#[test]
+fn a_token_answer_without_the_projection_fields_still_decodes() {
+    // What brokers before id_token/obtained_at/refresh_token_id sent, and
+    // what every other client may keep ignoring: the fields are optional.
+    let Response::Token(grant) = serde_json::from_str::<Response>(
+        r#"{"type":"token","access_token":"a","token_type":"Bearer","expires_at":1,"token_id":"0123456789ab"}"#,
+    )
+    .unwrap() else {
+        panic!("not a token response");
+    };
+    assert!(grant.id_token.is_none());
+    assert!(grant.obtained_at.is_none());
+    assert!(grant.refresh_token_id.is_none());
+    // And a grant without them sends none of them.
+    let token = wire_json(&Response::Token(grant));
+    for key in ["id_token", "obtained_at", "refresh_token_id"] {
+        assert!(token.get(key).is_none(), "{key}");
+    }
 }
 
 #[test]

@@ -110,6 +110,9 @@ mod tests {
             token_id: "0123456789ab".into(),
             scopes: vec![],
             metadata: Default::default(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         });
         assert_eq!(
             exec_credential(&token, API_VERSION_V1),

@@ -198,6 +198,9 @@ fn erase(global: &Global, args: &GitCredentialArgs, request: &CredentialRequest)
         token_id,
         scopes: Vec::new(),
         metadata: BTreeMap::new(),
+        id_token: None,
+        obtained_at: None,
+        refresh_token_id: None,
     });
     match client.unauthorized(&rejected) {
         // The replacement is not printed: git reads nothing after erase.
@@ -221,6 +224,9 @@ mod tests {
             token_id: "x".into(),
             scopes: vec![],
             metadata: BTreeMap::new(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         })
     }
 

@@ -18,6 +18,7 @@ pub mod import_codex;
 pub mod logout;
 pub mod output;
 pub mod project;
+pub mod project_follow;
 pub mod proxy;
 pub mod relogin;
 pub mod service;
@@ -88,7 +89,8 @@ pub enum Command {
     Service(service::ServiceArgs),
     /// Print a shell completion script (bash, zsh, fish, …).
     Completions(completions::CompletionsArgs),
-    /// Show the tool credential files the broker feeds, or give one back.
+    /// Show the tool credential files the broker feeds, or give one back;
+    /// `--follow` feeds them on a host without the broker.
     Project(project::ProjectArgs),
     /// Print the `ssh -R` command that forwards this broker to a remote host.
     SshForward(ssh_forward::SshForwardArgs),

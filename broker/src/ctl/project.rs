@@ -1,5 +1,7 @@
 //! `brokerctl project [--restore TARGET]`: the tool credential files the broker
 //! keeps fed (`[[project]]` entries), and giving one back to its tool.
+//! `brokerctl project --follow --config FILE` feeds such files on a host
+//! without the broker (see `project_follow.rs`).
 //!
 //! The restore is done by the daemon: it is the one writing the file, so only
 //! it can stop its own writes, and only it can check that the backup does not
@@ -20,18 +22,37 @@ Without options: one line per target (kind, file, last write, last error).
 --restore stops brokerd writing the target's file and puts back what was there
 before its first write (kept as <file>.oauth-broker-backup); with no backup, the
 broker's file is removed, so the tool is logged out. brokerd writes the file
-again after a restart unless the [[project]] entry is removed from its config.")]
+again after a restart unless the [[project]] entry is removed from its config.
+
+--follow --config FILE runs where the broker is not (a remote host behind
+`brokerctl ssh-forward`, a container): it writes the [[project]] entries of
+FILE (the broker's config format) with the broker's current access token,
+fetched through the socket, and keeps them fed until SIGTERM, SIGINT or SIGHUP.
+The files keep the last token on exit unless --restore-on-exit is given.")]
 pub struct ProjectArgs {
     /// The target to restore: its kind (`codex`, `claude-code`, `hermes`, `openclaw`) or its file.
-    #[arg(long, value_name = "TARGET")]
+    #[arg(long, value_name = "TARGET", conflicts_with = "follow")]
     pub restore: Option<String>,
     /// Print JSON instead of sentences.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "follow")]
     pub json: bool,
+    /// Write the [[project]] entries of --config on this host, fed through the
+    /// socket, until stopped.
+    #[arg(long, requires = "config")]
+    pub follow: bool,
+    /// With --follow: the config file (broker format) whose [[project]] entries to write.
+    #[arg(long, value_name = "FILE", requires = "follow")]
+    pub config: Option<std::path::PathBuf>,
+    /// With --follow: on exit, give each file back to its tool (as --restore does).
+    #[arg(long, requires = "follow")]
+    pub restore_on_exit: bool,
 }
 
 /// Runs the subcommand.
 pub fn run(global: &Global, args: &ProjectArgs) -> ExitCode {
+    if let (true, Some(config)) = (args.follow, &args.config) {
+        return super::project_follow::run(global, config, args.restore_on_exit);
+    }
     let mut client = match global.connect() {
         Ok(client) => client,
         Err(err) => return exit::fail(&err),
@@ -102,6 +123,31 @@ pub fn restored_message(restored: &ProjectionRestored) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follow_needs_a_config_and_excludes_restore() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::ctl::Cli::try_parse_from([&["brokerctl", "project"], args].concat())
+        };
+        let cli = parse(&["--follow", "--config", "/r/p.toml", "--restore-on-exit"]).unwrap();
+        let crate::ctl::Command::Project(args) = cli.command else {
+            panic!("not project")
+        };
+        assert!(args.follow && args.restore_on_exit);
+        assert_eq!(
+            args.config.as_deref(),
+            Some(std::path::Path::new("/r/p.toml"))
+        );
+        assert!(parse(&["--follow"]).is_err(), "--follow without --config");
+        assert!(
+            parse(&["--config", "/r/p.toml"]).is_err(),
+            "--config without --follow"
+        );
+        assert!(parse(&["--follow", "--config", "/c", "--restore", "codex"]).is_err());
+        assert!(parse(&["--follow", "--config", "/c", "--json"]).is_err());
+        assert!(parse(&["--restore", "codex"]).is_ok());
+    }
 
     #[test]
     fn lists_targets_and_explains_restores() {

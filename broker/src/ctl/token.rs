@@ -165,6 +165,9 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         })
     }
 

@@ -130,6 +130,9 @@ impl ServedToken {
             expires_at: creds.expires_at.map(unix_secs).unwrap_or(0),
             scopes: creds.scopes.clone(),
             metadata,
+            id_token: creds.id_token.clone(),
+            obtained_at: Some(unix_secs(creds.obtained_at)),
+            refresh_token_id: Some(creds.refresh_token_id()),
         };
         let response = Response::Token(grant);
         let frame = encode_frame(&response).ok().map(SecretSlice::from);
@@ -146,6 +149,43 @@ impl ServedToken {
             account_id: creds.account_id.clone(),
             refresh_token_id: creds.refresh_token_id(),
         })
+    }
+
+    /// The served form of a `Token` answer received over the socket, read at
+    /// `now`: what a client-side projector (`brokerctl project --follow`)
+    /// hands the same projection writers the daemon uses. The lifetime is
+    /// anchored on this host's `CLOCK_BOOTTIME` at `now` (the answer carries
+    /// wall-clock seconds only). An answer from a broker that predates
+    /// `obtained_at` counts its lifetime from `now`; one without
+    /// `refresh_token_id` matches no refresh token in a file.
+    pub fn from_answer(token: &oauth_broker_client::AccessToken, now: Now) -> ServedToken {
+        let expires_at = (token.expires_at() > SystemTime::UNIX_EPOCH).then(|| token.expires_at());
+        let obtained_at = token.obtained_at().unwrap_or(now.wall).min(now.wall);
+        let expiry = expires_at.map(|wall| Deadline {
+            wall,
+            boot: Some(now.boot.saturating_add(saturating_diff(wall, now.wall))),
+        });
+        let grant = TokenGrant {
+            access_token: token.secret().clone(),
+            token_type: token.token_type().to_string(),
+            expires_at: expires_at.map(unix_secs).unwrap_or(0),
+            token_id: token.token_id().to_string(),
+            scopes: token.scopes().to_vec(),
+            metadata: token.metadata().clone(),
+            id_token: token.id_token().cloned(),
+            obtained_at: Some(unix_secs(obtained_at)),
+            refresh_token_id: token.refresh_token_id().map(str::to_string),
+        };
+        ServedToken {
+            account_id: grant.metadata.get("account_id").cloned(),
+            id_token: grant.id_token.clone(),
+            refresh_token_id: grant.refresh_token_id.clone().unwrap_or_default(),
+            frame: None,
+            expires_at,
+            obtained_at,
+            expiry,
+            grant,
+        }
     }
 
     /// The bearer credential.
@@ -236,6 +276,10 @@ mod tests {
         assert_eq!(wire.scopes, ["openid"]);
         assert_eq!(wire.metadata["account_id"], "acct");
         assert_eq!(wire.metadata["plan"], "pro");
+        // What a projector on another host needs (`brokerctl project --follow`).
+        assert_eq!(wire.obtained_at, Some(unix_secs(c.obtained_at)));
+        assert_eq!(wire.refresh_token_id, Some(c.refresh_token_id()));
+        assert!(wire.id_token.is_none());
         // The frame and the grant say the same.
         assert_eq!(
             served.frame().unwrap(),

@@ -11,7 +11,9 @@
 //! watches the manager's snapshots ([`TokenManager::subscribe`]); the manager
 //! knows nothing about targets, and a target never holds the refresh token
 //! (the snapshot carries only its fingerprint). A target's failure is logged
-//! and shown in `status`, and never reaches token service.
+//! and shown in `status`, and never reaches token service. On a host without
+//! the broker, `brokerctl project --follow` (`ctl/project_follow.rs`) drives
+//! the same [`target::Target`]s from the socket's `Token` answers instead.
 //!
 //! Timing: the manager refreshes proactively at 75–80 % of a token's lifetime.
 //! A target additionally wakes at `expiry − margin` (expiry as the tool sees
@@ -46,7 +48,7 @@ use tokio_util::task::TaskTracker;
 
 /// How often a target checks that its file is still the broker's (the tool
 /// may wipe, replace or delete it) when no token change wakes it earlier.
-const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a restore was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +111,14 @@ pub struct Projections {
 
 /// The configured targets, resolved but not started yet.
 pub struct Resolved(Vec<Arc<Target>>);
+
+impl Resolved {
+    /// The targets themselves, for a runner other than the daemon's
+    /// (`brokerctl project --follow`).
+    pub fn into_targets(self) -> Vec<Arc<Target>> {
+        self.0
+    }
+}
 
 impl Projections {
     /// Resolves the `[[project]]` entries. Configuration mistakes (two targets

@@ -257,6 +257,9 @@ pub fn grant(secret: &str) -> Response {
         expires_at: now() + 3600,
         scopes: vec!["openid".into(), "offline_access".into()],
         metadata: [("account_id".to_string(), "acct-42".to_string())].into(),
+        id_token: None,
+        obtained_at: None,
+        refresh_token_id: None,
     })
 }
 

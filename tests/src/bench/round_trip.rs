@@ -38,6 +38,9 @@ impl FrameSizes {
             token_id: token.token_id().to_owned(),
             scopes: token.scopes().to_vec(),
             metadata: token.metadata().clone(),
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         };
         let response = encode_frame(&Response::Token(grant))?;
         Ok(FrameSizes {
