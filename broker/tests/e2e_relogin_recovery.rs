@@ -59,7 +59,10 @@ impl RawConn {
     }
 
     fn token(&mut self) -> Response {
-        self.send(&Request::Token { min_valid_secs: 0 });
+        self.send(&Request::Token {
+            min_valid_secs: 0,
+            identity: false,
+        });
         self.recv()
     }
 }

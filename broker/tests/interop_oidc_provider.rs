@@ -391,7 +391,10 @@ http_timeout_secs = 5
     ///    `relogin_required` with the reason and the hint, in the answer and
     ///    in `brokerctl status --json`. Returns the revoked access token.
     fn revoke_at_server(&self, keeper: &mut RawConnection) -> String {
-        let before = token_grant(keeper.request(&Request::Token { min_valid_secs: 0 }));
+        let before = token_grant(keeper.request(&Request::Token {
+            min_valid_secs: 0,
+            identity: false,
+        }));
         let revoked = self.rt.block_on(self.server.revoke_account(USER));
         assert!(!revoked.is_empty(), "no grant of {USER} to revoke");
         assert_eq!(
@@ -482,7 +485,10 @@ http_timeout_secs = 5
     /// The kept connection gets the new login's token, then within the next
     /// lifetimes a refreshed one of the new grant; both work at the server.
     fn keeper_gets_new_grant(&self, keeper: &mut RawConnection, revoked: &str) -> Vec<String> {
-        let after = token_grant(keeper.request(&Request::Token { min_valid_secs: 0 }));
+        let after = token_grant(keeper.request(&Request::Token {
+            min_valid_secs: 0,
+            identity: false,
+        }));
         assert_ne!(after.access_token.expose_secret(), revoked);
         assert_eq!(
             self.userinfo(after.access_token.expose_secret()),
@@ -491,7 +497,10 @@ http_timeout_secs = 5
         );
         let deadline = Instant::now() + ACCESS_TOKEN_TTL * 3;
         let refreshed = loop {
-            let grant = token_grant(keeper.request(&Request::Token { min_valid_secs: 0 }));
+            let grant = token_grant(keeper.request(&Request::Token {
+                min_valid_secs: 0,
+                identity: false,
+            }));
             if grant.token_id != after.token_id {
                 break grant;
             }
@@ -566,10 +575,16 @@ http_timeout_secs = 5
                 .to_string()
         };
         let spent = refresh_token();
-        let current = token_grant(keeper.request(&Request::Token { min_valid_secs: 0 }));
+        let current = token_grant(keeper.request(&Request::Token {
+            min_valid_secs: 0,
+            identity: false,
+        }));
         let deadline = Instant::now() + ACCESS_TOKEN_TTL * 3;
         let rotated = loop {
-            let grant = token_grant(keeper.request(&Request::Token { min_valid_secs: 0 }));
+            let grant = token_grant(keeper.request(&Request::Token {
+                min_valid_secs: 0,
+                identity: false,
+            }));
             if grant.token_id != current.token_id {
                 break grant;
             }

@@ -331,7 +331,11 @@ fn half_frames_and_silent_clients_are_dropped_after_the_request_timeout() {
     // A request cut in half after a good handshake.
     let mut half_request = raw(&socket);
     hello(&mut half_request);
-    let request = encode_frame(&Request::Token { min_valid_secs: 0 }).unwrap();
+    let request = encode_frame(&Request::Token {
+        min_valid_secs: 0,
+        identity: false,
+    })
+    .unwrap();
     send(&mut half_request, &request[..request.len() / 2]);
     // A slow loris: one byte of a frame every 200 ms keeps the stream alive
     // but the frame never completes in time.
@@ -458,7 +462,11 @@ fn two_thousand_connections_at_once_are_all_served_with_bounded_memory() {
     // All connect and ask at once (every connection stays open until all are
     // answered), then all answers are read.
     let hello = encode_frame(&Hello::new("flood")).unwrap();
-    let token = encode_frame(&Request::Token { min_valid_secs: 0 }).unwrap();
+    let token = encode_frame(&Request::Token {
+        min_valid_secs: 0,
+        identity: false,
+    })
+    .unwrap();
     let mut streams: Vec<UnixStream> = (0..CONNECTIONS)
         .map(|_| {
             let mut s = raw(&socket);

@@ -34,6 +34,22 @@ macro_rules! with_calls {
             token(min_valid: std::time::Duration) -> crate::AccessToken {
                 request: oauth_broker_proto::Request::Token {
                     min_valid_secs: min_valid.as_secs(),
+                    identity: false,
+                },
+                idempotent: true,
+                answer: crate::exchange::token,
+            }
+
+            /// [`token`](Self::token) with the login's identity too: the OIDC id
+            /// token, when the token was obtained, the refresh token's
+            /// fingerprint ([`crate::AccessToken::id_token`] and the like). For
+            /// a client-side projector writing a tool's credential file; every
+            /// other caller wants `token` (the user's id token is not its
+            /// business). A broker that predates it answers without them.
+            token_with_identity(min_valid: std::time::Duration) -> crate::AccessToken {
+                request: oauth_broker_proto::Request::Token {
+                    min_valid_secs: min_valid.as_secs(),
+                    identity: true,
                 },
                 idempotent: true,
                 answer: crate::exchange::token,
@@ -189,7 +205,10 @@ mod tests {
     fn requests_carry_the_arguments() {
         assert!(matches!(
             self::token(Duration::from_millis(90_500)).request,
-            Request::Token { min_valid_secs: 90 }
+            Request::Token {
+                min_valid_secs: 90,
+                identity: false
+            }
         ));
         assert!(matches!(
             project_restore("codex").request,

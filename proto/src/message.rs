@@ -50,6 +50,15 @@ pub enum Request {
         /// Minimum remaining lifetime wanted.
         #[serde(default)]
         min_valid_secs: u64,
+        /// Also the login's identity: the OIDC id token, when the token was
+        /// obtained and the refresh token's fingerprint (the grant's
+        /// `id_token`, `obtained_at`, `refresh_token_id`). Only a
+        /// client-side projector writing a tool's credential file needs
+        /// them (`brokerctl project --follow`); every other client gets the
+        /// lean answer, without the user's id token. Absent on the wire when
+        /// false, so brokers that predate it see the plain request.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        identity: bool,
     },
     /// The caller's token was rejected with 401. If it is still the current one the
     /// broker forces one (coalesced) refresh; otherwise it returns the newer token.
@@ -135,9 +144,13 @@ pub enum Response {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Request::Token { min_valid_secs } => f
+            Request::Token {
+                min_valid_secs,
+                identity,
+            } => f
                 .debug_struct("Token")
                 .field("min_valid_secs", min_valid_secs)
+                .field("identity", identity)
                 .finish(),
             Request::Unauthorized { token_id } => f
                 .debug_struct("Unauthorized")

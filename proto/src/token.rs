@@ -27,10 +27,11 @@ pub struct TokenGrant {
     /// returned next to the token (GitHub Copilot's `endpoints.api`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
-    /// The OIDC id token issued with the access token, if any. Tool credential
-    /// files need it next to the access token (Codex's `auth.json`), so a
-    /// client-side projector (`brokerctl project --follow`) can write the
-    /// same file as the broker's own projection.
+    /// The OIDC id token issued with the access token, if any; only in
+    /// answers to a `Token` request with `identity` (as the two fields
+    /// below). Tool credential files need it next to the access token
+    /// (Codex's `auth.json`), so a client-side projector (`brokerctl project
+    /// --follow`) can write the same file as the broker's own projection.
     #[serde(
         default,
         serialize_with = "crate::secret_serde::serialize_opt",

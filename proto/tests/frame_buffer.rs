@@ -26,9 +26,22 @@ fn next_request(buf: &mut FrameBuffer) -> Result<Option<Result<Request, FrameErr
 fn frames_appended_into_one_buffer_are_the_frames_of_encode_frame() {
     let mut out = Vec::new();
     encode_frame_into(&mut out, &Hello::new("pipelined")).unwrap();
-    encode_frame_into(&mut out, &Request::Token { min_valid_secs: 5 }).unwrap();
+    encode_frame_into(
+        &mut out,
+        &Request::Token {
+            min_valid_secs: 5,
+            identity: false,
+        },
+    )
+    .unwrap();
     let mut expected = encode_frame(&Hello::new("pipelined")).unwrap();
-    expected.extend(encode_frame(&Request::Token { min_valid_secs: 5 }).unwrap());
+    expected.extend(
+        encode_frame(&Request::Token {
+            min_valid_secs: 5,
+            identity: false,
+        })
+        .unwrap(),
+    );
     assert_eq!(out, expected);
 
     // Read back in one go: both frames, in order.
@@ -38,7 +51,10 @@ fn frames_appended_into_one_buffer_are_the_frames_of_encode_frame() {
     assert_eq!(hello.client, "pipelined");
     assert!(matches!(
         next_request(&mut buf),
-        Ok(Some(Ok(Request::Token { min_valid_secs: 5 })))
+        Ok(Some(Ok(Request::Token {
+            min_valid_secs: 5,
+            identity: false
+        })))
     ));
     assert!(buf.is_empty());
 }

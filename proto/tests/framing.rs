@@ -29,7 +29,11 @@ fn sample_frames() -> Vec<Vec<u8>> {
     vec![
         encode_frame(&Hello::new("x")).unwrap(),
         encode_frame(&Request::Status).unwrap(),
-        encode_frame(&Request::Token { min_valid_secs: 60 }).unwrap(),
+        encode_frame(&Request::Token {
+            min_valid_secs: 60,
+            identity: false,
+        })
+        .unwrap(),
         encode_frame(&request_with_payload_len(1000)).unwrap(),
     ]
 }
@@ -176,7 +180,10 @@ fn unknown_fields_are_ignored() {
     };
     assert!(matches!(
         decode_req(r#"{"type":"token","min_valid_secs":30,"priority":"high","x":{"y":[1]}}"#),
-        Request::Token { min_valid_secs: 30 }
+        Request::Token {
+            min_valid_secs: 30,
+            identity: false
+        }
     ));
     assert!(matches!(
         decode_req(r#"{"type":"status","verbose":true}"#),

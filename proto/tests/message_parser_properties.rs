@@ -167,7 +167,11 @@ fn every_parser(payload: &[u8]) -> Result<(), TestCaseError> {
 
 fn valid_request() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        any::<u64>().prop_map(|s| encode_frame(&Request::Token { min_valid_secs: s }).unwrap()),
+        any::<u64>().prop_map(|s| encode_frame(&Request::Token {
+            min_valid_secs: s,
+            identity: false
+        })
+        .unwrap()),
         ".{0,32}".prop_map(|id| encode_frame(&Request::Unauthorized { token_id: id }).unwrap()),
         Just(encode_frame(&Request::Status).unwrap()),
         Just(encode_frame(&Hello::new("prop")).unwrap()),

@@ -11,7 +11,10 @@ use serde_json::Value;
 fn request_strategy() -> impl Strategy<Value = Request> {
     let text = ".{0,64}";
     prop_oneof![
-        any::<u64>().prop_map(|min_valid_secs| Request::Token { min_valid_secs }),
+        (any::<u64>(), any::<bool>()).prop_map(|(min_valid_secs, identity)| Request::Token {
+            min_valid_secs,
+            identity
+        }),
         text.prop_map(|token_id| Request::Unauthorized { token_id }),
         Just(Request::Status),
         Just(Request::Logout),

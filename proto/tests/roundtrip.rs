@@ -186,9 +186,13 @@ fn hello_without_client_name_is_accepted() {
 #[test]
 fn every_request_round_trips() {
     let requests = vec![
-        Request::Token { min_valid_secs: 60 },
+        Request::Token {
+            min_valid_secs: 60,
+            identity: false,
+        },
         Request::Token {
             min_valid_secs: u64::MAX,
+            identity: true,
         },
         Request::Unauthorized {
             token_id: "0123456789ab".into(),
@@ -356,7 +360,10 @@ fn login_events_round_trip_and_know_which_are_final() {
 #[test]
 fn wire_shapes_are_the_documented_ones() {
     assert_eq!(
-        wire_json(&Request::Token { min_valid_secs: 60 }),
+        wire_json(&Request::Token {
+            min_valid_secs: 60,
+            identity: false
+        }),
         json!({"type": "token", "min_valid_secs": 60})
     );
     assert_eq!(wire_json(&Request::Status), json!({"type": "status"}));
@@ -414,7 +421,10 @@ fn defaults_fill_in_omitted_fields() {
     };
     assert!(matches!(
         decode(r#"{"type":"token"}"#),
-        Request::Token { min_valid_secs: 0 }
+        Request::Token {
+            min_valid_secs: 0,
+            identity: false
+        }
     ));
     assert!(matches!(
         decode(r#"{"type":"relogin"}"#),

@@ -236,7 +236,7 @@ impl<'a> Follower<'a> {
             Some(client) => client,
             None => self.client.insert(self.global.connect()?),
         };
-        let result = client.token(min_valid);
+        let result = client.token_with_identity(min_valid);
         match &result {
             Ok(_) => {
                 if self.last_error.take().is_some() {

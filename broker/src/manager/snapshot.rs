@@ -130,9 +130,10 @@ impl ServedToken {
             expires_at: creds.expires_at.map(unix_secs).unwrap_or(0),
             scopes: creds.scopes.clone(),
             metadata,
-            id_token: creds.id_token.clone(),
-            obtained_at: Some(unix_secs(creds.obtained_at)),
-            refresh_token_id: Some(creds.refresh_token_id()),
+            // Only in answers that ask for them (`with_identity`).
+            id_token: None,
+            obtained_at: None,
+            refresh_token_id: None,
         };
         let response = Response::Token(grant);
         let frame = encode_frame(&response).ok().map(SecretSlice::from);
@@ -185,6 +186,18 @@ impl ServedToken {
             obtained_at,
             expiry,
             grant,
+        }
+    }
+
+    /// The wire answer with the login's identity (id token, when obtained,
+    /// refresh-token fingerprint), for a `Token` request that asks for it:
+    /// encoded per request, as only client-side projectors ask, rarely.
+    pub fn grant_with_identity(&self) -> TokenGrant {
+        TokenGrant {
+            id_token: self.id_token.clone(),
+            obtained_at: Some(unix_secs(self.obtained_at)),
+            refresh_token_id: Some(self.refresh_token_id.clone()),
+            ..self.grant.clone()
         }
     }
 
@@ -276,10 +289,18 @@ mod tests {
         assert_eq!(wire.scopes, ["openid"]);
         assert_eq!(wire.metadata["account_id"], "acct");
         assert_eq!(wire.metadata["plan"], "pro");
-        // What a projector on another host needs (`brokerctl project --follow`).
-        assert_eq!(wire.obtained_at, Some(unix_secs(c.obtained_at)));
-        assert_eq!(wire.refresh_token_id, Some(c.refresh_token_id()));
+        // The lean answer: no identity unless asked for.
+        assert_eq!(wire.obtained_at, None);
+        assert_eq!(wire.refresh_token_id, None);
         assert!(wire.id_token.is_none());
+        // What a projector on another host asks for (`brokerctl project --follow`).
+        let mut with_id = c.clone();
+        with_id.id_token = Some(SecretString::from("id-token-1"));
+        let identity = ServedToken::new(&with_id).unwrap().grant_with_identity();
+        assert_eq!(identity.obtained_at, Some(unix_secs(c.obtained_at)));
+        assert_eq!(identity.refresh_token_id, Some(c.refresh_token_id()));
+        assert_eq!(identity.id_token.unwrap().expose_secret(), "id-token-1");
+        assert_eq!(identity.access_token.expose_secret(), "token-1");
         // The frame and the grant say the same.
         assert_eq!(
             served.frame().unwrap(),

@@ -193,7 +193,7 @@ fn serve(
             log.requests.push(request.name().to_string());
             match &request {
                 Request::Unauthorized { token_id } => log.token_ids.push(token_id.clone()),
-                Request::Token { min_valid_secs } => log.min_valid.push(*min_valid_secs),
+                Request::Token { min_valid_secs, .. } => log.min_valid.push(*min_valid_secs),
                 _ => {}
             }
         }

@@ -402,10 +402,12 @@ pub fn machine() -> String {
 /// `bench --only storm`).
 pub fn storm_line(storm: &StormResult) -> String {
     format!(
-        "all served {} after resume (first {}; a single waiting client: {}); {} refresh{}, {} distinct token{}; one token-endpoint round trip p50 {}",
+        "all served {} after resume (first {}; a single waiting client: {}); brokerd CPU {} ({} per client); {} refresh{}, {} distinct token{}; one token-endpoint round trip p50 {}",
         Human(storm.all_served),
         Human(storm.first_served),
         Human(storm.single_client),
+        Human(storm.broker_cpu),
+        Human(storm.broker_cpu / storm.clients.max(1) as u32),
         storm.refreshes,
         if storm.refreshes == 1 { "" } else { "es" },
         storm.distinct_tokens,

@@ -27,6 +27,7 @@ impl FrameSizes {
     pub fn of(token: &AccessToken) -> anyhow::Result<FrameSizes> {
         let request = encode_frame(&Request::Token {
             min_valid_secs: MIN_VALID.as_secs(),
+            identity: false,
         })?;
         let grant = TokenGrant {
             access_token: SecretString::from(token.expose_secret().to_owned()),

@@ -62,6 +62,9 @@ pub struct StormResult {
     /// The same with a single waiting client: the refresh itself, including
     /// the two durable state writes around the token-endpoint call.
     pub single_client: Duration,
+    /// CPU time brokerd used (all its threads) from the resume until the last
+    /// client was served: what serving the storm cost the broker itself.
+    pub broker_cpu: Duration,
     /// Refreshes the token endpoint performed for the storm.
     pub refreshes: u64,
     /// Distinct tokens the clients received (1 when all share the refresh).
@@ -126,6 +129,7 @@ fn once(brokerd: &Path, clients: usize, writes: StateWrites) -> anyhow::Result<S
     }
     go.wait();
     std::thread::sleep(QUEUE_SETTLE);
+    let cpu_before = super::cpu::on_cpu(broker.pid())?;
     let resumed = Instant::now();
     broker.signal(Signal::SIGCONT)?;
 
@@ -138,6 +142,7 @@ fn once(brokerd: &Path, clients: usize, writes: StateWrites) -> anyhow::Result<S
         served.push(at.saturating_duration_since(resumed));
         token_ids.insert(token_id);
     }
+    let broker_cpu = super::cpu::on_cpu(broker.pid())?.saturating_sub(cpu_before);
     let after = bench.fake.stats();
     drop(broker);
     let all_served = served.iter().max().copied().unwrap_or_default();
@@ -147,6 +152,7 @@ fn once(brokerd: &Path, clients: usize, writes: StateWrites) -> anyhow::Result<S
         first_served: served.iter().min().copied().unwrap_or_default(),
         all_served,
         single_client: all_served,
+        broker_cpu,
         refreshes: after.successful_refreshes - before.successful_refreshes,
         distinct_tokens: token_ids.len(),
         endpoint_round_trip,

@@ -22,7 +22,10 @@ pub async fn dispatch(
     conn: &mut Connection,
 ) -> Result<(), ConnectionError> {
     let response = match request {
-        Request::Token { min_valid_secs } => return token::answer(app, min_valid_secs, conn).await,
+        Request::Token {
+            min_valid_secs,
+            identity,
+        } => return token::answer(app, min_valid_secs, identity, conn).await,
         Request::Unauthorized { token_id } => unauthorized::handle(&app.manager, &token_id).await,
         Request::Status => status::handle(app),
         Request::Import { tokens } => import::handle(app, tokens).await,

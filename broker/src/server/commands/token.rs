@@ -13,10 +13,12 @@ use oauth_broker_proto::{ErrorFrame, Response};
 use std::time::Duration;
 
 /// A token valid for at least `min_valid_secs` (capped by what a fresh one
-/// gives), written on `conn`.
+/// gives), written on `conn`; with the login's identity when `identity`
+/// (a client-side projector: see `ServedToken::grant_with_identity`).
 pub async fn answer(
     app: &App,
     min_valid_secs: u64,
+    identity: bool,
     conn: &mut Connection,
 ) -> Result<(), ConnectionError> {
     let min_valid = Duration::from_secs(min_valid_secs);
@@ -32,6 +34,11 @@ pub async fn answer(
             Err(e) => return conn.write(&Response::Error(ErrorFrame::from(e))).await,
         },
     };
+    if identity {
+        return conn
+            .write(&Response::Token(served.grant_with_identity()))
+            .await;
+    }
     write(&served, conn).await
 }
 
